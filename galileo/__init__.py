@@ -1,7 +1,25 @@
-"""galileo: distributed traces of LLM and agent work, from Starlette and FastAPI services to Galileo."""
+"""galileo: distributed traces of LLM and agent work, from Starlette and FastAPI services to Galileo.
+
+The public façade. Data flows one way: a request handler calls a :class:`GalileoLogger` (which builds the
+span tree), the logger hands records to the process-wide sender (a bounded queue and worker threads), and
+the sender's transport speaks Galileo's HTTP API. With nothing configured, records go to the local
+collector (``galileo-collector serve``) at http://localhost:8088.
+"""
 
 from __future__ import annotations
 
+from galileo._sender import shutdown, stats
 from galileo._version import __version__
+from galileo.config import GalileoConfig
+from galileo.exceptions import ConfigurationError, GalileoLoggerException
+from galileo.logger import GalileoLogger
 
-__all__ = ["__version__"]
+__all__ = [
+    "ConfigurationError",
+    "GalileoConfig",
+    "GalileoLogger",
+    "GalileoLoggerException",
+    "__version__",
+    "shutdown",
+    "stats",
+]

@@ -1,0 +1,457 @@
+"""The value shapes of the Galileo wire format, and the policy that coerces any user value into them.
+
+Users hand the logger whatever their code has: strings, dicts, OpenAI-style message dicts, LangChain-style
+documents, pydantic models, ``None``. The ingest schemas accept only a few shapes, and which ones depends on
+the record kind. This module is the one place that maps the former onto the latter; :mod:`galileo.schema`
+re-exports everything public here.
+
+Shapes per record kind (``input`` / ``output``)::
+
+    trace      str                      / str or None         (messages and documents become their text)
+    llm        list[Message]            / Message             (never null: an empty assistant message)
+    retriever  str                      / list[Document]      (never null: an empty list)
+    tool       str                      / str or None
+    workflow   str or list[Message]     / str, Message, list[Document] or None
+    agent      same as workflow
+
+``None`` as an input becomes ``""``. Text (:func:`to_text`) is the string itself; a message's content
+(several messages become ``"role: content"`` lines); documents' contents joined by a blank line; JSON for
+dicts, lists, numbers and booleans (``json.dumps(..., ensure_ascii=False)``, key order kept); for attrs
+classes, dataclasses and pydantic models the JSON of their fields; ``str()`` for any other object. It never
+raises.
+
+Size. Every text piece (a string input/output, a message's content or tool-call arguments, a document's
+content, a metadata key or value, a tag) longer than :attr:`PayloadPolicy.max_chars` (default
+:data:`DEFAULT_MAX_CHARS`, 100,000 characters, about 100-400 KB of UTF-8: far below any request limit, yet
+enough for long prompts) keeps its first ``max_chars`` characters followed by :data:`TRUNCATION_MARKER`, e.g.
+``"…[truncated 12345 chars]"``: a reader of the trace sees that text is missing and how much.
+
+Redaction. :attr:`PayloadPolicy.redact` is an optional hook ``redact(field, value)`` where ``field`` is
+``"input"`` or ``"output"`` and ``value`` the raw value the user passed (before coercion and truncation; the
+hook is not called for ``None``). It returns the redacted copy (any shape: it is coerced like the original) or
+``None`` for "no redacted copy". The result is sent as ``redacted_input`` / ``redacted_output`` next to the
+original. A hook that raises never reaches the application: the failure is logged at WARNING on the
+``galileo`` logger with the exception type only (never the value, nor the exception message, which could quote
+it), and :data:`REDACTION_FAILED` is sent in the redacted field instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any, Final, TypeAlias
+
+import attrs
+
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "KINDS",
+    "MESSAGE_ROLES",
+    "REDACTION_FAILED",
+    "TRUNCATION_MARKER",
+    "Document",
+    "Message",
+    "Payload",
+    "PayloadPolicy",
+    "ToolCall",
+    "ToolCallFunction",
+    "to_text",
+    "wire_value",
+]
+
+_log = logging.getLogger("galileo")
+
+DEFAULT_MAX_CHARS: Final = 100_000
+#: Appended to a text piece cut at ``max_chars``; ``{omitted}`` is the number of characters dropped.
+TRUNCATION_MARKER: Final = "…[truncated {omitted} chars]"
+#: Sent as the redacted value when the redaction hook raised.
+REDACTION_FAILED: Final = "[redaction failed]"
+#: The schema's MessageRole enum.
+MESSAGE_ROLES: Final = ("agent", "assistant", "developer", "function", "system", "tool", "user")
+#: The record kinds, as the wire ``type`` field spells them.
+KINDS: Final = ("trace", "llm", "retriever", "tool", "workflow", "agent")
+
+# Roles other libraries use for the same thing (LangChain "human"/"ai").
+_ROLE_ALIASES: Final = {"human": "user", "ai": "assistant", "model": "assistant"}
+_FIELDS: Final = ("input", "output")
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallFunction:
+    """The function an LLM asked to call, with its arguments as a JSON string."""
+
+    name: str
+    arguments: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+
+@attrs.frozen(kw_only=True)
+class ToolCall:
+    """One tool call in an assistant message."""
+
+    id: str
+    function: ToolCallFunction
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "function": self.function.to_wire()}
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """A chat message. ``content=None`` (a message that only calls tools) is sent as ``""``: the schema
+    requires a string."""
+
+    content: str | None
+    role: str = attrs.field(default="user", validator=attrs.validators.in_(MESSAGE_ROLES))
+    tool_call_id: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        calls = self.tool_calls
+        return {
+            "content": "" if self.content is None else self.content,
+            "role": self.role,
+            "tool_call_id": self.tool_call_id,
+            "tool_calls": None if calls is None else [call.to_wire() for call in calls],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class Document:
+    """A retrieved document: text and scalar metadata."""
+
+    content: str
+    metadata: dict[str, str | int | float | bool] = attrs.field(factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "metadata": {str(k): _scalar(v, None) for k, v in self.metadata.items()},
+        }
+
+
+#: What a record's input/output holds once coerced.
+Payload: TypeAlias = "str | Message | list[Message] | list[Document] | None"
+
+
+@attrs.frozen(kw_only=True)
+class PayloadPolicy:
+    """How user values become wire values: shape per record kind, size limit, redaction hook."""
+
+    max_chars: int = attrs.field(
+        default=DEFAULT_MAX_CHARS, validator=[attrs.validators.instance_of(int), attrs.validators.gt(0)]
+    )
+    redact: Callable[[str, Any], Any] | None = None
+
+    def input(self, kind: str, value: Any) -> Payload:
+        """``value`` in the input shape of ``kind`` (see the module docstring), truncated."""
+        return _shape(kind, "input", value, self.max_chars)
+
+    def output(self, kind: str, value: Any) -> Payload:
+        """``value`` in the output shape of ``kind``, truncated."""
+        return _shape(kind, "output", value, self.max_chars)
+
+    def redacted(self, kind: str, field: str, value: Any) -> Payload:
+        """The redacted copy of ``value`` for ``field`` ("input"/"output"), or None without one."""
+        if field not in _FIELDS:
+            raise ValueError(f"field must be one of {_FIELDS}, got {field!r}")
+        if self.redact is None or value is None:
+            return None
+        try:
+            result = self.redact(field, value)
+        except Exception as exc:  # a user hook must never break the application
+            _log.warning(
+                "the redaction hook raised %s for the %s of a %s record; sending %r instead",
+                type(exc).__name__,
+                field,
+                kind,
+                REDACTION_FAILED,
+            )
+            result = REDACTION_FAILED
+        if result is None:
+            return None
+        return _shape(kind, field, result, self.max_chars)
+
+    def metadata(self, value: Mapping[Any, Any] | None) -> dict[str, str]:
+        """User metadata with string keys and values (JSON for dicts and lists), truncated."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            _log.warning("metadata must be a mapping, got %s; dropped", type(value).__name__)
+            return {}
+        limit = self.max_chars
+        out: dict[str, str] = {}
+        for key, item in list(value.items()):
+            text = to_text(item) if isinstance(item, (Mapping, list, tuple)) else _safe_str(item)
+            out[_clip(_safe_str(key), limit)] = _clip(text, limit)
+        return out
+
+    def tags(self, value: Any) -> list[str]:
+        """Tags as a list of distinct strings, in order; a single string is one tag."""
+        if value is None:
+            return []
+        items: Iterable[Any] = [value] if isinstance(value, (str, bytes)) or not _iterable(value) else value
+        out: dict[str, None] = {}
+        for item in items:
+            out[_clip(_safe_str(item), self.max_chars)] = None
+        return list(out)
+
+
+def to_text(value: Any) -> str:
+    """The text form of any value (see the module docstring); not truncated; never raises."""
+    try:
+        return _text(value)
+    except Exception:  # circular structures, odd keys, a failing __str__ ...
+        return _safe_str(value)
+
+
+def wire_value(kind: str, field: str, value: Any, *, redacted: bool = False) -> Any:
+    """The JSON value of a record's input/output: coerced to the kind's shape (not truncated), then
+    serialised. A ``redacted`` field that is ``None`` stays ``None``."""
+    if redacted and value is None:
+        return None
+    shaped = _shape(kind, field, value, None)
+    if isinstance(shaped, (Message, Document)):
+        return shaped.to_wire()
+    if isinstance(shaped, list):
+        return [item.to_wire() for item in shaped]
+    return shaped
+
+
+# --- text -------------------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, Message):
+        return _message_text(value)
+    if isinstance(value, Document):
+        return value.content
+    if isinstance(value, (list, tuple)) and value:
+        if all(isinstance(item, Message) for item in value):
+            if len(value) == 1:
+                return _message_text(value[0])
+            return "\n".join(f"{m.role}: {_message_text(m)}" for m in value)
+        if all(isinstance(item, Document) for item in value):
+            return "\n\n".join(doc.content for doc in value)
+    if not isinstance(value, (Mapping, list, tuple, int, float)):
+        value = _json_default(value)
+        if isinstance(value, str):
+            return value
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _message_text(message: Message) -> str:
+    if message.content is not None:
+        return message.content
+    if message.tool_calls:
+        return json.dumps([call.to_wire() for call in message.tool_calls], ensure_ascii=False)
+    return ""
+
+
+def _json_default(value: Any) -> Any:
+    """What json.dumps cannot encode: our value types, attrs/dataclass/pydantic objects, sets, dates."""
+    if isinstance(value, (Message, Document, ToolCall, ToolCallFunction)):
+        return value.to_wire()
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return _safe_str(value)
+
+
+def _safe_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _clip(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(omitted=len(text) - limit)
+
+
+def _iterable(value: Any) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, Mapping)
+
+
+def _scalar(value: Any, limit: int | None) -> str | int | float | bool:
+    """A document metadata value: str/int/bool kept, finite floats kept, anything else as text."""
+    if isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return _clip(value if isinstance(value, str) else to_text(value), limit)
+
+
+# --- shapes -----------------------------------------------------------------------------------------------
+
+
+def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
+    if field == "input":
+        if kind == "llm":
+            return [_message(item, "user", limit) for item in _items(value)]
+        if kind in ("workflow", "agent") and _is_messages(value):
+            return [_message(item, "user", limit) for item in _items(value)]
+        if kind in KINDS:
+            return _clip(to_text(value), limit)
+    elif field == "output":
+        if kind == "llm":
+            items = _items(value)
+            return _message(items[-1], "assistant", limit) if items else Message(content="", role="assistant")
+        if kind == "retriever":
+            return [_document(item, limit) for item in _items(value)]
+        if value is None and kind in KINDS:
+            return None
+        if kind in ("workflow", "agent"):
+            if isinstance(value, Message):
+                return _message(value, "assistant", limit)
+            if isinstance(value, Document) or (
+                isinstance(value, (list, tuple)) and value and all(isinstance(v, Document) for v in value)
+            ):
+                return [_document(item, limit) for item in _items(value)]
+        if kind in KINDS:
+            return _clip(to_text(value), limit)
+    raise ValueError(f"cannot shape the {field!r} of a record of kind {kind!r}; kinds are {KINDS}")
+
+
+def _items(value: Any) -> list[Any]:
+    """A value as a list of items: None is empty, a list or tuple its elements, anything else one item."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _is_messages(value: Any) -> bool:
+    if isinstance(value, Message):
+        return True
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(item, Message) or _is_message_mapping(item) for item in value)
+    )
+
+
+def _is_message_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping) and "role" in value and ("content" in value or "tool_calls" in value)
+
+
+def _message(value: Any, role: str, limit: int | None) -> Message:
+    if isinstance(value, Message):
+        if limit is None:
+            return value
+        content = value.content
+        calls = value.tool_calls
+        if (content is None or len(content) <= limit) and not calls:
+            return value
+        return attrs.evolve(
+            value,
+            content=None if content is None else _clip(content, limit),
+            tool_calls=None if calls is None else [_tool_call(call, limit) for call in calls],
+        )
+    if isinstance(value, Mapping):
+        given = value.get("role")
+        given = _ROLE_ALIASES.get(given, given) if isinstance(given, str) else None
+        if given in MESSAGE_ROLES:
+            role = given
+        if "content" not in value and "tool_calls" not in value:  # not a message: all of it is the content
+            return Message(content=_clip(to_text(value), limit), role=role)
+        content = value.get("content")
+        call_id = value.get("tool_call_id")
+        calls = value.get("tool_calls")
+        tool_calls = (
+            [_tool_call(c, limit) for c in calls if isinstance(c, (ToolCall, Mapping))]
+            if isinstance(calls, (list, tuple))
+            else None
+        )
+        return Message(
+            content=None if content is None else _clip(_content_text(content), limit),
+            role=role,
+            tool_call_id=None if call_id is None else _safe_str(call_id),
+            tool_calls=tool_calls,
+        )
+    return Message(content=_clip(to_text(value), limit), role=role)
+
+
+def _content_text(content: Any) -> str:
+    """A message content: a string, or content parts (``[{"type": "text", "text": ...}]``) joined."""
+    if isinstance(content, (list, tuple)) and all(
+        isinstance(part, str) or (isinstance(part, Mapping) and isinstance(part.get("text"), str))
+        for part in content
+    ):
+        return "".join(part if isinstance(part, str) else part["text"] for part in content)
+    return to_text(content)
+
+
+def _tool_call(value: ToolCall | Mapping[str, Any], limit: int | None) -> ToolCall:
+    if isinstance(value, ToolCall):
+        fn = value.function
+        if limit is None or (len(fn.arguments) <= limit and len(fn.name) <= limit):
+            return value
+        return ToolCall(
+            id=value.id,
+            function=ToolCallFunction(name=_clip(fn.name, limit), arguments=_clip(fn.arguments, limit)),
+        )
+    function = value.get("function")
+    fn_map: Mapping[str, Any] = function if isinstance(function, Mapping) else value
+    name = fn_map.get("name")
+    arguments = fn_map.get("arguments")
+    call_id = value.get("id")
+    return ToolCall(
+        id="" if call_id is None else _safe_str(call_id),
+        function=ToolCallFunction(
+            name="" if name is None else _clip(_safe_str(name), limit),
+            arguments=_clip(to_text(arguments), limit),
+        ),
+    )
+
+
+def _document(value: Any, limit: int | None) -> Document:
+    if isinstance(value, Document):
+        if limit is None or len(value.content) <= limit:
+            return value
+        return Document(content=_clip(value.content, limit), metadata=value.metadata)
+    if isinstance(value, Mapping) and ("content" in value or "page_content" in value):
+        content = value["content"] if "content" in value else value["page_content"]
+        extra = {k: v for k, v in value.items() if k not in ("content", "page_content", "metadata")}
+        meta = value.get("metadata")
+        merged = {**extra, **meta} if isinstance(meta, Mapping) else extra
+        return Document(content=_clip(to_text(content), limit), metadata=_doc_metadata(merged, limit))
+    page_content = getattr(value, "page_content", None)  # LangChain documents
+    if isinstance(page_content, str):
+        meta = getattr(value, "metadata", None)
+        return Document(
+            content=_clip(page_content, limit),
+            metadata=_doc_metadata(meta if isinstance(meta, Mapping) else {}, limit),
+        )
+    return Document(content=_clip(to_text(value), limit))
+
+
+def _doc_metadata(meta: Mapping[Any, Any], limit: int | None) -> dict[str, str | int | float | bool]:
+    return {_clip(_safe_str(k), limit): _scalar(v, limit) for k, v in meta.items()}

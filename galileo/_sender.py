@@ -1,0 +1,699 @@
+"""The process-wide sender: a bounded set of pending records, a fixed pool of worker threads, ordering.
+
+Every logger in the process hands its records to one :class:`Sender` (:func:`get_sender`); creating a logger
+creates no thread, registers no hook and does no I/O. The worker threads start on the first record.
+
+Records are grouped in *outboxes*: one per (logger, trace) in distributed mode (:class:`TraceOutbox`) and one
+per flush in batch mode (:class:`BatchOutbox`). Workers pick outboxes that have something ready, ask them
+for the next request, send it without holding any lock, then settle the outcome. The rules an outbox keeps:
+
+- A record's POST starts only after its parent's ingest was acknowledged (2xx), or it travels nested in
+  its parent's body. A parent outside the outbox (an upstream service's span) counts as acknowledged.
+- Coalescing takes two shapes only: ready siblings of one parent share one ``spans`` list, and a subtree
+  not sent yet travels nested in its root. A span concluded before it went out goes once, concluded; a span
+  concluded after its POST started gets a PATCH once that POST is acknowledged.
+- The trace's ``is_complete`` PATCH goes last, after every record of the outbox was acknowledged or given up.
+- Records of different traces never share a request.
+
+Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
+outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
+connection errors, timeouts, and a parent the server has not seen yet) are retried with exponential backoff
+and jitter within the retry window; permanent ones (a 422 schema error, 413, other 4xx) are given up at once.
+Records given up, and the records that depended on them, are counted by reason in :meth:`Sender.stats` and
+reported at WARNING at most once per burst. The number of records not yet delivered is bounded by the
+configured queue size: beyond it new records are dropped and counted, never queued without bound.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from galileo import schema
+from galileo._transport import Client, Outcome, Result, Target, reset_clients
+from galileo.config import GalileoConfig
+
+__all__ = ["BatchOutbox", "Outbox", "Sender", "TraceOutbox", "get_sender", "shutdown", "stats"]
+
+_log = logging.getLogger("galileo")
+
+#: First retry delay; doubled per attempt up to BACKOFF_MAX, then scaled by a random factor in [0.5, 1].
+BACKOFF_BASE = 0.25
+BACKOFF_MAX = 30.0
+#: How long sending pauses after the API refused our credentials even after a fresh login.
+AUTH_PAUSE = 30.0
+#: At most this many records in one request body.
+MAX_RECORDS_PER_REQUEST = 500
+#: Drops and failures are reported at WARNING at most once per this many seconds.
+WARN_INTERVAL = 10.0
+#: How long the interpreter-exit drain waits for pending records.
+EXIT_TIMEOUT = 5.0
+
+_NEW, _SENDING, _ACKED, _FAILED = range(4)
+
+
+class _Node:
+    """One record known to a trace outbox."""
+
+    __slots__ = ("children", "concluded", "needs_patch", "parent_id", "patching", "record", "state")
+
+    def __init__(self, record: schema.Record, parent_id: str | None) -> None:
+        self.record = record
+        self.parent_id = parent_id
+        self.state = _NEW
+        self.children: list[str] = []
+        self.concluded = False
+        self.needs_patch = False
+        self.patching = False
+
+
+class _Request:
+    """A planned request: made under the sender lock, serialised and sent outside it."""
+
+    __slots__ = ("kind", "nodes", "parent_id", "roots")
+
+    def __init__(
+        self, kind: str, roots: list[_Node], nodes: list[_Node], parent_id: str | None = None
+    ) -> None:
+        self.kind = kind  # "traces", "spans", "span_update", "trace_update" or "batch"
+        self.roots = roots
+        self.nodes = nodes
+        self.parent_id = parent_id
+
+
+class Outbox:
+    """Records of one trace (or one batch flush) on their way to one project and log stream."""
+
+    def __init__(self, sender: Sender, client: Client, target: Target) -> None:
+        self.sender = sender
+        self.client = client
+        self.target = target
+        self.attempts = 0
+        self.not_before = 0.0
+        self.first_failure: float | None = None
+        self.in_ready = False
+        self.priority = False
+
+    # The following run under the sender lock.
+    def has_ready(self) -> bool:
+        raise NotImplementedError
+
+    def take(self) -> _Request | None:
+        raise NotImplementedError
+
+    def settle(self, request: _Request, result: Result, now: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to send or in flight."""
+        raise NotImplementedError
+
+    def pending(self) -> int:
+        """Records not yet delivered nor given up."""
+        raise NotImplementedError
+
+    # Runs outside the lock, in a worker.
+    def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _retry_later(self, result: Result, now: float) -> bool:
+        """Schedule a retry; False when the retry window is spent (the caller gives up)."""
+        if self.first_failure is None:
+            self.first_failure = now
+        if now - self.first_failure > self.sender.retry_window:
+            return False
+        self.attempts += 1
+        delay = min(BACKOFF_BASE * 2 ** (self.attempts - 1), BACKOFF_MAX) * random.uniform(0.5, 1.0)
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+        if result.outcome is Outcome.AUTH:
+            delay = max(delay, AUTH_PAUSE)
+        self.not_before = max(self.not_before, now + delay)
+        return True
+
+    def _succeeded(self) -> None:
+        self.attempts = 0
+        self.first_failure = None
+
+
+class TraceOutbox(Outbox):
+    """Distributed mode: the records of one trace from one logger, sent as soon as their parent is in."""
+
+    def __init__(self, sender: Sender, client: Client, target: Target, trace_id: str, *, owned: bool) -> None:
+        super().__init__(sender, client, target)
+        self.trace_id = trace_id
+        self.owned = owned
+        self.nodes: dict[str, _Node] = {}
+        self._new: dict[str, None] = {}  # ids of NEW nodes, in arrival order
+        self._patches: dict[str, None] = {}  # ids of ACKED nodes needing a PATCH
+        self.completion: schema.Trace | None = None  # set when the trace was concluded (owned only)
+        self.completion_sent = False
+        self.inflight = 0
+
+    # -- events from the logger (under the lock) ---------------------------------------------------------
+    def add(self, record: schema.Record, parent_id: str | None) -> None:
+        node = _Node(record, parent_id)
+        self.nodes[record.id] = node
+        self._new[record.id] = None
+        parent = self.nodes.get(parent_id) if parent_id else None
+        if parent is not None:
+            parent.children.append(record.id)
+            if parent.state == _FAILED:
+                self._fail([node], "parent_failed", None)
+
+    def conclude(self, record_id: str) -> bool:
+        node = self.nodes.get(record_id)
+        if node is None or node.concluded:
+            return False
+        node.concluded = True
+        if node.state in (_SENDING, _ACKED):
+            node.needs_patch = True
+            if node.state == _ACKED:
+                self._patches[record_id] = None
+            return True
+        return False
+
+    def complete(self, trace: schema.Trace) -> None:
+        self.completion = trace
+
+    # -- planning -----------------------------------------------------------------------------------------
+    def _is_ready(self, node: _Node) -> bool:
+        if node.parent_id is None:
+            return True
+        parent = self.nodes.get(node.parent_id)
+        return parent is None or parent.state == _ACKED
+
+    def _completion_ready(self) -> bool:
+        return (
+            self.completion is not None
+            and not self.completion_sent
+            and not self._new
+            and not self._patches
+            and self.inflight == 0
+            and not any(n.needs_patch for n in self.nodes.values())
+        )
+
+    def has_ready(self) -> bool:
+        if self._patches or self._completion_ready():
+            return True
+        return any(self._is_ready(self.nodes[i]) for i in self._new)
+
+    @property
+    def idle(self) -> bool:
+        if self.inflight or self._new or self._patches:
+            return False
+        return self.completion is None or self.completion_sent or not self.owned
+
+    def _subtree(self, root: _Node, into: list[_Node]) -> None:
+        stack = [root]
+        while stack and len(into) < MAX_RECORDS_PER_REQUEST:
+            node = stack.pop()
+            into.append(node)
+            stack.extend(self.nodes[c] for c in reversed(node.children) if self.nodes[c].state == _NEW)
+
+    def take(self) -> _Request | None:
+        ready = next((self.nodes[i] for i in self._new if self._is_ready(self.nodes[i])), None)
+        if ready is not None:
+            nodes: list[_Node] = []
+            if ready.parent_id is None:
+                roots = [ready]
+                self._subtree(ready, nodes)
+                kind = "traces"
+            else:
+                roots = []
+                for i in self._new:
+                    node = self.nodes[i]
+                    if node.parent_id == ready.parent_id and len(nodes) < MAX_RECORDS_PER_REQUEST:
+                        roots.append(node)
+                        self._subtree(node, nodes)
+                kind = "spans"
+            for node in nodes:
+                node.state = _SENDING
+                node.needs_patch = False
+                del self._new[node.record.id]
+            self.inflight += 1
+            return _Request(kind, roots, nodes, ready.parent_id)
+        if self._patches:
+            record_id = next(iter(self._patches))
+            del self._patches[record_id]
+            node = self.nodes[record_id]
+            node.needs_patch = False
+            node.patching = True
+            self.inflight += 1
+            return _Request("span_update", [node], [node])
+        if self._completion_ready():
+            self.completion_sent = True
+            self.inflight += 1
+            return _Request("trace_update", [], [])
+        return None
+
+    def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
+        if request.kind == "span_update":
+            span = request.roots[0].record
+            return "PATCH", f"/spans/{span.id}", schema.span_update_body(span, log_stream_id=None)  # type: ignore[arg-type]
+        if request.kind == "trace_update":
+            assert self.completion is not None
+            body = schema.trace_update_body(self.completion, log_stream_id=None, is_complete=True)
+            return "PATCH", f"/traces/{self.trace_id}", body
+        included = {id(n) for n in request.nodes}
+
+        def wire(node: _Node) -> dict[str, Any]:
+            data = node.record.to_wire(include_children=False)
+            if "spans" in data:
+                data["spans"] = [wire(self.nodes[c]) for c in node.children if id(self.nodes[c]) in included]
+            return data
+
+        wires = [wire(root) for root in request.roots]
+        if request.kind == "traces":
+            return "POST", "/traces", schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
+        assert request.parent_id is not None
+        body = schema.spans_ingest_body(
+            wires, trace_id=self.trace_id, parent_id=request.parent_id, log_stream_id=None
+        )
+        return "POST", "/spans", body
+
+    # -- outcomes -----------------------------------------------------------------------------------------
+    def settle(self, request: _Request, result: Result, now: float) -> None:
+        self.inflight -= 1
+        if result.outcome is Outcome.OK:
+            self._succeeded()
+            self.sender._count("sent", max(1, len(request.nodes)))
+            for node in request.nodes:
+                node.patching = False
+                if node.state == _SENDING:
+                    node.state = _ACKED
+                    self.sender._pending -= 1
+                if node.needs_patch:  # concluded while its POST was in flight
+                    self._patches[node.record.id] = None
+            return
+        transient = result.outcome in (Outcome.RETRY, Outcome.PARENT_MISSING, Outcome.AUTH)
+        if transient and self._retry_later(result, now):
+            self.sender._count("retried", 1)
+            self._requeue(request)
+            return
+        reason = _reason(result, transient)
+        if request.kind == "trace_update":
+            self.sender._drop(reason, 1, result)
+            return
+        if request.kind == "span_update":
+            request.roots[0].patching = False
+            self.sender._drop(reason, 1, result)
+            return
+        self._fail(request.nodes, reason, result)
+
+    def _requeue(self, request: _Request) -> None:
+        if request.kind == "trace_update":
+            self.completion_sent = False
+            return
+        if request.kind == "span_update":
+            node = request.roots[0]
+            node.patching = False
+            node.needs_patch = True
+            self._patches[node.record.id] = None
+            return
+        for node in request.nodes:
+            node.state = _NEW
+            self._new[node.record.id] = None
+
+    def _fail(self, nodes: Iterable[_Node], reason: str, result: Result | None) -> None:
+        """Give up ``nodes`` and every record below them not yet delivered."""
+        failed = 0
+        stack = list(nodes)
+        while stack:
+            node = stack.pop()
+            if node.state in (_ACKED, _FAILED):
+                continue
+            node.state = _FAILED
+            self.sender._pending -= 1
+            node.needs_patch = False
+            self._new.pop(node.record.id, None)
+            self._patches.pop(node.record.id, None)
+            failed += 1
+            stack.extend(self.nodes[c] for c in node.children if self.nodes[c].state == _NEW)
+        if failed:
+            self.sender._drop(reason, failed, result)
+
+    def pending(self) -> int:
+        return (
+            len(self._new) + len(self._patches) + sum(1 for n in self.nodes.values() if n.state == _SENDING)
+        )
+
+
+class BatchOutbox(Outbox):
+    """Batch mode: traces concluded by ``flush()``, sent in one ``POST /traces``."""
+
+    def __init__(
+        self, sender: Sender, client: Client, target: Target, traces: Sequence[schema.Trace], records: int
+    ) -> None:
+        super().__init__(sender, client, target)
+        self.traces = list(traces)
+        self.records = records
+        self.state = _NEW
+
+    def has_ready(self) -> bool:
+        return self.state == _NEW
+
+    @property
+    def idle(self) -> bool:
+        return self.state in (_ACKED, _FAILED)
+
+    def take(self) -> _Request | None:
+        if self.state != _NEW:
+            return None
+        self.state = _SENDING
+        return _Request("batch", [], [])
+
+    def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
+        return "POST", "/traces", schema.traces_ingest_body(self.traces, log_stream_id=None, is_complete=True)
+
+    def settle(self, request: _Request, result: Result, now: float) -> None:
+        if result.outcome is Outcome.OK:
+            self.state = _ACKED
+            self.sender._pending -= self.records
+            self.sender._count("sent", self.records)
+            return
+        transient = result.outcome in (Outcome.RETRY, Outcome.AUTH)
+        if transient and self._retry_later(result, now):
+            self.sender._count("retried", 1)
+            self.state = _NEW
+            return
+        self.state = _FAILED
+        self.sender._pending -= self.records
+        self.sender._drop(_reason(result, transient), self.records, result)
+
+    def pending(self) -> int:
+        return self.records if self.state in (_NEW, _SENDING) else 0
+
+
+def _reason(result: Result, transient: bool) -> str:
+    if transient:
+        return "retry_window_exceeded" if result.outcome is not Outcome.AUTH else "auth_failed"
+    if result.status == 413:
+        return "too_large"
+    if result.status == 422:
+        return "schema_rejected"
+    return f"rejected_{result.status}" if result.status else "rejected"
+
+
+class Sender:
+    """The process's queue and worker pool. Thread-safe; obtain it with :func:`get_sender`."""
+
+    def __init__(self, *, workers: int = 8, queue_size: int = 10_000, retry_window: float = 120.0) -> None:
+        self.workers = workers
+        self.queue_size = queue_size
+        self.retry_window = retry_window
+        self._cond = threading.Condition(threading.Lock())
+        self._ready: collections.deque[Outbox] = collections.deque()
+        self._delayed: list[tuple[float, int, Outbox]] = []
+        self._seq = itertools.count()
+        self._outboxes: set[Outbox] = set()  # not idle
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._pending = 0  # records admitted and neither delivered nor given up
+        self._inflight = 0  # requests being sent
+        self._counters: collections.Counter[str] = collections.Counter()
+        self._dropped: collections.Counter[str] = collections.Counter()
+        self._unreported: collections.Counter[str] = collections.Counter()
+        self._last_warning = 0.0
+        self._last_detail = ""
+
+    # -- accounting (under the lock) ---------------------------------------------------------------------
+    def _count(self, name: str, n: int) -> None:
+        self._counters[name] += n
+
+    def _drop(self, reason: str, n: int, result: Result | None) -> None:
+        self._dropped[reason] += n
+        self._unreported[reason] += n
+        if result is not None and result.detail:
+            self._last_detail = result.detail
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_INTERVAL:
+            self._last_warning = now
+            self._warn_dropped()
+
+    def _warn_dropped(self) -> None:
+        if not self._unreported:
+            return
+        what = ", ".join(f"{n} {reason}" for reason, n in sorted(self._unreported.items()))
+        detail = f" (last error: {self._last_detail})" if self._last_detail else ""
+        _log.warning(
+            "galileo: gave up %s record(s) since the last report: %s%s; totals %s",
+            sum(self._unreported.values()),
+            what,
+            detail,
+            self._stats_locked(),
+        )
+        self._unreported.clear()
+
+    def _stats_locked(self) -> dict[str, Any]:
+        return {
+            "queued": self._pending,
+            "sent": self._counters["sent"],
+            "retried": self._counters["retried"],
+            "dropped": sum(self._dropped.values()),
+            "dropped_by_reason": dict(self._dropped),
+            "in_flight": self._inflight,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: records queued, sent, retried (requests), dropped (total and by reason), in flight."""
+        with self._cond:
+            return self._stats_locked()
+
+    def note_dropped(self, reason: str, n: int = 1) -> None:
+        """Count records lost before they reached the sender (e.g. a span with no trace)."""
+        with self._cond:
+            self._drop(reason, n, None)
+
+    # -- events --------------------------------------------------------------------------------------------
+    def _admit(self, n: int) -> bool:
+        if self._pending + n > self.queue_size:
+            self._drop("queue_full", n, None)
+            return False
+        self._pending += n
+        return True
+
+    def open_trace(self, client: Client, target: Target, trace_id: str, *, owned: bool) -> TraceOutbox:
+        return TraceOutbox(self, client, target, trace_id, owned=owned)
+
+    def add(self, outbox: TraceOutbox, record: schema.Record, parent_id: str | None) -> bool:
+        """Queue a new record of ``outbox``; False (counted, logged) when the queue is full."""
+        with self._cond:
+            if not self._admit(1):
+                return False
+            outbox.add(record, parent_id)
+            self._schedule(outbox)
+            return True
+
+    def conclude(self, outbox: TraceOutbox, record_id: str) -> None:
+        with self._cond:
+            outbox.conclude(record_id)
+            self._schedule(outbox)
+
+    def complete(self, outbox: TraceOutbox, trace: schema.Trace) -> None:
+        with self._cond:
+            outbox.complete(trace)
+            self._schedule(outbox)
+
+    def prioritize(self, outbox: TraceOutbox) -> None:
+        with self._cond:
+            outbox.priority = True
+            if outbox.in_ready:  # move it to the front
+                with contextlib.suppress(ValueError):
+                    self._ready.remove(outbox)
+                outbox.in_ready = False
+            self._schedule(outbox)
+
+    def submit_batch(
+        self, client: Client, target: Target, traces: Sequence[schema.Trace], records: int
+    ) -> Outbox:
+        with self._cond:
+            outbox = BatchOutbox(self, client, target, traces, records)
+            if self._admit(records):
+                self._schedule(outbox)
+            else:
+                outbox.state = _FAILED
+            return outbox
+
+    def _schedule(self, outbox: Outbox) -> None:
+        """Put ``outbox`` where a worker will find it when it has work (under the lock)."""
+        if not outbox.idle:
+            self._outboxes.add(outbox)
+        elif outbox in self._outboxes:
+            self._outboxes.discard(outbox)
+            self._cond.notify_all()  # flush waiters
+        if outbox.in_ready or not outbox.has_ready():
+            return
+        now = time.monotonic()
+        if outbox.not_before > now:
+            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+        else:
+            outbox.in_ready = True
+            if outbox.priority:
+                self._ready.appendleft(outbox)
+            else:
+                self._ready.append(outbox)
+        self._start_workers()
+        self._cond.notify()
+
+    # -- workers -------------------------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        if self._threads or self._stopping:
+            return
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"galileo-sender-{i}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _next(self) -> tuple[Outbox, _Request] | None:
+        """Wait for and take the next request (under the lock); None when stopping with nothing to do."""
+        while True:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:
+                _, _, outbox = heapq.heappop(self._delayed)
+                if not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
+                    outbox.in_ready = True
+                    self._ready.append(outbox)
+            while self._ready:
+                outbox = self._ready.popleft()
+                outbox.in_ready = False
+                if outbox.not_before > now:
+                    heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+                    continue
+                request = outbox.take()
+                if request is None:
+                    self._schedule(outbox)
+                    continue
+                self._schedule(outbox)  # more ready work of this outbox goes to another worker
+                self._inflight += 1
+                return outbox, request
+            if self._stopping:
+                return None
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            self._cond.wait(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                taken = self._next()
+            if taken is None:
+                return
+            outbox, request = taken
+            try:
+                method, path, body = outbox.build(request)
+                result = outbox.client.write(method, outbox.target, path, body)
+            except Exception as exc:  # a bug in building a body must not kill the worker
+                _log.debug("galileo: could not build a request", exc_info=True)
+                result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
+            with self._cond:
+                self._inflight -= 1
+                outbox.settle(request, result, time.monotonic())
+                self._schedule(outbox)
+                self._cond.notify_all()
+
+    # -- waiting -------------------------------------------------------------------------------------------
+    def wait(self, outboxes: Iterable[Outbox], timeout: float | None) -> int:
+        """Wait until ``outboxes`` are idle or ``timeout`` passes; return the records still pending."""
+        boxes = list(outboxes)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                pending = sum(ob.pending() for ob in boxes if not ob.idle)
+                if not any(not ob.idle for ob in boxes):
+                    return 0
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return max(pending, 1)
+                self._cond.wait(remaining)
+
+    def drain(self, timeout: float | None) -> int:
+        """Wait until every outbox is idle (bounded); return the records still pending, then report."""
+        with self._cond:
+            boxes = list(self._outboxes)
+        pending = self.wait(boxes, timeout)
+        with self._cond:
+            if pending:
+                self._drop("shutdown_timeout", pending, None)
+            self._warn_dropped()
+        return pending
+
+    def close(self, timeout: float | None) -> int:
+        pending = self.drain(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        return pending
+
+
+_sender_lock = threading.Lock()
+_sender: Sender | None = None
+_exit_registered = False
+
+
+def get_sender(config: GalileoConfig) -> Sender:
+    """The process-wide sender; created (without threads) by the first logger that needs it."""
+    global _sender, _exit_registered
+    sender = _sender
+    if sender is None:
+        with _sender_lock:
+            if _sender is None:
+                _sender = Sender(
+                    workers=config.sender_workers,
+                    queue_size=config.queue_size,
+                    retry_window=config.retry_window,
+                )
+                if not _exit_registered:
+                    atexit.register(_drain_at_exit)
+                    _exit_registered = True
+            sender = _sender
+    return sender
+
+
+def shutdown(timeout: float | None = EXIT_TIMEOUT) -> int:
+    """Deliver what is pending, waiting at most ``timeout`` seconds; return the records left undelivered.
+
+    Safe to call from a FastAPI/Starlette lifespan's shutdown (it blocks the calling thread, bounded). The
+    sender keeps accepting records afterwards and starts new workers when needed.
+    """
+    global _sender
+    with _sender_lock:
+        sender, _sender = _sender, None
+    if sender is None:
+        return 0
+    return sender.close(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """The sender's counters (see :meth:`Sender.stats`); zeros before the first record."""
+    sender = _sender
+    if sender is None:
+        return {"queued": 0, "sent": 0, "retried": 0, "dropped": 0, "dropped_by_reason": {}, "in_flight": 0}
+    return sender.stats()
+
+
+def _drain_at_exit() -> None:
+    with contextlib.suppress(Exception):  # never fail interpreter exit
+        shutdown(EXIT_TIMEOUT)
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork gets a fresh sender and fresh clients: threads and sockets do not survive."""
+    global _sender, _sender_lock
+    _sender = None
+    _sender_lock = threading.Lock()
+    reset_clients()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

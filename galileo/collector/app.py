@@ -1,0 +1,526 @@
+"""The collector's HTTP routes: the slice of Galileo's API that clients use, plus a small ``/api`` of its own.
+
+Galileo routes (answers shaped like Galileo's, errors as ``{"detail": ...}``):
+
+* ``GET /healthcheck`` and ``POST /login/api_key`` need no token; every other Galileo route needs
+  ``Authorization: Bearer <JWT issued by this collector>`` and answers 401 without one.
+* ``GET /ingest/healthz`` is not served (404), which keeps the published SDK on the ``/v2`` routes.
+* Projects and log streams: lookup, paginated listing, creation (creating an existing name returns it).
+* Writes: ``POST /v2/projects/{pid}/traces|spans`` and ``PATCH /v2/projects/{pid}/traces|spans/{id}``.
+  Bodies are validated against Galileo's JSON Schemas (422 with the schema errors); an unknown project is
+  404, a PATCH of a record that is not stored is 404. ``GET /v2/projects/{pid}/traces/{id}`` returns the
+  trace as a tree (see :mod:`galileo.collector.store`).
+
+Collector routes (no auth; for tests, the CLI and viewers): ``GET /api/traces`` (latest traces),
+``GET /api/traces/{id}`` (a tree, across projects and log streams), ``GET|DELETE /api/requests`` (an
+in-memory ring of the last 10,000 write requests, in arrival order). Bad query parameters are 400.
+
+Endpoints are ``async`` and call the store directly: SQLite writes take microseconds in WAL mode, and the
+store serialises access with its own lock, so the app is also safe when run from a threadpool.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from galileo._version import __version__
+from galileo.collector import _auth, _validation
+from galileo.collector.store import (
+    LogStream,
+    Project,
+    RecordUpdate,
+    Store,
+    records_from_spans_request,
+    records_from_traces_request,
+)
+
+__all__ = ["REQUEST_LOG_SIZE", "build_app"]
+
+logger = logging.getLogger("galileo.collector")
+
+REQUEST_LOG_SIZE = 10_000
+_MAX_PAGE = 1000
+_USER_EMAIL = "local-user@galileo-collector.local"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _error(status: int, detail: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _problem(loc: list[str], message: str, kind: str) -> dict[str, Any]:
+    """One FastAPI-style validation problem."""
+    return {"loc": loc, "msg": message, "type": kind}
+
+
+def _invalid(loc: list[str], message: str, kind: str) -> JSONResponse:
+    """A 422 answer with one problem."""
+    return _error(422, [_problem(loc, message, kind)])
+
+
+def _reject_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON: refuse them rather than store what cannot be sent back."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _canonical_uuid(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _record_ids(body: Any) -> list[str]:
+    """The ids of the records a write body names: every (nested) trace/span id, or the PATCHed id."""
+    if not isinstance(body, dict):
+        return []
+    if isinstance(body.get("span_id"), str):
+        return [body["span_id"]]
+    ids: list[str] = []
+    stack = [item for key in ("traces", "spans") if isinstance(body.get(key), list) for item in body[key]]
+    stack.reverse()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("id"), str):
+                ids.append(item["id"])
+            if isinstance(item.get("spans"), list):
+                stack.extend(reversed(item["spans"]))
+    if not ids and "traces" not in body and "spans" not in body and isinstance(body.get("trace_id"), str):
+        ids.append(body["trace_id"])
+    return ids
+
+
+class _RequestLog:
+    """A bounded ring of the write requests received, in arrival order. Entries are filled in on finish."""
+
+    def __init__(self, capacity: int = REQUEST_LOG_SIZE) -> None:
+        self._entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def begin(self, method: str, path: str, body: Any) -> dict[str, Any]:
+        with self._lock:
+            self._seq += 1
+            entry = {
+                "seq": self._seq,
+                "method": method,
+                "path": path,
+                "status": None,
+                "received_at": time.monotonic(),
+                "finished_at": None,
+                "record_ids": _record_ids(body),
+                "body": body,
+            }
+            self._entries.append(entry)
+            return entry
+
+    def finish(self, entry: dict[str, Any], status: int) -> None:
+        with self._lock:
+            entry["status"] = status
+            entry["finished_at"] = time.monotonic()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for entry in self._entries]
+
+    def clear(self) -> int:
+        with self._lock:
+            count = len(self._entries)
+            self._entries.clear()
+            return count
+
+
+class _Collector:
+    """The route handlers, bound to one store, token lifetime and request log."""
+
+    def __init__(self, store: Store, token_ttl: float) -> None:
+        self.store = store
+        self.token_ttl = token_ttl
+        self.request_log = _RequestLog()
+
+    # Plumbing --------------------------------------------------------------------------------------------
+
+    async def _json(self, request: Request) -> tuple[Any, JSONResponse | None]:
+        """The request's JSON body (parsed once per request), or a 422 answer when it is not JSON."""
+        cached: tuple[Any, JSONResponse | None] | None = getattr(request.state, "json_body", None)
+        if cached is None:
+            raw = await request.body()
+            try:
+                cached = (json.loads(raw, parse_constant=_reject_constant), None)
+            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+                problem = {"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}
+                cached = (raw.decode("utf-8", "replace"), _error(422, [problem]))
+            request.state.json_body = cached
+        return cached
+
+    async def _validated(self, request: Request, root: str) -> tuple[Any, JSONResponse | None]:
+        body, failure = await self._json(request)
+        if failure is not None:
+            return body, failure
+        problems = _validation.validate(root, body)
+        if problems:
+            logger.info("rejected %s %s: %s", request.method, request.url.path, problems[0]["msg"])
+            return body, _error(422, problems)
+        return body, None
+
+    def _authenticated(self, handler: Endpoint) -> Endpoint:
+        challenge = {"WWW-Authenticate": "Bearer"}
+
+        async def endpoint(request: Request) -> Response:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return JSONResponse({"detail": "Not authenticated"}, status_code=401, headers=challenge)
+            try:
+                _auth.verify_token(self.store.secret, token.strip())
+            except _auth.InvalidTokenError as exc:
+                return JSONResponse({"detail": f"Invalid token: {exc}"}, status_code=401, headers=challenge)
+            return await handler(request)
+
+        return endpoint
+
+    def _recorded(self, handler: Endpoint) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            body, _ = await self._json(request)
+            entry = self.request_log.begin(request.method, request.url.path, body)
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            finally:
+                self.request_log.finish(entry, status)
+
+        return endpoint
+
+    def _project(self, project_id: str) -> Project | None:
+        canonical = _canonical_uuid(project_id)
+        return None if canonical is None else self.store.get_project(canonical)
+
+    def _project_json(self, project: Project) -> dict[str, Any]:
+        return {
+            "id": project.id,
+            "name": project.name,
+            "type": project.type,
+            "created_by": project.created_by,
+            "created_by_user": {
+                "id": self.store.user_id,
+                "email": _USER_EMAIL,
+                "first_name": "Local",
+                "last_name": "User",
+            },
+            "runs": [],
+            "created_at": project.created_at,
+            "updated_at": project.updated_at,
+            "bookmark": False,
+            "permissions": [],
+        }
+
+    @staticmethod
+    def _log_stream_json(stream: LogStream) -> dict[str, Any]:
+        return {
+            "id": stream.id,
+            "name": stream.name,
+            "project_id": stream.project_id,
+            "created_at": stream.created_at,
+            "updated_at": stream.updated_at,
+            "created_by": stream.created_by,
+            "has_user_created_sessions": False,
+        }
+
+    @staticmethod
+    def _project_not_found(project_id: str) -> JSONResponse:
+        return _error(404, f"Project {project_id} not found")
+
+    # Auth and identity -----------------------------------------------------------------------------------
+
+    async def healthcheck(self, request: Request) -> Response:
+        return JSONResponse({"api_version": "v2", "message": "ok", "version": __version__})
+
+    async def login(self, request: Request) -> Response:
+        body, failure = await self._json(request)
+        if failure is not None:
+            return failure
+        api_key = body.get("api_key") if isinstance(body, dict) else None
+        if not isinstance(api_key, str) or not api_key:
+            return _invalid(["body", "api_key"], "api_key must be a non-empty string", "missing")
+        token = _auth.issue_token(self.store.secret, self.store.user_id, self.token_ttl)
+        return JSONResponse({"access_token": token, "token_type": "bearer"})
+
+    async def current_user(self, request: Request) -> Response:
+        return JSONResponse({"id": self.store.user_id, "email": _USER_EMAIL, "role": "admin"})
+
+    # Projects and log streams ----------------------------------------------------------------------------
+
+    async def list_projects(self, request: Request) -> Response:
+        projects = self.store.find_projects(
+            name=request.query_params.get("project_name"), project_type=request.query_params.get("type")
+        )
+        return JSONResponse([self._project_json(project) for project in projects])
+
+    async def get_project(self, request: Request) -> Response:
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        return JSONResponse(self._project_json(project))
+
+    async def create_project(self, request: Request) -> Response:
+        body, failure = await self._json(request)
+        if failure is not None:
+            return failure
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return _invalid(["body", "name"], "name must be a non-empty string", "missing")
+        project_type = body.get("type") or "gen_ai"
+        if not isinstance(project_type, str):
+            return _invalid(["body", "type"], "type must be a string", "string_type")
+        project, created = self.store.create_project(name, project_type)
+        if created:
+            logger.info("created project %r (%s)", project.name, project.id)
+        return JSONResponse(self._project_json(project))
+
+    async def list_log_streams(self, request: Request) -> Response:
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        return JSONResponse([self._log_stream_json(s) for s in self.store.list_log_streams(project.id)])
+
+    async def log_streams_page(self, request: Request) -> Response:
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        problems: list[dict[str, Any]] = []
+        bounds = {"starting_token": (0, 0, None), "limit": (100, 1, _MAX_PAGE)}
+        values: dict[str, int] = {}
+        for name, (default, low, high) in bounds.items():
+            raw = request.query_params.get(name)
+            try:
+                values[name] = default if raw is None else int(raw)
+            except ValueError:
+                values[name] = default
+                problems.append(_problem(["query", name], f"{name} must be an integer", "int_parsing"))
+                continue
+            if values[name] < low or (high is not None and values[name] > high):
+                limits = f"between {low} and {high}" if high is not None else f"at least {low}"
+                problems.append(_problem(["query", name], f"{name} must be {limits}", "value_error"))
+        if problems:
+            return _error(422, problems)
+        start, limit = values["starting_token"], values["limit"]
+        streams = self.store.list_log_streams(project.id, offset=start, limit=limit + 1)
+        return JSONResponse(
+            {
+                "log_streams": [self._log_stream_json(s) for s in streams[:limit]],
+                "starting_token": start,
+                "limit": limit,
+                "paginated": True,
+                "next_starting_token": start + limit if len(streams) > limit else None,
+            }
+        )
+
+    async def create_log_stream(self, request: Request) -> Response:
+        body, failure = await self._json(request)
+        if failure is not None:
+            return failure
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return _invalid(["body", "name"], "name must be a non-empty string", "missing")
+        stream, created = self.store.create_log_stream(project.id, name)
+        if created:
+            logger.info("created log stream %r (%s) in project %r", stream.name, stream.id, project.name)
+        return JSONResponse(self._log_stream_json(stream))
+
+    # Writes ----------------------------------------------------------------------------------------------
+
+    async def ingest_traces(self, request: Request) -> Response:
+        body, failure = await self._validated(request, "LogTracesIngestRequest")
+        if failure is not None:
+            return failure
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        records = records_from_traces_request(body, project.id)
+        stored = self.store.add_records(records)
+        traces = [r.id for r in records if r.type == "trace"]
+        logger.debug("traces POST: %d records, %d new", len(records), stored)
+        return JSONResponse(
+            {
+                "project_id": project.id,
+                "project_name": project.name,
+                "records_count": len(records),
+                "traces_count": len(traces),
+                "spans_count": len(records) - len(traces),
+                "log_stream_id": body.get("log_stream_id"),
+                "experiment_id": body.get("experiment_id"),
+                "session_id": None,
+                "trace_ids": traces,
+            }
+        )
+
+    async def ingest_spans(self, request: Request) -> Response:
+        body, failure = await self._validated(request, "LogSpansIngestRequest")
+        if failure is not None:
+            return failure
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        records = records_from_spans_request(body, project.id)
+        stored = self.store.add_records(records)
+        logger.debug("spans POST: %d records, %d new", len(records), stored)
+        return JSONResponse(
+            {
+                "project_id": project.id,
+                "project_name": project.name,
+                "records_count": len(records),
+                "trace_id": _canonical_uuid(body["trace_id"]),
+                "parent_id": _canonical_uuid(body["parent_id"]),
+                "log_stream_id": body.get("log_stream_id"),
+                "experiment_id": body.get("experiment_id"),
+                "session_id": None,
+            }
+        )
+
+    async def _update(self, request: Request, *, trace: bool) -> Response:
+        kind, id_key = ("trace", "trace_id") if trace else ("span", "span_id")
+        root = "LogTraceUpdateRequest" if trace else "LogSpanUpdateRequest"
+        body, failure = await self._validated(request, root)
+        if failure is not None:
+            return failure
+        record_id = _canonical_uuid(request.path_params[id_key])
+        if record_id is None or record_id != _canonical_uuid(body[id_key]):
+            return _invalid(["body", id_key], f"{id_key} does not match the path", "value_error")
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        record = self.store.update_record(record_id, RecordUpdate.from_body(body, trace=trace), trace=trace)
+        if record is None:
+            return _error(404, f"{kind.capitalize()} {record_id} not found")
+        return JSONResponse(
+            {
+                "project_id": project.id,
+                "project_name": project.name,
+                "records_count": 1,
+                id_key: record_id,
+                "log_stream_id": body.get("log_stream_id"),
+                "experiment_id": body.get("experiment_id"),
+                "session_id": None,
+            }
+        )
+
+    async def update_trace(self, request: Request) -> Response:
+        return await self._update(request, trace=True)
+
+    async def update_span(self, request: Request) -> Response:
+        return await self._update(request, trace=False)
+
+    async def get_trace(self, request: Request) -> Response:
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        trace_id = _canonical_uuid(request.path_params["trace_id"])
+        tree = None if trace_id is None else self.store.trace_tree(trace_id)
+        if tree is None or tree["project_id"] != project.id:
+            return _error(404, f"Trace {request.path_params['trace_id']} not found")
+        return JSONResponse(tree)
+
+    # Collector API ---------------------------------------------------------------------------------------
+
+    async def api_traces(self, request: Request) -> Response:
+        params = request.query_params
+        try:
+            limit = int(params.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= _MAX_PAGE:
+            return _error(400, f"limit must be an integer between 1 and {_MAX_PAGE}")
+        filters: dict[str, str | None] = {}
+        for name in ("project_id", "log_stream_id"):
+            raw = params.get(name) or None
+            filters[name] = _canonical_uuid(raw)
+            if raw is not None and filters[name] is None:
+                return _error(400, f"{name} must be a UUID, got {raw!r}")
+        return JSONResponse(self.store.latest_traces(limit, filters["project_id"], filters["log_stream_id"]))
+
+    async def api_trace(self, request: Request) -> Response:
+        raw = request.path_params["trace_id"]
+        trace_id = _canonical_uuid(raw)
+        if trace_id is None:
+            return _error(400, f"trace id must be a UUID, got {raw!r}")
+        tree = self.store.trace_tree(trace_id)
+        if tree is None:
+            return _error(404, f"Trace {trace_id} not found")
+        return JSONResponse(tree)
+
+    async def api_requests(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            return JSONResponse({"cleared": self.request_log.clear()})
+        return JSONResponse(self.request_log.snapshot())
+
+    # Routing ---------------------------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        auth, write = self._authenticated, self._recorded
+        project = "/projects/{project_id}"
+        v2 = "/v2/projects/{project_id}"
+        return [
+            Route("/healthcheck", self.healthcheck, methods=["GET"]),
+            Route("/login/api_key", self.login, methods=["POST"]),
+            Route("/current_user", auth(self.current_user), methods=["GET"]),
+            Route("/projects", auth(self.list_projects), methods=["GET"]),
+            Route("/projects", write(auth(self.create_project)), methods=["POST"]),
+            Route(project, auth(self.get_project), methods=["GET"]),
+            Route(f"{project}/log_streams", auth(self.list_log_streams), methods=["GET"]),
+            Route(f"{project}/log_streams", write(auth(self.create_log_stream)), methods=["POST"]),
+            Route(f"{project}/log_streams/paginated", auth(self.log_streams_page), methods=["GET"]),
+            Route(f"{v2}/traces", write(auth(self.ingest_traces)), methods=["POST"]),
+            Route(f"{v2}/spans", write(auth(self.ingest_spans)), methods=["POST"]),
+            Route(f"{v2}/traces/{{trace_id}}", write(auth(self.update_trace)), methods=["PATCH"]),
+            Route(f"{v2}/spans/{{span_id}}", write(auth(self.update_span)), methods=["PATCH"]),
+            Route(f"{v2}/traces/{{trace_id}}", auth(self.get_trace), methods=["GET"]),
+            Route("/api/traces", self.api_traces, methods=["GET"]),
+            Route("/api/traces/{trace_id}", self.api_trace, methods=["GET"]),
+            Route("/api/requests", self.api_requests, methods=["GET", "DELETE"]),
+        ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Framework errors (unknown route, wrong method) as JSON, like every other answer."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def build_app(store: Store, *, token_ttl: float) -> Starlette:
+    """The collector app over ``store``; the app closes the store when it shuts down."""
+    collector = _Collector(store, token_ttl)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    handlers = {HTTPException: _http_error}
+    app = Starlette(routes=collector.routes(), exception_handlers=handlers, lifespan=lifespan)
+    app.state.store = store
+    app.state.request_log = collector.request_log
+    return app

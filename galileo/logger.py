@@ -1,0 +1,637 @@
+"""GalileoLogger: builds a trace's span tree and hands its records to the process-wide sender.
+
+No network I/O happens here. Construction validates the configuration (raising
+:class:`~galileo.exceptions.ConfigurationError`, a :class:`~galileo.exceptions.GalileoLoggerException`, on a
+misconfiguration) and nothing else: it starts no thread, registers no hook and sends nothing.
+
+Modes
+-----
+``batch`` (the default, GALILEO_MODE): traces stay in memory and go in one ``POST /v2/projects/{pid}/traces``
+at :meth:`GalileoLogger.flush`.
+
+``distributed``: every ``start_trace``, ``add_*_span`` and ``conclude`` is handed to the sender as it
+happens; the sender posts the trace (``is_complete: false``), each span once its parent is in, a PATCH when
+a workflow or agent span concludes, and the trace's ``is_complete`` PATCH last. A logger built with
+``trace_id`` (and optionally ``span_id``) continues an upstream service's trace: it sends no trace record of
+its own, its top-level spans name the upstream trace and parent, and it never completes or renames that trace.
+
+The span tree
+-------------
+``start_trace`` opens the trace; ``add_workflow_span`` and ``add_agent_span`` open a level under the current
+parent; ``add_llm_span``, ``add_retriever_span`` and ``add_tool_span`` add leaves; ``conclude`` closes the
+innermost open level (``conclude_all=True`` closes everything, the trace included). A trace or span concluded
+without an output takes its last child's output, turned into text where the schema needs text.
+
+Durations are measured when the caller gives none: a trace or workflow/agent span lasts from its creation to
+its ``conclude``; a leaf span added without ``duration_ns`` is taken to cover the time since the previous
+event under its parent (the parent's start or the previous sibling), which is the work it describes when
+spans are logged right after that work, and its ``created_at`` is set back to that start. Pass
+``duration_ns`` (and ``created_at``) to be exact.
+
+Misuse never raises: adding a span with no active trace, or concluding with nothing open, logs a WARNING on
+the ``galileo`` logger and is ignored (the span returned is detached and never sent; it is counted as dropped
+with reason ``no_trace``). Starting a trace while another is active concludes the first one.
+
+Inputs and outputs are coerced to the shapes the Galileo schemas require, truncated above
+``max_payload_chars`` (GALILEO_MAX_PAYLOAD_CHARS) with a visible marker, and passed through the optional
+``redact`` hook into ``redacted_input``/``redacted_output`` (see :mod:`galileo.schema`).
+
+Thread safety: one logger may be used from several threads or tasks of one request; its state is guarded by
+a lock. Blocking: :meth:`flush` waits (bounded by ``timeout``) only outside a running event loop; on a thread
+that runs an event loop it enqueues and returns at once, and :meth:`async_flush` waits without blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from galileo import _sender, schema
+from galileo._transport import Target, get_client
+from galileo.config import GalileoConfig
+from galileo.exceptions import ConfigurationError
+
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "GalileoLogger"]
+
+_log = logging.getLogger("galileo")
+
+#: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
+DEFAULT_FLUSH_TIMEOUT = 30.0
+
+_S = TypeVar("_S", bound=schema.Record)
+
+
+def _now_ns() -> int:
+    return time.perf_counter_ns()
+
+
+def _in_event_loop_thread() -> bool:
+    """True on a thread running an asyncio event loop (where a blocking wait would stall every request)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    try:
+        import sniffio
+
+        sniffio.current_async_library()
+    except Exception:
+        return False
+    return True
+
+
+def _check_uuid(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, AttributeError, TypeError):
+        raise ConfigurationError(name, "must be a UUID string", value) from None
+
+
+class _Open:
+    """An open level of the tree: the trace, a workflow/agent span, or an upstream parent (record None)."""
+
+    __slots__ = ("id", "last_ns", "record", "start_ns")
+
+    def __init__(self, record: schema.Record | None, record_id: str, now_ns: int) -> None:
+        self.record = record
+        self.id = record_id
+        self.start_ns = now_ns
+        self.last_ns = now_ns
+
+
+class GalileoLogger:
+    """Logs traces and spans to Galileo; see the module docstring for modes, tree rules and blocking.
+
+    ``project``/``log_stream`` (or ``project_id``/``log_stream_id``, or ``experiment_id``) say where records
+    go; anything not given comes from the environment (GALILEO_PROJECT, ...), then defaults to "default".
+    ``trace_id``/``span_id`` continue an upstream trace in distributed mode. Further configuration
+    (``api_key``, ``api_url``, ``console_url``, ``extra_headers``, ``max_payload_chars``, ``redact``,
+    ``timeout``, ``logging_disabled``) may be given here or as ``config=GalileoConfig.resolve(...)``.
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        log_stream: str | None = None,
+        *,
+        experiment_id: str | None = None,
+        mode: str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        project_id: str | None = None,
+        log_stream_id: str | None = None,
+        config: GalileoConfig | None = None,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            config = GalileoConfig.resolve(
+                project=project,
+                log_stream=log_stream,
+                project_id=project_id,
+                log_stream_id=log_stream_id,
+                experiment_id=experiment_id,
+                mode=mode,
+                **options,
+            )
+        elif options or mode is not None:
+            import attrs
+
+            changes = dict(options)
+            if mode is not None:
+                changes["mode"] = mode
+            config = attrs.evolve(config, **changes)
+        upstream_trace = _check_uuid("trace_id", trace_id)
+        upstream_parent = _check_uuid("span_id", span_id)
+        if upstream_parent is not None and upstream_trace is None:
+            raise ConfigurationError("span_id", "continuing a trace needs trace_id as well as span_id")
+        if upstream_trace is not None and config.mode != "distributed":
+            raise ConfigurationError(
+                "GALILEO_MODE",
+                "continuing an upstream trace (trace_id=...) needs mode='distributed'",
+                config.mode,
+            )
+        self._config = config
+        self._policy = config.payload_policy
+        self._target = Target.from_config(config)
+        self._disabled = config.logging_disabled
+        self._lock = threading.RLock()
+        self._traces: list[schema.Trace] = []  # batch mode: traces not flushed yet
+        self._stack: list[_Open] = []
+        self._upstream_trace_id = upstream_trace
+        self._upstream_parent_id = upstream_parent or upstream_trace
+        self._outbox: _sender.TraceOutbox | None = None
+        self._outboxes: list[_sender.Outbox] = []
+        if upstream_trace is not None:
+            self._stack.append(_Open(None, self._upstream_parent_id or upstream_trace, _now_ns()))
+
+    def __repr__(self) -> str:
+        return (
+            f"<GalileoLogger mode={self.mode!r} project={self._config.project or self._config.project_id!r} "
+            f"log_stream={self._config.log_stream or self._config.log_stream_id!r} "
+            f"trace_id={self.trace_id!r}>"
+        )
+
+    # -- properties ------------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self._config.mode
+
+    @property
+    def config(self) -> GalileoConfig:
+        return self._config
+
+    @property
+    def trace_id(self) -> str | None:
+        """The root trace id: this logger's active trace, or the upstream trace it continues; else None."""
+        if self._upstream_trace_id is not None:
+            return self._upstream_trace_id
+        if self._stack and self._stack[0].record is not None:
+            return self._stack[0].id
+        return None
+
+    @property
+    def span_id(self) -> str | None:
+        """The innermost open span's id, or the upstream parent being continued; None at a trace's root."""
+        if not self._stack:
+            return None
+        entry = self._stack[-1]
+        if entry.record is None:
+            return entry.id if entry.id != self._upstream_trace_id else None
+        return None if isinstance(entry.record, schema.Trace) else entry.id
+
+    def current_parent(self) -> schema.Record | None:
+        """The innermost open record (trace, workflow or agent span); None with nothing open or upstream."""
+        with self._lock:
+            return self._stack[-1].record if self._stack else None
+
+    def has_active_trace(self) -> bool:
+        return bool(self._stack)
+
+    # -- building the tree ---------------------------------------------------------------------------------
+    def start_trace(
+        self,
+        input: Any,
+        redacted_input: Any = None,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        external_id: str | None = None,
+    ) -> schema.Trace:
+        """Open a trace (a continuing logger has its upstream trace already: it warns and sends nothing)."""
+        trace = schema.Trace(
+            input=self._policy.input("trace", input),
+            redacted_input=self._redacted("trace", "input", input, redacted_input),
+            name=name or "",
+            created_at=created_at or _utcnow(),
+            user_metadata=self._policy.metadata(metadata),
+            tags=self._policy.tags(tags),
+            duration_ns=duration_ns,
+            external_id=external_id,
+        )
+        if self._disabled:
+            return trace
+        with self._lock:
+            if self._upstream_trace_id is not None:
+                _log.warning(
+                    "galileo: start_trace ignored: this logger continues upstream trace %s",
+                    self._upstream_trace_id,
+                )
+                return trace
+            if self._stack:
+                _log.warning(
+                    "galileo: start_trace while trace %s is active: concluding it first", self.trace_id
+                )
+                self._conclude_all()
+            self._stack.append(_Open(trace, trace.id, _now_ns()))
+            if self.mode == "distributed":
+                sender = _sender.get_sender(self._config)
+                self._outbox = sender.open_trace(get_client(self._config), self._target, trace.id, owned=True)
+                self._outboxes.append(self._outbox)
+                sender.add(self._outbox, trace, None)
+            else:
+                self._traces.append(trace)
+        return trace
+
+    def add_llm_span(
+        self,
+        input: Any,
+        output: Any,
+        model: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        num_input_tokens: int | None = None,
+        num_output_tokens: int | None = None,
+        total_tokens: int | None = None,
+        temperature: float | None = None,
+        status_code: int | None = None,
+        time_to_first_token_ns: int | None = None,
+        step_number: int | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
+        finish_reason: str | None = None,
+    ) -> schema.LlmSpan:
+        """Add an llm span (a leaf) under the current parent."""
+        span = schema.LlmSpan(
+            input=self._policy.input("llm", input),
+            output=self._policy.output("llm", output),
+            redacted_input=self._redacted("llm", "input", input, redacted_input),
+            redacted_output=self._redacted("llm", "output", output, redacted_output),
+            name=name or "",
+            model=model,
+            tools=[dict(t) for t in tools] if tools is not None else None,
+            num_input_tokens=num_input_tokens,
+            num_output_tokens=num_output_tokens,
+            num_total_tokens=total_tokens,
+            temperature=temperature,
+            time_to_first_token_ns=time_to_first_token_ns,
+            finish_reason=finish_reason,
+            **self._common(metadata, tags, status_code, step_number),
+        )
+        return self._add(span, duration_ns, created_at, opens_level=False)
+
+    def add_retriever_span(
+        self,
+        input: Any,
+        output: Any,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        status_code: int | None = None,
+        step_number: int | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
+    ) -> schema.RetrieverSpan:
+        """Add a retriever span (a leaf): ``output`` is the documents (strings, dicts or Documents)."""
+        span = schema.RetrieverSpan(
+            input=self._policy.input("retriever", input),
+            output=self._policy.output("retriever", output),
+            redacted_input=self._redacted("retriever", "input", input, redacted_input),
+            redacted_output=self._redacted("retriever", "output", output, redacted_output),
+            name=name or "",
+            **self._common(metadata, tags, status_code, step_number),
+        )
+        return self._add(span, duration_ns, created_at, opens_level=False)
+
+    def add_tool_span(
+        self,
+        input: Any,
+        output: Any = None,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        status_code: int | None = None,
+        tool_call_id: str | None = None,
+        step_number: int | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
+    ) -> schema.ToolSpan:
+        """Add a tool span (a leaf)."""
+        span = schema.ToolSpan(
+            input=self._policy.input("tool", input),
+            output=self._policy.output("tool", output),
+            redacted_input=self._redacted("tool", "input", input, redacted_input),
+            redacted_output=self._redacted("tool", "output", output, redacted_output),
+            name=name or "",
+            tool_call_id=tool_call_id,
+            **self._common(metadata, tags, status_code, step_number),
+        )
+        return self._add(span, duration_ns, created_at, opens_level=False)
+
+    def add_workflow_span(
+        self,
+        input: Any,
+        output: Any = None,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        step_number: int | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
+    ) -> schema.WorkflowSpan:
+        """Open a workflow span under the current parent; later spans nest in it until :meth:`conclude`."""
+        span = schema.WorkflowSpan(
+            input=self._policy.input("workflow", input),
+            output=self._policy.output("workflow", output) if output is not None else None,
+            redacted_input=self._redacted("workflow", "input", input, redacted_input),
+            redacted_output=self._redacted("workflow", "output", output, redacted_output),
+            name=name or "",
+            **self._common(metadata, tags, None, step_number),
+        )
+        return self._add(span, duration_ns, created_at, opens_level=True)
+
+    def add_agent_span(
+        self,
+        input: Any,
+        output: Any = None,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        agent_type: str | None = None,
+        step_number: int | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
+    ) -> schema.AgentSpan:
+        """Open an agent span under the current parent; later spans nest in it until :meth:`conclude`."""
+        span = schema.AgentSpan(
+            input=self._policy.input("agent", input),
+            output=self._policy.output("agent", output) if output is not None else None,
+            redacted_input=self._redacted("agent", "input", input, redacted_input),
+            redacted_output=self._redacted("agent", "output", output, redacted_output),
+            name=name or "",
+            agent_type=agent_type or "default",
+            **self._common(metadata, tags, None, step_number),
+        )
+        return self._add(span, duration_ns, created_at, opens_level=True)
+
+    def add_single_llm_span_trace(
+        self,
+        input: Any,
+        output: Any,
+        model: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        name: str | None = None,
+        duration_ns: int | None = None,
+        created_at: _dt.datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        num_input_tokens: int | None = None,
+        num_output_tokens: int | None = None,
+        total_tokens: int | None = None,
+        temperature: float | None = None,
+        status_code: int | None = None,
+        time_to_first_token_ns: int | None = None,
+    ) -> schema.Trace:
+        """A whole trace holding one llm span, concluded at once (its input/output become text)."""
+        text = schema.to_text(self._policy.input("llm", input))
+        trace = self.start_trace(input=text, name=name, created_at=created_at, metadata=metadata, tags=tags)
+        self.add_llm_span(
+            input=input,
+            output=output,
+            model=model,
+            tools=tools,
+            name=name,
+            duration_ns=duration_ns,
+            created_at=created_at,
+            metadata=metadata,
+            tags=tags,
+            num_input_tokens=num_input_tokens,
+            num_output_tokens=num_output_tokens,
+            total_tokens=total_tokens,
+            temperature=temperature,
+            status_code=status_code,
+            time_to_first_token_ns=time_to_first_token_ns,
+        )
+        self.conclude(duration_ns=duration_ns, status_code=status_code)
+        return trace
+
+    def conclude(
+        self,
+        output: Any = None,
+        redacted_output: Any = None,
+        duration_ns: int | None = None,
+        status_code: int | None = None,
+        conclude_all: bool = False,
+    ) -> schema.Record | None:
+        """Close the innermost open level (all of them with ``conclude_all``); return the new current parent.
+
+        With nothing open (or only an upstream parent, which this logger does not own), logs a WARNING and
+        returns None.
+        """
+        if self._disabled:
+            return None
+        with self._lock:
+            if not self._stack or self._stack[-1].record is None:
+                _log.warning("galileo: conclude() with nothing open: ignored")
+                return None
+            if conclude_all:
+                self._conclude_all(output, redacted_output, duration_ns, status_code)
+                return self.current_parent()
+            self._conclude_top(output, redacted_output, duration_ns, status_code)
+            return self.current_parent()
+
+    def _conclude_all(
+        self,
+        output: Any = None,
+        redacted_output: Any = None,
+        duration_ns: int | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        while self._stack and self._stack[-1].record is not None:
+            self._conclude_top(output, redacted_output, duration_ns, status_code)
+
+    def _conclude_top(
+        self, output: Any, redacted_output: Any, duration_ns: int | None, status_code: int | None
+    ) -> None:
+        entry = self._stack.pop()
+        record = entry.record
+        assert record is not None
+        now = _now_ns()
+        kind = record.type
+        if output is None and record.output is None:
+            children = getattr(record, "spans", None)
+            if children:
+                output = children[-1].output
+        if output is not None:
+            record.output = self._policy.output(kind, output)
+            record.redacted_output = self._redacted(kind, "output", output, redacted_output)
+        if record.duration_ns is None:
+            record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
+        elif duration_ns is not None:
+            record.duration_ns = duration_ns
+        if status_code is not None:
+            record.status_code = status_code
+        if self._stack:
+            self._stack[-1].last_ns = now
+        if self.mode == "distributed" and self._outbox is not None:
+            sender = _sender.get_sender(self._config)
+            if isinstance(record, schema.Trace):
+                sender.complete(self._outbox, record)
+                self._outbox = None
+            else:
+                sender.conclude(self._outbox, record.id)
+
+    # -- sending -------------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> list[schema.Trace]:
+        """Conclude what is open and send it; return the traces this flush concluded or sent.
+
+        Outside an event loop, waits until they are delivered or ``timeout`` seconds pass (None: no bound);
+        on a thread running an event loop it returns at once (use :meth:`async_flush` to wait there).
+        Never raises because of the backend; what could not be delivered is counted in ``galileo.stats()``.
+        """
+        with self._lock:
+            traces, outboxes = self._enqueue_all()
+        if outboxes and not _in_event_loop_thread():
+            _sender.get_sender(self._config).wait(outboxes, timeout)
+        return traces
+
+    async def async_flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> list[schema.Trace]:
+        """Like :meth:`flush`, but waits for delivery without blocking the running event loop."""
+        with self._lock:
+            traces, outboxes = self._enqueue_all()
+        if outboxes:
+            sender = _sender.get_sender(self._config)
+            await asyncio.get_running_loop().run_in_executor(None, sender.wait, outboxes, timeout)
+        return traces
+
+    def terminate(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> None:
+        """Flush and release this logger's state (never the process-wide sender)."""
+        self.flush(timeout)
+        with self._lock:
+            self._outboxes.clear()
+            self._traces.clear()
+
+    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox]]:
+        if self._disabled:
+            return [], []
+        owned = self._stack[0].record if self._stack and self._stack[0].record is not None else None
+        self._conclude_all()
+        sender = _sender.get_sender(self._config)
+        if self.mode == "distributed":
+            outboxes = [ob for ob in self._outboxes if not ob.idle]
+            self._outboxes = outboxes[:]
+            return ([owned] if isinstance(owned, schema.Trace) else []), outboxes
+        traces, self._traces = self._traces, []
+        if not traces:
+            return [], []
+        records = sum(_count_records(t) for t in traces)
+        outbox = sender.submit_batch(get_client(self._config), self._target, traces, records)
+        return traces, [outbox]
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
+        if given is not None:
+            return self._policy.input(kind, given) if field == "input" else self._policy.output(kind, given)
+        if value is None:
+            return None
+        return self._policy.redacted(kind, field, value)
+
+    def _common(
+        self,
+        metadata: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+        status_code: int | None,
+        step_number: int | None,
+    ) -> dict[str, Any]:
+        return {
+            "user_metadata": self._policy.metadata(metadata),
+            "tags": self._policy.tags(tags),
+            "status_code": status_code,
+            "step_number": step_number,
+        }
+
+    def _add(
+        self, span: _S, duration_ns: int | None, created_at: _dt.datetime | None, *, opens_level: bool
+    ) -> _S:
+        if self._disabled:
+            return span
+        with self._lock:
+            now = _now_ns()
+            if not self._stack:
+                _log.warning(
+                    "galileo: %s span %r added with no active trace: call start_trace() first; dropped",
+                    span.type,
+                    span.name,
+                )
+                _sender.get_sender(self._config).note_dropped("no_trace")
+                return span
+            parent = self._stack[-1]
+            if opens_level:
+                span.created_at = created_at or _utcnow()
+                span.duration_ns = duration_ns
+            else:
+                elapsed = duration_ns if duration_ns is not None else now - parent.last_ns
+                span.duration_ns = elapsed
+                if created_at is None:
+                    created_at = _utcnow() - _dt.timedelta(microseconds=elapsed // 1000)
+                    if parent.record is not None:  # a child never starts before its parent
+                        created_at = max(created_at, parent.record.created_at)
+                span.created_at = created_at
+                parent.last_ns = now
+            if parent.record is not None:
+                parent.record.spans.append(span)  # type: ignore[attr-defined]
+            if self.mode == "distributed" and self._outbox_for_span() is not None:
+                _sender.get_sender(self._config).add(self._outbox_for_span(), span, parent.id)  # type: ignore[arg-type]
+            if opens_level:
+                self._stack.append(_Open(span, span.id, now))
+            return span
+
+    def _outbox_for_span(self) -> _sender.TraceOutbox | None:
+        if self._outbox is None and self._upstream_trace_id is not None:
+            sender = _sender.get_sender(self._config)
+            self._outbox = sender.open_trace(
+                get_client(self._config), self._target, self._upstream_trace_id, owned=False
+            )
+            self._outboxes.append(self._outbox)
+        return self._outbox
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _count_records(record: schema.Record) -> int:
+    return 1 + sum(_count_records(child) for child in getattr(record, "spans", ()))

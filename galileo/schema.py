@@ -1,0 +1,376 @@
+"""The trace/span data model and its exact JSON, as Galileo's ingest API expects it.
+
+A :class:`Trace` holds a tree of spans of five kinds (:class:`WorkflowSpan`, :class:`AgentSpan`,
+:class:`LlmSpan`, :class:`RetrieverSpan`, :class:`ToolSpan`). Records are mutable attrs classes: the logger
+builds them while a request runs and fills ``output``, ``status_code`` and ``duration_ns`` when it concludes
+them. Their ``input``/``output`` hold the shapes :class:`PayloadPolicy` produces (see :mod:`galileo._coerce`,
+re-exported here); :meth:`Record.to_wire` coerces once more, without truncation, so whatever a record holds
+its JSON matches the schema.
+
+:meth:`Record.to_wire` emits every key the published SDK sends (``golden/`` in the shared API notes), in its
+order: links inside objects (``trace_id``, ``parent_id``) and ``session_id`` are null, because the links are
+the request's top-level fields; ``created_at`` is RFC 3339 UTC with microseconds and a ``Z``; durations and
+token counts live under ``metrics``; container kinds carry their children under ``spans`` (``[]`` with
+``include_children=False``, when the distributed sender sends children in their own requests), and retriever
+and tool spans send ``"spans": []`` as the published SDK does.
+
+The four body builders return the request bodies of the four write calls; each validates against its root
+schema (LogTracesIngestRequest, LogSpansIngestRequest, LogTraceUpdateRequest, LogSpanUpdateRequest).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Final, TypeAlias
+
+import attrs
+
+from galileo._coerce import (
+    DEFAULT_MAX_CHARS,
+    KINDS,
+    MESSAGE_ROLES,
+    REDACTION_FAILED,
+    TRUNCATION_MARKER,
+    Document,
+    Message,
+    Payload,
+    PayloadPolicy,
+    ToolCall,
+    ToolCallFunction,
+    to_text,
+    wire_value,
+)
+
+__all__ = [
+    "AGENT_TYPES",
+    "DEFAULT_MAX_CHARS",
+    "KINDS",
+    "MESSAGE_ROLES",
+    "REDACTION_FAILED",
+    "SPAN_TYPES",
+    "TRUNCATION_MARKER",
+    "AgentSpan",
+    "Document",
+    "LlmSpan",
+    "Message",
+    "ParentRecord",
+    "Payload",
+    "PayloadPolicy",
+    "Record",
+    "RetrieverSpan",
+    "Span",
+    "ToolCall",
+    "ToolCallFunction",
+    "ToolSpan",
+    "Trace",
+    "WorkflowSpan",
+    "new_id",
+    "span_update_body",
+    "spans_ingest_body",
+    "to_text",
+    "trace_update_body",
+    "traces_ingest_body",
+]
+
+#: The schema's AgentType enum.
+AGENT_TYPES: Final = (
+    "default",
+    "planner",
+    "react",
+    "reflection",
+    "router",
+    "classifier",
+    "supervisor",
+    "judge",
+)
+_LOGGING_METHOD: Final = "api_direct"
+
+
+def new_id() -> str:
+    """A fresh record id: a UUID version 4 string, as the schema requires."""
+    return str(uuid.uuid4())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-24T23:27:50.998618Z``; naive means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON data (no NaN, no objects): for user-supplied structures such as an llm span's tools."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return to_text(value)
+
+
+@attrs.define(kw_only=True, slots=True)
+class Record:
+    """What traces and spans share. ``type`` is the wire name of the kind."""
+
+    type: ClassVar[str]
+
+    id: str = attrs.field(factory=new_id)
+    name: str = ""
+    input: Payload = ""
+    output: Payload = None
+    redacted_input: Payload = None
+    redacted_output: Payload = None
+    created_at: datetime = attrs.field(factory=_utcnow)
+    user_metadata: dict[str, str] = attrs.field(factory=dict)
+    tags: list[str] = attrs.field(factory=list)
+    status_code: int | None = None
+    duration_ns: int | None = None
+    external_id: str | None = None
+    step_number: int | None = None
+
+    def to_wire(self, *, include_children: bool = True) -> dict[str, Any]:
+        """This record as the API's JSON object (children included unless ``include_children`` is False)."""
+        kind = self.type
+        body: dict[str, Any] = {
+            "type": kind,
+            "input": wire_value(kind, "input", self.input),
+            "redacted_input": wire_value(kind, "input", self.redacted_input, redacted=True),
+            "output": wire_value(kind, "output", self.output),
+            "redacted_output": wire_value(kind, "output", self.redacted_output, redacted=True),
+            "name": self.name,
+            "created_at": _timestamp(self.created_at),
+            "user_metadata": {
+                str(k): v if isinstance(v, str) else to_text(v) for k, v in self.user_metadata.items()
+            },
+            "tags": [t if isinstance(t, str) else to_text(t) for t in self.tags],
+            "status_code": self.status_code,
+            "metrics": self._metrics(),
+            "external_id": self.external_id,
+            "dataset_input": None,
+            "dataset_output": None,
+            "dataset_metadata": {},
+            "id": self.id,
+            "session_id": None,
+            "trace_id": None,
+            "step_number": self.step_number,
+            "parent_id": None,
+        }
+        self._add_kind_fields(body, include_children)
+        return body
+
+    def _metrics(self) -> dict[str, Any]:
+        return {"duration_ns": self.duration_ns}
+
+    def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
+        body["spans"] = []
+
+
+@attrs.define(kw_only=True, slots=True)
+class ParentRecord(Record):
+    """A record that holds child spans: traces, workflow spans and agent spans."""
+
+    spans: list[Span] = attrs.field(factory=list)
+
+    def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
+        body["spans"] = [child.to_wire() for child in self.spans] if include_children else []
+
+
+@attrs.define(kw_only=True, slots=True)
+class Trace(ParentRecord):
+    """The root of a tree of spans. Its input and output are text."""
+
+    type: ClassVar[str] = "trace"
+
+
+@attrs.define(kw_only=True, slots=True)
+class WorkflowSpan(ParentRecord):
+    """A step that groups other spans."""
+
+    type: ClassVar[str] = "workflow"
+
+
+@attrs.define(kw_only=True, slots=True)
+class AgentSpan(ParentRecord):
+    """An agent's run; ``agent_type`` is one of :data:`AGENT_TYPES`."""
+
+    type: ClassVar[str] = "agent"
+
+    agent_type: str = attrs.field(default="default", validator=attrs.validators.in_(AGENT_TYPES))
+
+    def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
+        ParentRecord._add_kind_fields(self, body, include_children)
+        body["agent_type"] = self.agent_type
+
+
+@attrs.define(kw_only=True, slots=True)
+class LlmSpan(Record):
+    """One LLM call: messages in, one message out, model parameters and token counts."""
+
+    type: ClassVar[str] = "llm"
+
+    input: Payload = attrs.field(factory=list)
+    model: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    temperature: float | None = None
+    finish_reason: str | None = None
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
+    num_total_tokens: int | None = None
+    time_to_first_token_ns: int | None = None
+
+    def _metrics(self) -> dict[str, Any]:
+        return {
+            "duration_ns": self.duration_ns,
+            "num_input_tokens": self.num_input_tokens,
+            "num_output_tokens": self.num_output_tokens,
+            "num_total_tokens": self.num_total_tokens,
+            "time_to_first_token_ns": self.time_to_first_token_ns,
+            "num_image_input_tokens": None,
+            "num_audio_input_tokens": None,
+            "num_audio_output_tokens": None,
+            "num_image_output_tokens": None,
+        }
+
+    def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
+        temperature = self.temperature
+        body["tools"] = None if self.tools is None else _json_safe(list(self.tools))
+        body["events"] = None
+        body["model"] = self.model
+        body["temperature"] = temperature if temperature is None or math.isfinite(temperature) else None
+        body["finish_reason"] = self.finish_reason
+
+
+@attrs.define(kw_only=True, slots=True)
+class RetrieverSpan(Record):
+    """A retrieval: a query in, documents out."""
+
+    type: ClassVar[str] = "retriever"
+
+
+@attrs.define(kw_only=True, slots=True)
+class ToolSpan(Record):
+    """A tool call: text in, text out; ``tool_call_id`` links it to the LLM's tool call."""
+
+    type: ClassVar[str] = "tool"
+
+    tool_call_id: str | None = None
+
+    def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
+        body["spans"] = []
+        body["tool_call_id"] = self.tool_call_id
+
+
+Span: TypeAlias = LlmSpan | RetrieverSpan | ToolSpan | WorkflowSpan | AgentSpan
+
+#: Span classes by their wire ``type``.
+SPAN_TYPES: dict[str, type[Span]] = {
+    cls.type: cls for cls in (LlmSpan, RetrieverSpan, ToolSpan, WorkflowSpan, AgentSpan)
+}
+
+
+def _envelope(log_stream_id: str | None, experiment_id: str | None) -> dict[str, Any]:
+    return {
+        "log_stream_id": log_stream_id,
+        "experiment_id": experiment_id,
+        "logging_method": _LOGGING_METHOD,
+        "client_version": None,
+        "reliable": True,
+    }
+
+
+def _wire(record: Record | Mapping[str, Any], include_children: bool) -> dict[str, Any]:
+    if isinstance(record, Record):
+        return record.to_wire(include_children=include_children)
+    return dict(record)
+
+
+def traces_ingest_body(
+    traces: Sequence[Trace | Mapping[str, Any]],
+    *,
+    log_stream_id: str | None,
+    experiment_id: str | None = None,
+    is_complete: bool = True,
+    include_children: bool = True,
+) -> dict[str, Any]:
+    """``POST /v2/projects/{pid}/traces`` (LogTracesIngestRequest).
+
+    A trace may be given already serialised (a mapping from :meth:`Record.to_wire`), as the distributed
+    sender does when it chooses which children travel nested.
+    """
+    if not traces:
+        raise ValueError("traces_ingest_body needs at least one trace")
+    body = _envelope(log_stream_id, experiment_id)
+    body["traces"] = [_wire(trace, include_children) for trace in traces]
+    body["session_id"] = None
+    body["session_external_id"] = None
+    body["is_complete"] = is_complete
+    return body
+
+
+def spans_ingest_body(
+    spans: Sequence[Span | Mapping[str, Any]],
+    *,
+    trace_id: str,
+    parent_id: str,
+    log_stream_id: str | None,
+    experiment_id: str | None = None,
+    include_children: bool = True,
+) -> dict[str, Any]:
+    """``POST /v2/projects/{pid}/spans`` (LogSpansIngestRequest): sibling spans under ``parent_id``.
+
+    Spans may be given already serialised, as for :func:`traces_ingest_body`.
+    """
+    if not spans:
+        raise ValueError("spans_ingest_body needs at least one span")
+    body = _envelope(log_stream_id, experiment_id)
+    body["spans"] = [_wire(span, include_children) for span in spans]
+    body["trace_id"] = trace_id
+    body["parent_id"] = parent_id
+    return body
+
+
+def trace_update_body(
+    trace: Trace,
+    *,
+    log_stream_id: str | None,
+    experiment_id: str | None = None,
+    is_complete: bool = True,
+    include_input: bool = False,
+) -> dict[str, Any]:
+    """``PATCH /v2/projects/{pid}/traces/{trace_id}`` (LogTraceUpdateRequest).
+
+    The input was sent with the trace's ingest, so it is null (unchanged) unless ``include_input``.
+    """
+    body = _envelope(log_stream_id, experiment_id)
+    body["trace_id"] = trace.id
+    body["input"] = wire_value("trace", "input", trace.input) if include_input else None
+    body["output"] = wire_value("trace", "output", trace.output)
+    body["status_code"] = trace.status_code
+    body["tags"] = [t if isinstance(t, str) else to_text(t) for t in trace.tags]
+    body["is_complete"] = is_complete
+    body["duration_ns"] = trace.duration_ns
+    return body
+
+
+def span_update_body(
+    span: Span, *, log_stream_id: str | None, experiment_id: str | None = None
+) -> dict[str, Any]:
+    """``PATCH /v2/projects/{pid}/spans/{span_id}`` (LogSpanUpdateRequest): output, status, duration, tags."""
+    body = _envelope(log_stream_id, experiment_id)
+    body["span_id"] = span.id
+    body["input"] = None
+    body["output"] = wire_value(span.type, "output", span.output)
+    body["tags"] = [t if isinstance(t, str) else to_text(t) for t in span.tags]
+    body["status_code"] = span.status_code
+    body["duration_ns"] = span.duration_ns
+    return body

@@ -1,0 +1,99 @@
+"""Helpers for SDK tests: an HTTP spy on requests, and tree comparison against what the collector stored."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+import requests
+
+from galileo import _sender, _transport
+
+# Keys the collector adds to each stored record, or that it fills from the request envelope.
+_STORE_KEYS = {"project_id", "log_stream_id", "is_complete", "orphans", "project_name", "log_stream_name"}
+
+
+@attrs.define
+class Call:
+    thread: str
+    method: str
+    url: str
+    status: int | None
+
+
+@attrs.define
+class HttpSpy:
+    """Records every HTTP call made through requests (delegating to the real thing)."""
+
+    calls: list[Call] = attrs.field(factory=list)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def paths(self, method: str | None = None) -> list[str]:
+        with self.lock:
+            return [
+                c.url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
+                for c in self.calls
+                if method is None or c.method == method
+            ]
+
+    def count(self, method: str, path_suffix: str) -> int:
+        return sum(1 for p in self.paths(method) if ("/" + p).endswith(path_suffix))
+
+
+@pytest.fixture
+def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
+    spy = HttpSpy()
+    real = requests.Session.request
+
+    def request(
+        self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        status = None
+        try:
+            response = real(self, method, url, *args, **kwargs)
+            status = response.status_code
+            return response
+        finally:
+            with spy.lock:
+                spy.calls.append(Call(threading.current_thread().name, method, url, status))
+
+    monkeypatch.setattr(requests.Session, "request", request)
+    yield spy
+
+
+@pytest.fixture
+def fresh_sdk() -> Iterator[None]:
+    """A fresh process-wide sender and client cache for the test, drained afterwards."""
+    _sender.shutdown(timeout=5)
+    _transport.reset_clients()
+    yield
+    _sender.shutdown(timeout=5)
+    _transport.reset_clients()
+
+
+def strip_store_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """The stored tree without what the collector adds, children sorted like the logger's order."""
+    out = {k: v for k, v in tree.items() if k not in _STORE_KEYS}
+    out["trace_id"] = None
+    out["parent_id"] = None
+    if "spans" in out:
+        out["spans"] = [strip_store_keys(child) for child in out["spans"]]
+    return out
+
+
+def sent_shape(wire: dict[str, Any]) -> dict[str, Any]:
+    """A record as sent, in the tree shape the collector answers (every record has a ``spans`` list)."""
+    out = dict(wire)
+    out["spans"] = [sent_shape(child) for child in out.get("spans", [])]
+    return out
+
+
+def tree_lines(tree: dict[str, Any], depth: int = 0) -> list[str]:
+    """``type:name`` per record, indented by depth: a compact picture of a stored tree."""
+    lines = ["  " * depth + f"{tree.get('type')}:{tree.get('name')}"]
+    for child in tree.get("spans", []):
+        lines.extend(tree_lines(child, depth + 1))
+    return lines
