@@ -40,10 +40,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from galileo import schema
-from galileo._transport import Client, Outcome, Result, Target, reset_clients
+from galileo._transport import Client, Outcome, Result, Target, get_client, reset_clients
 from galileo.config import GalileoConfig
 
-__all__ = ["BatchOutbox", "Outbox", "Sender", "TraceOutbox", "get_sender", "shutdown", "stats"]
+__all__ = ["BatchOutbox", "Outbox", "Sender", "TraceOutbox", "get_client", "get_sender", "shutdown", "stats"]
 
 _log = logging.getLogger("galileo")
 
@@ -609,13 +609,23 @@ class Sender:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                pending = sum(ob.pending() for ob in boxes if not ob.idle)
-                if not any(not ob.idle for ob in boxes):
+                if all(ob.idle for ob in boxes):
                     return 0
+                pending = sum(ob.pending() for ob in boxes)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return max(pending, 1)
                 self._cond.wait(remaining)
+
+    def pending_of(self, outboxes: Iterable[Outbox]) -> int:
+        """Records of ``outboxes`` not yet delivered nor given up."""
+        with self._cond:
+            return sum(ob.pending() for ob in outboxes)
+
+    def busy(self, outboxes: Iterable[Outbox]) -> list[Outbox]:
+        """The outboxes that still have something to send (the others can be forgotten)."""
+        with self._cond:
+            return [ob for ob in outboxes if not ob.idle]
 
     def drain(self, timeout: float | None) -> int:
         """Wait until every outbox is idle (bounded); return the records still pending, then report."""

@@ -53,13 +53,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from galileo import _sender, schema
+from galileo._context import RequestState, current_request
 from galileo._transport import Target, get_client
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "GalileoLogger"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "PARENT_ID_HEADER", "TRACE_ID_HEADER", "FlushResult", "GalileoLogger"]
 
 _log = logging.getLogger("galileo")
+
+TRACE_ID_HEADER = "X-Galileo-Trace-ID"
+PARENT_ID_HEADER = "X-Galileo-Parent-ID"
 
 #: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
 DEFAULT_FLUSH_TIMEOUT = 30.0
@@ -71,8 +75,13 @@ def _now_ns() -> int:
     return time.perf_counter_ns()
 
 
-def _in_event_loop_thread() -> bool:
-    """True on a thread running an asyncio event loop (where a blocking wait would stall every request)."""
+def _must_not_block() -> bool:
+    """True inside a request (any thread) or on a thread running an event loop (asyncio or trio).
+
+    There a blocking wait would delay a response or stall every request on the loop.
+    """
+    if current_request() is not None:
+        return True
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -95,6 +104,18 @@ def _check_uuid(name: str, value: str | None) -> str | None:
         return str(uuid.UUID(str(value)))
     except (ValueError, AttributeError, TypeError):
         raise ConfigurationError(name, "must be a UUID string", value) from None
+
+
+class FlushResult(list[schema.Trace]):
+    """What :meth:`GalileoLogger.flush` returns: the traces flushed, and ``pending``, the records of this
+    logger not yet delivered when flush returned (0 once everything was acknowledged)."""
+
+    def __init__(self, traces: Sequence[schema.Trace] = (), *, pending: int = 0) -> None:
+        super().__init__(traces)
+        self.pending = pending
+
+    def __repr__(self) -> str:
+        return f"FlushResult({list.__repr__(self)}, pending={self.pending})"
 
 
 class _Open:
@@ -171,6 +192,11 @@ class GalileoLogger:
         self._upstream_parent_id = upstream_parent or upstream_trace
         self._outbox: _sender.TraceOutbox | None = None
         self._outboxes: list[_sender.Outbox] = []
+        # Set for the request logger of TracingMiddleware (see _for_request):
+        self._request: RequestState | None = None
+        self._auto_trace: schema.Trace | None = None
+        self._auto_output: tuple[Any, Any, int | None] | None = None
+        self._finalizing = False
         if upstream_trace is not None:
             self._stack.append(_Open(None, self._upstream_parent_id or upstream_trace, _now_ns()))
 
@@ -255,13 +281,12 @@ class GalileoLogger:
                 )
                 self._conclude_all()
             self._stack.append(_Open(trace, trace.id, _now_ns()))
+            self._traces.append(trace)
             if self.mode == "distributed":
                 sender = _sender.get_sender(self._config)
                 self._outbox = sender.open_trace(get_client(self._config), self._target, trace.id, owned=True)
                 self._outboxes.append(self._outbox)
                 sender.add(self._outbox, trace, None)
-            else:
-                self._traces.append(trace)
         return trace
 
     def add_llm_span(
@@ -467,6 +492,11 @@ class GalileoLogger:
             if not self._stack or self._stack[-1].record is None:
                 _log.warning("galileo: conclude() with nothing open: ignored")
                 return None
+            if self._stack[-1].record is self._auto_trace and self._auto_trace is not None:
+                # The request's trace closes with the response; keep what the user said for then.
+                if output is not None or status_code is not None:
+                    self._auto_output = (output, redacted_output, status_code)
+                return self._auto_trace
             if conclude_all:
                 self._conclude_all(output, redacted_output, duration_ns, status_code)
                 return self.current_parent()
@@ -514,28 +544,105 @@ class GalileoLogger:
             else:
                 sender.conclude(self._outbox, record.id)
 
-    # -- sending -------------------------------------------------------------------------------------------
-    def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> list[schema.Trace]:
-        """Conclude what is open and send it; return the traces this flush concluded or sent.
+    def get_tracing_headers(self) -> dict[str, str]:
+        """Headers that make a downstream service continue this trace under the current parent.
 
-        Outside an event loop, waits until they are delivered or ``timeout`` seconds pass (None: no bound);
-        on a thread running an event loop it returns at once (use :meth:`async_flush` to wait there).
-        Never raises because of the backend; what could not be delivered is counted in ``galileo.stats()``.
+        ``X-Galileo-Trace-ID`` is the root trace id, ``X-Galileo-Parent-ID`` the innermost open record (the
+        trace itself, an open workflow/agent span, or the upstream parent). In distributed mode the records
+        these ids name are moved to the front of the sender's queue, since another service is about to point
+        at them. With no trace: the request logger opens its trace now; any other logger warns and returns {}.
+        """
+        with self._lock:
+            if not self._stack and self._request is not None and not self._disabled:
+                self._open_request_trace("")
+            if not self._stack:
+                _log.warning("galileo: get_tracing_headers() with no active trace: no headers")
+                return {}
+            trace_id = self.trace_id
+            assert trace_id is not None
+            headers = {TRACE_ID_HEADER: trace_id, PARENT_ID_HEADER: self._stack[-1].id}
+            outbox = self._outbox
+        if outbox is not None:
+            _sender.get_sender(self._config).prioritize(outbox)
+        return headers
+
+    # -- the request logger (TracingMiddleware) --------------------------------------------------------------
+    @classmethod
+    def _for_request(cls, state: RequestState, config: GalileoConfig) -> GalileoLogger:
+        """The distributed-mode logger of one request, continuing the trace its headers name (if any).
+
+        Without upstream headers it opens a trace of its own lazily, at the first ``add_*_span`` or
+        ``get_tracing_headers()``, named ``METHOD route-path`` with the first span's input; the user's
+        ``conclude()`` closes their spans, never that trace, which completes at :meth:`_finalize_request`.
+        """
+        if config.mode != "distributed":
+            import attrs
+
+            config = attrs.evolve(config, mode="distributed")
+        logger = cls(config=config, trace_id=state.trace_id, span_id=state.parent_id)
+        logger._request = state
+        return logger
+
+    def _open_request_trace(self, first_input: Any) -> None:
+        state = self._request
+        assert state is not None
+        name = f"{state.method} {state.route_path()}"
+        self._auto_trace = self.start_trace(input=schema.to_text(first_input), name=name)
+
+    def _finalize_request(self, status_code: int) -> None:
+        """Conclude what the handler left open and complete the request's trace; enqueue only, never wait."""
+        if self._disabled:
+            return
+        with self._lock:
+            self._finalizing = True
+            try:
+                while self._stack and self._stack[-1].record is not None:
+                    top = self._stack[-1].record
+                    if top is self._auto_trace and self._auto_output is not None:
+                        output, redacted, user_status = self._auto_output
+                        self._conclude_top(output, redacted, None, user_status or status_code)
+                    elif isinstance(top, schema.Trace):
+                        self._conclude_top(None, None, None, status_code)
+                    else:
+                        self._conclude_top(None, None, None, None)
+                self._enqueue_all()
+            finally:
+                self._finalizing = False
+
+    # -- sending -------------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
+        """Conclude what is open, hand everything to the sender, and wait (bounded) where waiting is safe.
+
+        Returns the traces this logger started since the last flush, as a :class:`FlushResult` (a list)
+        whose ``pending`` is the number of this logger's records not yet delivered when flush returned.
+
+        - Inside a request (on any thread, through ``TracingMiddleware``) or on a thread running an event
+          loop (asyncio or trio): concludes, enqueues and returns at once, with no network wait (``pending``
+          is then what is still queued). The request's own trace completes with the response.
+        - Elsewhere: waits until the records are delivered or ``timeout`` seconds pass (None: no bound).
+        - Never raises because of the backend; records that cannot be delivered are retried within the
+          retry window, then counted in ``galileo.stats()`` and logged.
+
+        Use :meth:`async_flush` to wait for delivery from async code without blocking the loop.
         """
         with self._lock:
             traces, outboxes = self._enqueue_all()
-        if outboxes and not _in_event_loop_thread():
-            _sender.get_sender(self._config).wait(outboxes, timeout)
-        return traces
+        sender = _sender.get_sender(self._config)
+        if outboxes and not _must_not_block():
+            pending = sender.wait(outboxes, timeout)
+        else:
+            pending = sender.pending_of(outboxes)
+        return FlushResult(traces, pending=pending)
 
-    async def async_flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> list[schema.Trace]:
-        """Like :meth:`flush`, but waits for delivery without blocking the running event loop."""
+    async def async_flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
+        """Like :meth:`flush` outside a loop: waits (bounded) for delivery without blocking the event loop."""
         with self._lock:
             traces, outboxes = self._enqueue_all()
+        pending = 0
         if outboxes:
             sender = _sender.get_sender(self._config)
-            await asyncio.get_running_loop().run_in_executor(None, sender.wait, outboxes, timeout)
-        return traces
+            pending = await asyncio.get_running_loop().run_in_executor(None, sender.wait, outboxes, timeout)
+        return FlushResult(traces, pending=pending)
 
     def terminate(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> None:
         """Flush and release this logger's state (never the process-wide sender)."""
@@ -547,14 +654,21 @@ class GalileoLogger:
     def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox]]:
         if self._disabled:
             return [], []
-        owned = self._stack[0].record if self._stack and self._stack[0].record is not None else None
-        self._conclude_all()
+        owned = self._stack[0].record if self._stack else None
+        if owned is not None and owned is self._auto_trace and not self._finalizing:
+            # Inside a request the trace completes with the response's status (at finalisation).
+            while self._stack and self._stack[-1].record is not owned:
+                self._conclude_top(None, None, None, None)
+        else:
+            self._conclude_all()
         sender = _sender.get_sender(self._config)
-        if self.mode == "distributed":
-            outboxes = [ob for ob in self._outboxes if not ob.idle]
-            self._outboxes = outboxes[:]
-            return ([owned] if isinstance(owned, schema.Trace) else []), outboxes
         traces, self._traces = self._traces, []
+        if self._stack and self._stack[0].record is not None:
+            self._traces.append(self._stack[0].record)  # type: ignore[arg-type]  # the request's open trace
+        if self.mode == "distributed":
+            outboxes = sender.busy(self._outboxes)
+            self._outboxes = outboxes[:]
+            return traces, outboxes
         if not traces:
             return [], []
         records = sum(_count_records(t) for t in traces)
@@ -590,6 +704,8 @@ class GalileoLogger:
             return span
         with self._lock:
             now = _now_ns()
+            if not self._stack and self._request is not None:
+                self._open_request_trace(span.input)
             if not self._stack:
                 _log.warning(
                     "galileo: %s span %r added with no active trace: call start_trace() first; dropped",

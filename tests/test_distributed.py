@@ -1,0 +1,399 @@
+"""Distributed mode against the real collector: sent as it happens, exact order, coalescing, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_process import CollectorProcess, free_port
+from schema_validation import validate
+from sdk_helpers import HttpSpy, tree_lines
+
+import galileo
+from galileo import GalileoLogger, _sender, schema
+
+pytestmark = pytest.mark.usefixtures("fresh_sdk")
+
+_ROOTS = {
+    ("POST", "traces"): "LogTracesIngestRequest",
+    ("POST", "spans"): "LogSpansIngestRequest",
+    ("PATCH", "traces"): "LogTraceUpdateRequest",
+    ("PATCH", "spans"): "LogSpanUpdateRequest",
+}
+
+
+def writes(collector: CollectorProcess) -> list[dict[str, Any]]:
+    return [r for r in collector.requests() if r["path"].startswith("/v2/")]
+
+
+def kind(request: dict[str, Any]) -> tuple[str, str]:
+    return request["method"], request["path"].split("/")[4]
+
+
+def dlogger(**kwargs: Any) -> GalileoLogger:
+    kwargs.setdefault("project", "distributed")
+    kwargs.setdefault("log_stream", "svc")
+    return GalileoLogger(mode="distributed", **kwargs)
+
+
+def check_order(requests: list[dict[str, Any]], trace_ids: set[str]) -> None:
+    """The ordering rules, from what the collector saw: every write started after what it depends on."""
+    acked: dict[str, float] = {}  # record id -> when the request carrying it finished
+    parents: dict[str, str] = {}
+    for r in requests:
+        body = r["body"]
+        assert r["status"] == 200, r
+        validate(_ROOTS[kind(r)], body)
+        if kind(r) == ("POST", "spans"):
+            # records of one request belong to one trace, and their parent was acknowledged before
+            assert body["trace_id"] in trace_ids
+            parent = body["parent_id"]
+            if parent in acked:
+                assert r["received_at"] >= acked[parent], "a span POST started before its parent was in"
+            for rid in r["record_ids"]:
+                parents[rid] = parent
+        if kind(r) == ("PATCH", "spans"):
+            span_id = body["span_id"]
+            assert span_id in acked and r["received_at"] >= acked[span_id], "a PATCH before its ingest"
+        if kind(r) == ("PATCH", "traces"):
+            trace_id = body["trace_id"]
+            mine = [x for x in requests if x is not r and trace_id in _trace_of(x, parents)]
+            assert all(x["finished_at"] <= r["received_at"] for x in mine), "is_complete before its records"
+        for rid in r["record_ids"]:
+            acked.setdefault(rid, r["finished_at"])
+
+
+def _trace_of(request: dict[str, Any], parents: dict[str, str]) -> set[str]:
+    body = request["body"]
+    if "traces" in body:
+        return {t["id"] for t in body["traces"]}
+    if "trace_id" in body:
+        return {body["trace_id"]}
+    return set()
+
+
+def test_each_event_is_sent_as_it_happens(collector_env: CollectorProcess) -> None:
+    collector_env.clear_requests()
+    logger = dlogger()
+    trace = logger.start_trace(input="q", name="live")
+    collector_env.wait_for(lambda: collector_env.trace(trace.id))
+    assert collector_env.trace(trace.id)["is_complete"] is False  # type: ignore[index]
+
+    workflow = logger.add_workflow_span(input="q", name="wf")
+    collector_env.wait_for(lambda: len(collector_env.trace(trace.id)["spans"]) == 1)  # type: ignore[index]
+    logger.add_tool_span(input="x", output="y", name="tool")
+    collector_env.wait_for(lambda: len(collector_env.trace(trace.id)["spans"][0]["spans"]) == 1)  # type: ignore[index]
+    logger.conclude(output="wf done")
+    collector_env.wait_for(lambda: collector_env.trace(trace.id)["spans"][0]["output"] == "wf done")  # type: ignore[index]
+    logger.conclude(output="all done")
+    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["is_complete"] and t)
+
+    assert stored["output"] == "all done"
+    assert stored["spans"][0]["id"] == workflow.id
+    assert [kind(r) for r in writes(collector_env)] == [
+        ("POST", "traces"),
+        ("POST", "spans"),
+        ("POST", "spans"),
+        ("PATCH", "spans"),
+        ("PATCH", "traces"),
+    ]
+    first = writes(collector_env)[0]["body"]
+    assert (first["is_complete"], first["reliable"]) == (False, True)
+    check_order(writes(collector_env), {trace.id})
+
+
+def test_continuing_logger_sends_no_trace_record(collector_env: CollectorProcess) -> None:
+    upstream = dlogger(log_stream="gateway")
+    trace = upstream.start_trace(input="q", name="gateway-trace")
+    upstream.add_workflow_span(input="q", name="gateway-wf")
+    headers = upstream.get_tracing_headers()
+    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": upstream.span_id}
+
+    collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and len(t["spans"]) == 1)
+    collector_env.clear_requests()
+    downstream = dlogger(
+        log_stream="retriever", trace_id=headers["X-Galileo-Trace-ID"], span_id=headers["X-Galileo-Parent-ID"]
+    )
+    assert (downstream.trace_id, downstream.span_id) == (trace.id, upstream.span_id)
+    downstream.add_workflow_span(input="q", name="retriever-wf")
+    downstream.add_retriever_span(input="q", output=["doc"], name="search")
+    downstream.conclude(output="1 doc")
+    assert downstream.conclude() is None, "the upstream trace is not this logger's to conclude"
+    assert downstream.flush(timeout=10).pending == 0
+    sent = writes(collector_env)
+    assert [kind(r) for r in sent] == [("POST", "spans")]
+    assert sent[0]["body"]["trace_id"] == trace.id
+    assert sent[0]["body"]["parent_id"] == headers["X-Galileo-Parent-ID"]
+
+    upstream.conclude()
+    upstream.conclude(output="answer")
+    upstream.flush(timeout=10)
+    stored = collector_env.trace(trace.id)
+    assert stored is not None and stored["is_complete"] and stored["name"] == "gateway-trace"
+    assert tree_lines(stored) == [
+        "trace:gateway-trace",
+        "  workflow:gateway-wf",
+        "    workflow:retriever-wf",
+        "      retriever:search",
+    ]
+    assert stored["spans"][0]["spans"][0]["log_stream_name"] == "retriever"
+
+
+def test_continuing_with_trace_id_only_attaches_to_the_root(collector_env: CollectorProcess) -> None:
+    trace_id = schema.new_id()
+    logger = dlogger(trace_id=trace_id.upper())
+    assert (logger.trace_id, logger.span_id) == (trace_id, None)
+    collector_env.clear_requests()
+    logger.add_tool_span(input="x", output="y")
+    logger.flush(timeout=10)
+    (sent,) = writes(collector_env)
+    assert (sent["body"]["trace_id"], sent["body"]["parent_id"]) == (trace_id, trace_id)
+
+
+def test_loggers_share_one_sender_and_cost_nothing_to_create(
+    collector_env: CollectorProcess, http_spy: HttpSpy
+) -> None:
+    threads_before = set(threading.enumerate())
+    callbacks_before = atexit._ncallbacks()
+    loggers = [dlogger(trace_id=schema.new_id()) for _ in range(500)]
+    assert set(threading.enumerate()) - threads_before == set(), "creating loggers starts no thread"
+    assert atexit._ncallbacks() <= callbacks_before + 1
+    assert http_spy.calls == []
+    for logger in loggers[:50]:
+        logger.add_tool_span(input="x", output="y")
+    galileo.shutdown(timeout=10)
+    assert galileo.stats()["dropped"] == 0
+    started = {t.name for t in set(threading.enumerate()) - threads_before}
+    assert len(started) <= loggers[0].config.sender_workers
+
+
+def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorProcess) -> None:
+    """Twenty threads log nested traces at once; every ordering rule holds for every request."""
+    collector_env.clear_requests()
+    trace_ids: set[str] = set()
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        logger = dlogger(log_stream=f"order-{i % 3}")
+        trace = logger.start_trace(input=f"q{i}", name=f"t{i}")
+        with lock:
+            trace_ids.add(trace.id)
+        for w in range(3):
+            logger.add_workflow_span(input="w", name=f"wf{w}")
+            for leaf in range(4):
+                logger.add_tool_span(input="x", output=str(leaf), name=f"tool{leaf}")
+            logger.add_agent_span(input="a", name="agent")
+            logger.add_llm_span(input="q", output="a", model="m")
+            logger.conclude()
+            logger.conclude()
+        logger.conclude(output="done")
+        logger.flush(timeout=30)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    requests = writes(collector_env)
+    check_order(requests, trace_ids)
+    for trace_id in trace_ids:
+        stored = collector_env.trace(trace_id)
+        assert stored is not None and stored["is_complete"]
+        assert len(tree_lines(stored)) == 1 + 3 * (1 + 4 + 1 + 1)
+        assert stored.get("orphans", []) == []
+    records = sum(len(r["record_ids"]) for r in requests if r["method"] == "POST")
+    posts = sum(1 for r in requests if r["method"] == "POST")
+    assert records == 20 * 22
+    assert posts < records, "siblings and subtrees were coalesced"
+
+
+def test_subtree_not_yet_sent_travels_nested_and_concluded(collector_env: CollectorProcess) -> None:
+    """With the backend paused, a whole concluded subtree queues up and goes as one nested body."""
+    collector_env.clear_requests()
+    logger = dlogger()
+    trace = logger.start_trace(input="q")
+    collector_env.wait_for(lambda: collector_env.trace(trace.id))
+    outbox = logger._outbox
+    assert outbox is not None
+    sender = _sender.get_sender(logger.config)
+    with sender._cond:
+        outbox.not_before = time.monotonic() + 3600  # set aside: nothing of this trace goes until released
+    logger.add_workflow_span(input="q", name="outer")
+    logger.add_workflow_span(input="q", name="inner")
+    logger.add_tool_span(input="x", output="y", name="leaf")
+    logger.conclude(output="inner done")
+    logger.conclude(output="outer done")
+    with sender._cond:
+        outbox.not_before = 0
+        sender._schedule(outbox)
+    logger.conclude()
+    logger.flush(timeout=10)
+    requests = writes(collector_env)
+    assert [kind(r) for r in requests] == [("POST", "traces"), ("POST", "spans"), ("PATCH", "traces")]
+    (outer,) = requests[1]["body"]["spans"]
+    assert (outer["name"], outer["output"]) == ("outer", "outer done")
+    (inner,) = outer["spans"]
+    assert (inner["name"], inner["output"]) == ("inner", "inner done")
+    assert [s["name"] for s in inner["spans"]] == ["leaf"]
+    check_order(requests, {trace.id})
+
+
+def test_flush_on_an_event_loop_returns_at_once(collector_env: CollectorProcess) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    logger = dlogger(api_url=dead)
+
+    async def handler() -> galileo.logger.FlushResult:
+        logger.start_trace(input="q")
+        logger.add_tool_span(input="x", output="y")
+        return logger.flush(timeout=None)  # no bound: would hang forever if it waited
+
+    result = asyncio.run(handler())
+    assert result.pending == 2
+    assert galileo.stats()["queued"] == 2
+
+
+def test_flush_elsewhere_waits_bounded_and_reports_pending(collector_env: CollectorProcess) -> None:
+    logger = dlogger(api_url=f"http://127.0.0.1:{free_port()}")
+    logger.start_trace(input="q")
+    logger.add_tool_span(input="x", output="y")
+    result = logger.flush(timeout=0.5)
+    assert result.pending == 2
+    healthy = dlogger()
+    healthy.start_trace(input="q")
+    assert healthy.flush(timeout=10).pending == 0
+
+
+def test_async_flush_waits_without_blocking_the_loop(collector_env: CollectorProcess) -> None:
+    logger = dlogger()
+
+    async def main() -> tuple[int, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        trace = logger.start_trace(input="q")
+        for _ in range(20):
+            logger.add_tool_span(input="x", output="y")
+        result = await logger.async_flush(timeout=10)
+        task.cancel()
+        assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
+        return result.pending, ticks
+
+    pending, ticks = asyncio.run(main())
+    assert pending == 0
+    assert ticks > 0
+
+
+def test_terminate_releases_only_its_logger(collector_env: CollectorProcess) -> None:
+    first = dlogger()
+    first.start_trace(input="q")
+    first.terminate(timeout=10)
+    second = dlogger()
+    trace = second.start_trace(input="q")
+    second.flush(timeout=10)
+    assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
+
+
+def test_headers_move_the_named_records_to_the_front(collector_env: CollectorProcess) -> None:
+    logger = dlogger()
+    client = _sender.get_client(logger.config)
+    sender = _sender.Sender(workers=1)
+    sender._stopping = True  # no worker starts: the queue stays as built, for inspection
+    outboxes = []
+    for _ in range(5):
+        outbox = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
+        sender.add(outbox, schema.Trace(input="backlog"), None)
+        outboxes.append(outbox)
+    assert list(sender._ready) == outboxes
+    sender.prioritize(outboxes[3])
+    assert list(sender._ready) == [outboxes[3], *outboxes[:3], outboxes[4]]
+
+    trace = logger.start_trace(input="q")
+    logger.add_workflow_span(input="q")
+    headers = logger.get_tracing_headers()
+    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": logger.span_id}
+    assert logger._outbox is not None and logger._outbox.priority
+    logger.flush(timeout=10)
+    assert collector_env.trace(trace.id) is not None
+
+
+def test_shutdown_drains_and_sender_restarts(collector_env: CollectorProcess) -> None:
+    logger = dlogger()
+    trace = logger.start_trace(input="q")
+    logger.conclude(output="a")
+    assert galileo.shutdown(timeout=10) == 0
+    assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
+    again = dlogger()
+    trace2 = again.start_trace(input="q")
+    again.flush(timeout=10)
+    assert collector_env.trace(trace2.id) is not None
+
+
+def test_interpreter_exit_delivers_what_is_queued(collector_env: CollectorProcess, tmp_path: Path) -> None:
+    script = tmp_path / "exits.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from galileo import GalileoLogger
+            logger = GalileoLogger(project="distributed", log_stream="exit", mode="distributed")
+            trace = logger.start_trace(input="q")
+            for i in range(20):
+                logger.add_tool_span(input="x", output=str(i))
+            logger.conclude(output="bye")
+            print(trace.id)
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    trace_id = out.stdout.strip()
+    stored = collector_env.trace(trace_id)
+    assert stored is not None and stored["is_complete"] and len(stored["spans"]) == 20
+
+
+def test_forked_child_gets_a_fresh_sender(collector_env: CollectorProcess) -> None:
+    parent_logger = dlogger()
+    parent_logger.start_trace(input="parent")
+    parent_sender = _sender.get_sender(parent_logger.config)
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork with threads; that is what we test
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            child = dlogger()
+            fresh = _sender.get_sender(child.config) is not parent_sender
+            trace = child.start_trace(input="child")
+            child.conclude(output="from child")
+            pending = child.flush(timeout=10).pending
+            os.write(write, f"{int(fresh)} {pending} {trace.id}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    fresh, pending, trace_id = os.read(read, 200).decode().split()
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert (fresh, pending) == ("1", "0")
+    assert collector_env.trace(trace_id)["output"] == "from child"  # type: ignore[index]
+    parent_logger.conclude()
+    assert parent_logger.flush(timeout=10).pending == 0
