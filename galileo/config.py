@@ -14,7 +14,7 @@ GALILEO_CONSOLE_URL            console URL the API URL is derived from (default 
 GALILEO_PROJECT / _PROJECT_ID  project by name or id (a UUID); name "default" when neither is set
 GALILEO_LOG_STREAM / _ID       log stream by name or id (a UUID); name "default" when neither is set
 GALILEO_EXPERIMENT_ID          experiment id (a UUID)
-GALILEO_MODE (mode)            ``batch`` (default: one request per trace when it ends) or ``distributed``
+GALILEO_MODE (mode)            ``batch`` (default: traces go together at ``flush()``) or ``distributed``
 GALILEO_LOGGING_DISABLED       1/true/yes/on or 0/false/no/off (case-insensitive); default off
 GALILEO_EXTRA_HEADERS          JSON object of header name -> value sent with every request (API gateways)
 GALILEO_MAX_PAYLOAD_CHARS      characters kept per text field before truncation, > 0; default 100000
