@@ -42,16 +42,21 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 
-def create_app(db_path: str, *, token_ttl: float = 3600.0) -> Starlette:
+def create_app(db_path: str, *, token_ttl: float = 3600.0, latency_ms: float = 0.0) -> Starlette:
     """The collector as an ASGI app storing into the SQLite file ``db_path`` (created if missing).
 
-    ``token_ttl`` is how many seconds a token from ``POST /login/api_key`` stays valid. The app owns its
+    ``token_ttl`` is how many seconds a token from ``POST /login/api_key`` stays valid;
+    ``latency_ms`` delays every trace/span write (see :mod:`galileo.collector._faults`; also changed at run
+    time through ``/api/faults``). The app owns its
     store and closes it when the app's lifespan ends.
     """
     # Imported here so that ``galileo.collector.cli`` (tree, traces) works without the server's dependencies.
+    from galileo.collector._faults import Faults
     from galileo.collector.app import build_app
     from galileo.collector.store import Store
 
     if not token_ttl > 0:
         raise ValueError(f"token_ttl must be a positive number of seconds, got {token_ttl!r}")
-    return build_app(Store(db_path), token_ttl=token_ttl)
+    faults = Faults()
+    faults.update({"latency_ms": latency_ms})
+    return build_app(Store(db_path), token_ttl=token_ttl, faults=faults)

@@ -33,12 +33,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from galileo._version import __version__
 from galileo.collector import _auth, _validation
+from galileo.collector._faults import FaultInjector, Faults
 from galileo.collector.store import (
     LogStream,
     Project,
@@ -155,6 +157,7 @@ class _Collector:
         self.store = store
         self.token_ttl = token_ttl
         self.request_log = _RequestLog()
+        self.faults = Faults()
 
     # Plumbing --------------------------------------------------------------------------------------------
 
@@ -475,6 +478,19 @@ class _Collector:
             return JSONResponse({"cleared": self.request_log.clear()})
         return JSONResponse(self.request_log.snapshot())
 
+    async def api_faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.faults.reset()
+        elif request.method == "PUT":
+            try:
+                changes = json.loads(await request.body())
+                if not isinstance(changes, dict):
+                    raise ValueError("the body must be a JSON object of fault settings")
+                self.faults.update(changes)
+            except ValueError as exc:
+                return _error(400, str(exc))
+        return JSONResponse(self.faults.as_dict())
+
     # Routing ---------------------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -499,6 +515,7 @@ class _Collector:
             Route("/api/traces", self.api_traces, methods=["GET"]),
             Route("/api/traces/{trace_id}", self.api_trace, methods=["GET"]),
             Route("/api/requests", self.api_requests, methods=["GET", "DELETE"]),
+            Route("/api/faults", self.api_faults, methods=["GET", "PUT", "DELETE"]),
         ]
 
 
@@ -508,9 +525,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def build_app(store: Store, *, token_ttl: float) -> Starlette:
+def build_app(store: Store, *, token_ttl: float, faults: Faults | None = None) -> Starlette:
     """The collector app over ``store``; the app closes the store when it shuts down."""
     collector = _Collector(store, token_ttl)
+    collector.faults = faults if faults is not None else Faults()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -520,7 +538,13 @@ def build_app(store: Store, *, token_ttl: float) -> Starlette:
             store.close()
 
     handlers = {HTTPException: _http_error}
-    app = Starlette(routes=collector.routes(), exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(
+        routes=collector.routes(),
+        exception_handlers=handlers,
+        lifespan=lifespan,
+        middleware=[Middleware(FaultInjector, faults=collector.faults)],
+    )
+    app.state.faults = collector.faults
     app.state.store = store
     app.state.request_log = collector.request_log
     return app

@@ -2,7 +2,8 @@
 
 Subcommands:
 
-``serve [--host 127.0.0.1] [--port 8088] [--db ~/.galileo/collector.db] [--token-ttl 3600] [--access-log]``
+``serve [--host 127.0.0.1] [--port 8088] [--db ~/.galileo/collector.db] [--token-ttl 3600] [--access-log]
+[--latency MS]``
     Run the collector with uvicorn (the ``collector`` extra). Prints one line with the URL, then serves
     until interrupted.
 ``tree TRACE_ID [--url URL]``
@@ -179,7 +180,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     db_path = Path(args.db).expanduser()
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(str(db_path), token_ttl=args.token_ttl)
+    app = create_app(str(db_path), token_ttl=args.token_ttl, latency_ms=args.latency)
     print(f"galileo-collector {__version__} on http://{args.host}:{args.port} (db: {db_path})", flush=True)
     uvicorn.run(
         app,
@@ -225,6 +226,8 @@ def _parser() -> argparse.ArgumentParser:
     ttl_help = "token lifetime in seconds (default: %(default)s)"
     serve.add_argument("--token-ttl", type=_positive_float, default=3600.0, help=ttl_help)
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    latency_help = "delay every trace/span write by this many milliseconds, to test clients (default: 0)"
+    serve.add_argument("--latency", type=float, default=0.0, metavar="MS", help=latency_help)
     serve.set_defaults(handler=_cmd_serve)
 
     tree = commands.add_parser("tree", help="print one trace as a tree")
