@@ -12,7 +12,8 @@ for the next request, send it without holding any lock, then settle the outcome.
 - Coalescing takes two shapes only: ready siblings of one parent share one ``spans`` list, and a subtree
   not sent yet travels nested in its root. A span concluded before it went out goes once, concluded; a span
   concluded after its POST started gets a PATCH once that POST is acknowledged.
-- The trace's ``is_complete`` PATCH goes last, after every record of the outbox was acknowledged or given up.
+- The trace's ``is_complete`` PATCH goes last, after every record of the trace from this process (its own
+  outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
 - Records of different traces never share a request.
 
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
@@ -201,7 +202,7 @@ class TraceOutbox(Outbox):
             and not self._new
             and not self._patches
             and self.inflight == 0
-            and not any(n.needs_patch for n in self.nodes.values())
+            and not self.sender._trace_busy_elsewhere(self)
         )
 
     def has_ready(self) -> bool:
@@ -418,6 +419,7 @@ class Sender:
         self._delayed: list[tuple[float, int, Outbox]] = []
         self._seq = itertools.count()
         self._outboxes: set[Outbox] = set()  # not idle
+        self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
@@ -526,12 +528,25 @@ class Sender:
                 outbox.state = _FAILED
             return outbox
 
+    def _trace_busy_elsewhere(self, outbox: TraceOutbox) -> bool:
+        """Whether another logger of this process still has records of ``outbox``'s trace to deliver."""
+        return any(other is not outbox for other in self._by_trace.get(outbox.trace_id, ()))
+
     def _schedule(self, outbox: Outbox) -> None:
         """Put ``outbox`` where a worker will find it when it has work (under the lock)."""
         if not outbox.idle:
             self._outboxes.add(outbox)
+            if isinstance(outbox, TraceOutbox):
+                self._by_trace.setdefault(outbox.trace_id, set()).add(outbox)
         elif outbox in self._outboxes:
             self._outboxes.discard(outbox)
+            if isinstance(outbox, TraceOutbox):
+                same_trace = self._by_trace.get(outbox.trace_id, set())
+                same_trace.discard(outbox)
+                if not same_trace:
+                    self._by_trace.pop(outbox.trace_id, None)
+                for other in list(same_trace):  # an owner may have been waiting to complete the trace
+                    self._schedule(other)
             self._cond.notify_all()  # flush waiters
         if outbox.in_ready or not outbox.has_ready():
             return

@@ -131,8 +131,10 @@ def test_continuing_logger_sends_no_trace_record(collector_env: CollectorProcess
     assert downstream.conclude() is None, "the upstream trace is not this logger's to conclude"
     assert downstream.flush(timeout=10).pending == 0
     sent = writes(collector_env)
-    assert [kind(r) for r in sent] == [("POST", "spans")]
-    assert sent[0]["body"]["trace_id"] == trace.id
+    # no trace record, no trace update: only spans (and the PATCH of the retriever's workflow, unless it
+    # went out already concluded), all naming the upstream trace, the first the upstream parent
+    assert {kind(r) for r in sent} <= {("POST", "spans"), ("PATCH", "spans")}
+    assert all(r["body"]["trace_id"] == trace.id for r in sent if kind(r) == ("POST", "spans"))
     assert sent[0]["body"]["parent_id"] == headers["X-Galileo-Parent-ID"]
 
     upstream.conclude()
@@ -397,3 +399,33 @@ def test_forked_child_gets_a_fresh_sender(collector_env: CollectorProcess) -> No
     assert collector_env.trace(trace_id)["output"] == "from child"  # type: ignore[index]
     parent_logger.conclude()
     assert parent_logger.flush(timeout=10).pending == 0
+
+
+def test_trace_completes_after_other_loggers_of_this_process(collector_env: CollectorProcess) -> None:
+    """Two services in one process: the gateway's is_complete waits for the retriever's records."""
+    collector_env.clear_requests()
+    gateway = dlogger(log_stream="gateway")
+    trace = gateway.start_trace(input="q")
+    gateway.add_workflow_span(input="q")
+    headers = gateway.get_tracing_headers()
+    retriever = dlogger(
+        log_stream="retriever", trace_id=headers["X-Galileo-Trace-ID"], span_id=headers["X-Galileo-Parent-ID"]
+    )
+    retriever.add_retriever_span(input="q", output=["doc"])
+    sender = _sender.get_sender(gateway.config)
+    held = retriever._outbox
+    assert held is not None
+    with sender._cond:
+        held.not_before = time.monotonic() + 3600  # the retriever's span cannot go yet
+    gateway.conclude()
+    gateway.conclude(output="answer")
+    assert gateway.flush(timeout=0.5).pending > 0, "the completion waits for the retriever's span"
+    with sender._cond:
+        held.not_before = 0
+        sender._schedule(held)
+    assert retriever.flush(timeout=10).pending == 0
+    assert gateway.flush(timeout=10).pending == 0
+    requests = writes(collector_env)
+    assert kind(requests[-1]) == ("PATCH", "traces")
+    check_order(requests, {trace.id})
+    assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
