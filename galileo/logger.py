@@ -57,13 +57,11 @@ from galileo._context import RequestState, current_request
 from galileo._transport import Target, get_client
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
+from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "PARENT_ID_HEADER", "TRACE_ID_HEADER", "FlushResult", "GalileoLogger"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger"]
 
 _log = logging.getLogger("galileo")
-
-TRACE_ID_HEADER = "X-Galileo-Trace-ID"
-PARENT_ID_HEADER = "X-Galileo-Parent-ID"
 
 #: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
 DEFAULT_FLUSH_TIMEOUT = 30.0
