@@ -119,13 +119,14 @@ class FlushResult(list[schema.Trace]):
 class _Open:
     """An open level of the tree: the trace, a workflow/agent span, or an upstream parent (record None)."""
 
-    __slots__ = ("id", "last_ns", "record", "start_ns")
+    __slots__ = ("id", "last_ns", "last_wall", "record", "start_ns")
 
     def __init__(self, record: schema.Record | None, record_id: str, now_ns: int) -> None:
         self.record = record
         self.id = record_id
         self.start_ns = now_ns
-        self.last_ns = now_ns
+        self.last_ns = now_ns  # when the last event under this level happened (perf counter)...
+        self.last_wall = record.created_at if record is not None else None  # ...and its wall-clock time
 
 
 class GalileoLogger:
@@ -534,6 +535,7 @@ class GalileoLogger:
             record.status_code = status_code
         if self._stack:
             self._stack[-1].last_ns = now
+            self._stack[-1].last_wall = _utcnow()
         if self.mode == "distributed" and self._outbox is not None:
             sender = _sender.get_sender(self._config)
             if isinstance(record, schema.Trace):
@@ -719,12 +721,14 @@ class GalileoLogger:
             else:
                 elapsed = duration_ns if duration_ns is not None else now - parent.last_ns
                 span.duration_ns = elapsed
+                wall = _utcnow()
                 if created_at is None:
-                    created_at = _utcnow() - _dt.timedelta(microseconds=elapsed // 1000)
-                    if parent.record is not None:  # a child never starts before its parent
-                        created_at = max(created_at, parent.record.created_at)
+                    created_at = wall - _dt.timedelta(microseconds=elapsed // 1000)
+                    if parent.last_wall is not None:  # never before its parent or its previous sibling
+                        created_at = max(created_at, parent.last_wall)
                 span.created_at = created_at
                 parent.last_ns = now
+                parent.last_wall = max(wall, created_at)
             if parent.record is not None:
                 parent.record.spans.append(span)  # type: ignore[attr-defined]
             if self.mode == "distributed" and self._outbox_for_span() is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -11,6 +13,20 @@ import pytest
 import requests
 
 from galileo import _sender, _transport
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from two_services import serve
+
+__all__ = [
+    "Call",
+    "HttpSpy",
+    "fresh_sdk",
+    "http_spy",
+    "sent_shape",
+    "serve",
+    "strip_store_keys",
+    "tree_lines",
+]
 
 # Keys the collector adds to each stored record, or that it fills from the request envelope.
 _STORE_KEYS = {"project_id", "log_stream_id", "is_complete", "orphans", "project_name", "log_stream_name"}

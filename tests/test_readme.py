@@ -6,10 +6,17 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from collector_process import CollectorProcess
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -23,7 +30,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> Non
     setup = [b.strip() for b in _blocks("bash") if b.strip().startswith("python3 -m venv")]
     assert len(setup) == 2
     demo, tests = setup
-    assert demo.endswith("python examples/demo.py")
+    assert demo.endswith("python examples/demo.py") and "[demo]" in demo
     assert tests.endswith("python -m pytest -q")
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert tests in ci_lines, ".ci/run must run the README's test command as written"
@@ -36,13 +43,12 @@ def test_demo_prints_the_tree_it_sent(collector: CollectorProcess) -> None:
         [sys.executable, "examples/demo.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    lines = [re.sub(r"\s+[\d.]+ ms", "", line) for line in out.stdout.splitlines()[2:]]
+    lines = [re.sub(r"\s+[\d.]+ ms", "", line) for line in out.stdout.splitlines()[3:]]
     assert lines == [
-        "trace  ask  complete  [demo / quickstart]",
-        "└─ workflow  answer-question  ok",
-        "   ├─ retriever  vector-search  ok",
-        "   ├─ agent  planner  ok",
-        "   │  └─ tool  lookup-year  ok",
+        "trace  GET /ask  200  complete  [demo / gateway]",
+        "└─ workflow  gateway-workflow  ok",
+        "   ├─ workflow  retriever-service  ok  [demo / retriever]",
+        "   │  └─ retriever  vector-search  ok",
         "   └─ llm  compose-answer  ok",
     ]
 
@@ -54,4 +60,10 @@ def test_python_examples_run_as_written(index: int, collector_env: CollectorProc
     if code.lstrip().startswith(">>>"):
         code = "\n".join(line[4:] for line in code.splitlines() if line.startswith(">>> "))
         code = "import galileo\n" + code
-    exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme_example"})
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(code, f"README.md python block {index}", "exec"), namespace)
+    app = namespace.get("app")
+    if app is not None:  # a service example: serve it through TestClient and call its route
+        with TestClient(app) as client:
+            route = app.routes[-1].path  # the example's own route (FastAPI's docs routes come first)
+            assert client.get(route, params={"q": "telescope"}).status_code == 200
