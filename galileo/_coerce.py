@@ -311,7 +311,13 @@ def _scalar(value: Any, limit: int | None) -> str | int | float | bool:
 # --- shapes -----------------------------------------------------------------------------------------------
 
 
+_TEXT_INPUT: Final = frozenset({"trace", "retriever", "tool", "workflow", "agent"})
+_TEXT_OUTPUT: Final = frozenset({"trace", "tool", "workflow", "agent"})
+
+
 def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
+    if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
+        return _clip(value, limit)  # the common case, kept cheap: it runs on request paths
     if field == "input":
         if kind == "llm":
             return [_message(item, "user", limit) for item in _items(value)]

@@ -433,10 +433,14 @@ def _find_id(items: Any, name: str) -> str | None:
 
 _clients_lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Client] = {}
+_by_config: dict[int, tuple[GalileoConfig, Client]] = {}  # a shortcut for configs seen before
 
 
 def get_client(config: GalileoConfig) -> Client:
     """The process's client for ``config``'s URL and credentials (created on first use, no I/O)."""
+    known = _by_config.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
     key = (config.api_url, config.api_key, tuple(sorted(config.extra_headers.items())), config.timeout)
     client = _clients.get(key)
     if client is None:
@@ -447,6 +451,9 @@ def get_client(config: GalileoConfig) -> Client:
                     config.api_url, config.api_key, extra_headers=config.extra_headers, timeout=config.timeout
                 )
                 _clients[key] = client
+    if len(_by_config) >= 256:  # configs built per logger would grow it without bound
+        _by_config.clear()
+    _by_config[id(config)] = (config, client)
     return client
 
 
@@ -455,3 +462,4 @@ def reset_clients() -> None:
     global _clients_lock
     _clients_lock = threading.Lock()
     _clients.clear()
+    _by_config.clear()

@@ -36,6 +36,7 @@ logger.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -68,6 +69,11 @@ _HEADERS_SHAPE: Final = "must be a JSON object of strings (header name -> value)
 _log = logging.getLogger("galileo")
 _announce_lock = threading.Lock()
 _announced = False
+
+
+@functools.lru_cache(maxsize=64)
+def _payload_policy(max_chars: int, redact: Callable[[str, Any], Any] | None) -> PayloadPolicy:
+    return PayloadPolicy(max_chars=max_chars, redact=redact)
 
 
 def _freeze_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -105,8 +111,8 @@ class GalileoConfig:
 
     @property
     def payload_policy(self) -> PayloadPolicy:
-        """The coercion/truncation/redaction policy these settings describe."""
-        return PayloadPolicy(max_chars=self.max_payload_chars, redact=self.redact)
+        """The coercion/truncation/redaction policy these settings describe (shared, not rebuilt)."""
+        return _payload_policy(self.max_payload_chars, self.redact)
 
     @classmethod
     def resolve(

@@ -579,8 +579,12 @@ class GalileoLogger:
             import attrs
 
             config = attrs.evolve(config, mode="distributed")
-        logger = cls(config=config, trace_id=state.trace_id, span_id=state.parent_id)
+        logger = cls(config=config)
         logger._request = state
+        if state.trace_id is not None:  # ids the header parser already validated and normalised
+            logger._upstream_trace_id = state.trace_id
+            logger._upstream_parent_id = state.parent_id or state.trace_id
+            logger._stack.append(_Open(None, logger._upstream_parent_id, _now_ns()))
         return logger
 
     def _open_request_trace(self, first_input: Any) -> None:

@@ -21,7 +21,7 @@ schema (LogTracesIngestRequest, LogSpansIngestRequest, LogTraceUpdateRequest, Lo
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Final, TypeAlias
@@ -90,8 +90,16 @@ _LOGGING_METHOD: Final = "api_direct"
 
 
 def new_id() -> str:
-    """A fresh record id: a UUID version 4 string, as the schema requires."""
-    return str(uuid.uuid4())
+    """A fresh record id: a UUID version 4 string, as the schema requires.
+
+    The same 122 random bits as :func:`uuid.uuid4`, formatted directly (a few times faster: every span
+    created on a request path pays for one).
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _utcnow() -> datetime:

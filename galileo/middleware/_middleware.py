@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from galileo._context import RequestState, request_state
 from galileo.config import GalileoConfig
-from galileo.middleware._request import finalize_request
+from galileo.middleware._request import distributed, finalize_request
 from galileo.propagation import parse_trace_headers
 
 __all__ = ["TracingMiddleware"]
@@ -68,8 +68,8 @@ class TracingMiddleware(BaseHTTPMiddleware):
     ) -> None:
         super().__init__(app, dispatch)
         self._fast = dispatch is None and type(self).dispatch is TracingMiddleware.dispatch
-        self._settings = (project, log_stream, config)
-        self._config: GalileoConfig | Exception | None = config
+        self._settings = (project, log_stream)
+        self._config: GalileoConfig | Exception | None = distributed(config) if config is not None else None
         self._config_source: Callable[[], GalileoConfig | None] | None = (
             None if project is None and log_stream is None and config is None else self._app_config
         )
@@ -77,9 +77,9 @@ class TracingMiddleware(BaseHTTPMiddleware):
     def _app_config(self) -> GalileoConfig | None:
         """This app's configuration (per app, resolved once; a failure is raised again on each use)."""
         if self._config is None:
-            project, log_stream, _ = self._settings
+            project, log_stream = self._settings
             try:
-                self._config = GalileoConfig.resolve(project=project, log_stream=log_stream)
+                self._config = distributed(GalileoConfig.resolve(project=project, log_stream=log_stream))
             except Exception as exc:
                 self._config = exc
         if isinstance(self._config, Exception):

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 
+import attrs
+
 from galileo._context import RequestState, current_request
 from galileo.config import DEFAULT_LOCAL_URL, GalileoConfig
 from galileo.logger import GalileoLogger
 
-__all__ = ["finalize_request", "get_request_logger", "noop_logger", "process_config", "reset"]
+__all__ = ["distributed", "finalize_request", "get_request_logger", "noop_logger", "process_config", "reset"]
 
 _log = logging.getLogger("galileo")
 _create_lock = threading.Lock()
@@ -70,6 +72,11 @@ def get_request_logger() -> GalileoLogger:
         return state.logger
 
 
+def distributed(config: GalileoConfig) -> GalileoConfig:
+    """``config`` in distributed mode: request loggers send as things happen, whatever GALILEO_MODE says."""
+    return config if config.mode == "distributed" else attrs.evolve(config, mode="distributed")
+
+
 def process_config() -> GalileoConfig:
     """The configuration of request loggers, from the environment: resolved once per process.
 
@@ -79,7 +86,7 @@ def process_config() -> GalileoConfig:
     global _config
     if _config is None:
         try:
-            _config = GalileoConfig.resolve()
+            _config = distributed(GalileoConfig.resolve())
         except Exception as exc:
             _config = exc
     if isinstance(_config, Exception):
