@@ -552,8 +552,10 @@ class GalileoLogger:
         these ids name are moved to the front of the sender's queue, since another service is about to point
         at them. With no trace: the request logger opens its trace now; any other logger warns and returns {}.
         """
+        if self._disabled:
+            return {}
         with self._lock:
-            if not self._stack and self._request is not None and not self._disabled:
+            if not self._stack and self._request is not None and not self._request.finalized:
                 self._open_request_trace("")
             if not self._stack:
                 _log.warning("galileo: get_tracing_headers() with no active trace: no headers")
@@ -708,7 +710,7 @@ class GalileoLogger:
             return span
         with self._lock:
             now = _now_ns()
-            if not self._stack and self._request is not None:
+            if not self._stack and self._request is not None and not self._request.finalized:
                 self._open_request_trace(span.input)
             if not self._stack:
                 _log.warning(

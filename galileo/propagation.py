@@ -58,7 +58,6 @@ WARN_INTERVAL = 10.0
 
 _TRACE = TRACE_ID_HEADER.lower().encode()
 _PARENT = PARENT_ID_HEADER.lower().encode()
-_PREFIX = b"x-galileo-"
 _UUID4 = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
 
 
@@ -109,8 +108,7 @@ def parse_trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | N
     """
     trace = parent = None
     for name, value in headers:
-        if not name.startswith(_PREFIX):
-            continue
+        # Two bytes comparisons (length first) cost half of a startswith() call per header.
         if name == _TRACE:
             if trace is not None:
                 _warn("duplicated", f"{TRACE_ID_HEADER} was sent more than once")
@@ -149,6 +147,9 @@ def tracing_headers(logger: GalileoLogger | None = None) -> dict[str, str]:
             from galileo.middleware import get_request_logger
 
             logger = get_request_logger()
+        if logger.config.logging_disabled:  # a no-op logger (disabled or misconfigured): nothing to continue
+            _log.debug("galileo: no tracing headers: logging is disabled")
+            return {}
         return logger.get_tracing_headers()
     except Exception:
         _log.debug("galileo: no tracing headers", exc_info=True)

@@ -9,17 +9,17 @@ overrides ``dispatch`` (or a ``dispatch=`` function) runs through ``BaseHTTPMidd
 share one header parser and one way to build the request state; nothing per request is stored on ``self``.
 
 Finalisation concludes what the handler left open and completes the request's trace with the response's
-status (500 when the handler raised). It happens after the response was sent: on the fast path when the app
-returns (after the body, a stream's last chunk and background tasks); in ``dispatch`` as a background task
-chained after the response's own. It only enqueues records, so it never delays a response.
+status actually sent (500 when the app raised). On both paths it happens in :meth:`__call__` once the app
+has returned: after the body, a stream's last chunk and the response's background tasks, so spans those
+tasks log land in the trace. It only enqueues records, so it never delays a response. ``dispatch`` leaves the
+request's state in the scope (under :data:`_STATE_KEY`) for ``__call__`` to finalise; ``__call__`` removes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
-from starlette.background import BackgroundTask
 from starlette.middleware.base import BaseHTTPMiddleware, DispatchFunction, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +31,9 @@ from galileo.middleware._request import distributed, finalize_request
 from galileo.propagation import parse_trace_headers
 
 __all__ = ["TracingMiddleware"]
+
+#: Where ``dispatch`` leaves the request's state for ``__call__`` to finalise (removed again there).
+_STATE_KEY: Final = "galileo.request_state"
 
 
 def _new_state(scope: Scope, config_source: Any) -> RequestState:
@@ -66,7 +69,8 @@ class TracingMiddleware(BaseHTTPMiddleware):
         log_stream: str | None = None,
         config: GalileoConfig | None = None,
     ) -> None:
-        super().__init__(app, dispatch)
+        super().__init__(app)  # dispatch_func is self.dispatch, which runs a dispatch= function inside it
+        self._dispatch_arg = dispatch
         self._fast = dispatch is None and type(self).dispatch is TracingMiddleware.dispatch
         self._settings = (project, log_stream)
         self._config: GalileoConfig | Exception | None = distributed(config) if config is not None else None
@@ -87,22 +91,31 @@ class TracingMiddleware(BaseHTTPMiddleware):
         return self._config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._fast:
-            await super().__call__(scope, receive, send)  # passes websocket and lifespan through
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # websocket and lifespan pass through untouched
             await self.app(scope, receive, send)
             return
-        state = _new_state(scope, self._config_source)
-        token = request_state.set(state)
         status = 500
 
-        async def send_status(message: Message) -> None:
+        def send_status(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's awaitable: no extra coroutine per message.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
+        if not self._fast:
+            try:
+                await super().__call__(scope, receive, send_status)
+            except BaseException:
+                status = 500
+                raise
+            finally:
+                state = scope.pop(_STATE_KEY, None)
+                if state is not None:
+                    finalize_request(state, status)
+            return
+        state = _new_state(scope, self._config_source)
+        token = request_state.set(state)
         try:
             await self.app(scope, receive, send_status)
         except BaseException:
@@ -110,39 +123,24 @@ class TracingMiddleware(BaseHTTPMiddleware):
             raise
         finally:
             request_state.reset(token)
-            if state.logger is not None:
-                finalize_request(state, status)
+            finalize_request(state, status)  # also marks a request without a logger as done
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        """Set the request's trace context, call the app, finalise the request's logger after the response.
+        """Set the request's trace context around ``call_next``; the logger is finalised after the response.
 
         Override it to add behaviour around the request; call ``await super().dispatch(request, call_next)``
-        to keep the tracing.
+        to keep the tracing. A ``dispatch=`` function given to the constructor runs here, in place of
+        ``call_next``, inside the request's trace context. Finalisation happens in ``__call__`` once the
+        response (and its background tasks) is done, with the status actually sent, whatever the override
+        did to the response.
         """
         state = _new_state(request.scope, self._config_source)
+        request.scope[_STATE_KEY] = state
         token = request_state.set(state)
         try:
-            try:
-                response = await call_next(request)
-            except BaseException:
-                finalize_request(state, 500)
-                raise
-            response.background = _then(response.background, finalize_request, state, response.status_code)
-            return response
+            inner = self._dispatch_arg
+            response = await (call_next(request) if inner is None else inner(request, call_next))
         finally:
             request_state.reset(token)
-
-
-def _then(first: BackgroundTask | None, func: Callable[..., Any], *args: Any) -> BackgroundTask:
-    """A background task running ``first`` (the response's own, if any), then ``func(*args)``."""
-
-    async def run() -> None:
-        try:
-            if first is not None:
-                await first()
-        finally:
-            result = func(*args)
-            if isinstance(result, Awaitable):
-                await result
-
-    return BackgroundTask(run)
+        state.status_code = response.status_code
+        return response

@@ -68,6 +68,13 @@ def get_request_logger() -> GalileoLogger:
         return logger
     with _create_lock:
         if state.logger is None:
+            if state.finalized:  # a task that outlived its request: its trace is complete
+                _once(
+                    "after",
+                    logging.WARNING,
+                    "galileo: get_request_logger() called after its request ended: using a no-op logger",
+                )
+                return noop_logger()
             state.logger = _create(state)
         return state.logger
 
