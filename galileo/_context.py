@@ -13,8 +13,9 @@ can be derived from the ASGI scope (method, path, route template) is derived whe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from galileo.config import GalileoConfig
@@ -24,30 +25,46 @@ __all__ = ["RequestState", "current_request", "request_state"]
 
 
 class RequestState:
-    """What the SDK knows about one request: its upstream trace context and its logger (once created)."""
+    """What the SDK knows about one request: its upstream trace context and its logger (once created).
 
-    __slots__ = ("config_source", "finalized", "logger", "parent_id", "scope", "status_code", "trace_id")
+    The trace context (``trace_id``, ``parent_id``) is parsed from the request's headers the first time it
+    is asked for — when the request's logger is created — so a request that logs nothing pays nothing for
+    it (and a malformed header is reported only when it matters).
+    """
 
-    def __init__(
-        self,
-        scope: dict[str, Any],
-        trace_id: str | None = None,
-        parent_id: str | None = None,
-        config_source: Any = None,
-    ) -> None:
-        #: The ASGI scope (method, path and, after routing, the matched route).
+    __slots__ = ("_ids", "config_source", "finalized", "logger", "scope", "status_code")
+
+    #: The header parser, ``(raw ASGI headers) -> (trace_id, parent_id)``; set by :mod:`galileo.propagation`.
+    parse_headers: ClassVar[Callable[[Iterable[tuple[bytes, bytes]]], tuple[str | None, str | None]]]
+
+    def __init__(self, scope: dict[str, Any], config_source: Any = None) -> None:
+        #: The ASGI scope (method, path, headers and, after routing, the matched route).
         self.scope = scope
-        #: Trace id and parent id from valid X-Galileo-* headers, or None (the request opens a new trace).
-        self.trace_id = trace_id
-        self.parent_id = parent_id
         #: Where the request logger's configuration comes from (the middleware's per-app settings).
         self.config_source = config_source
         self.logger: GalileoLogger | None = None
         self.status_code: int | None = None
         self.finalized = False
+        self._ids: tuple[str | None, str | None] | None = None
 
     def __repr__(self) -> str:
-        return f"<RequestState {self.method} {self.path} trace_id={self.trace_id} parent_id={self.parent_id}>"
+        return f"<RequestState {self.method} {self.path}>"
+
+    def _context(self) -> tuple[str | None, str | None]:
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = type(self).parse_headers(self.scope.get("headers", ()))
+        return ids
+
+    @property
+    def trace_id(self) -> str | None:
+        """The upstream trace id from valid X-Galileo-* headers, or None (the request opens a new trace)."""
+        return self._context()[0]
+
+    @property
+    def parent_id(self) -> str | None:
+        """The upstream parent (span or trace) to attach to, or None with no upstream trace."""
+        return self._context()[1]
 
     @property
     def method(self) -> str:

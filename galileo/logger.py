@@ -196,6 +196,7 @@ class GalileoLogger:
         self._auto_trace: schema.Trace | None = None
         self._auto_output: tuple[Any, Any, int | None] | None = None
         self._finalizing = False
+        self._finalized_request = False  # set once TracingMiddleware finalised this request logger
         if upstream_trace is not None:
             self._stack.append(_Open(None, self._upstream_parent_id or upstream_trace, _now_ns()))
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from galileo._context import current_request
+from galileo._context import RequestState, current_request
 
 if TYPE_CHECKING:
     from galileo.logger import GalileoLogger
@@ -132,6 +132,9 @@ def parse_trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | N
     if parent_id is None:
         return None, None
     return trace_id, parent_id
+
+
+RequestState.parse_headers = staticmethod(parse_trace_headers)
 
 
 def tracing_headers(logger: GalileoLogger | None = None) -> dict[str, str]:

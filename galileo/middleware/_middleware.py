@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import galileo.propagation  # noqa: F401  (installs the header parser RequestState uses)
 from galileo._context import RequestState, request_state
 from galileo.config import GalileoConfig
 from galileo.middleware._request import distributed, finalize_request
-from galileo.propagation import parse_trace_headers
 
 __all__ = ["TracingMiddleware"]
 
@@ -37,8 +37,8 @@ _STATE_KEY: Final = "galileo.request_state"
 
 
 def _new_state(scope: Scope, config_source: Any) -> RequestState:
-    trace_id, parent_id = parse_trace_headers(scope.get("headers", ()))
-    return RequestState(scope, trace_id, parent_id, config_source)  # type: ignore[arg-type]
+    # The headers are parsed (by galileo.propagation's parser) when the request's logger is created.
+    return RequestState(scope, config_source)  # type: ignore[arg-type]
 
 
 class TracingMiddleware(BaseHTTPMiddleware):
@@ -123,7 +123,10 @@ class TracingMiddleware(BaseHTTPMiddleware):
             raise
         finally:
             request_state.reset(token)
-            finalize_request(state, status)  # also marks a request without a logger as done
+            if state.logger is None:  # nothing to finalise: mark it done (later loggers are no-ops)
+                state.finalized = True
+            if state.logger is not None:  # read again: a thread may have created it meanwhile
+                finalize_request(state, status)
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Set the request's trace context around ``call_next``; the logger is finalised after the response.

@@ -118,10 +118,12 @@ def _create(state: RequestState) -> GalileoLogger:
 def finalize_request(state: RequestState, status_code: int) -> None:
     """Conclude and enqueue what the request's logger holds (once; never raises, never waits)."""
     with _create_lock:
-        if state.finalized:
+        logger = state.logger
+        if state.finalized and (logger is None or logger._finalized_request):
             return
         state.finalized = True
-        logger = state.logger
+        if logger is not None:
+            logger._finalized_request = True
     state.status_code = status_code
     if logger is None:
         return

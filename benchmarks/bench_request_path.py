@@ -1,0 +1,189 @@
+"""What the SDK costs a request handler, with the backend healthy and with 300 ms of added latency.
+
+The seed handler (``get_request_logger()`` + ``add_workflow_span`` + ``conclude`` + ``flush``) runs in a
+Starlette app behind ``TracingMiddleware`` on uvicorn, against the local collector. For each backend it
+prints:
+
+- µs spent inside the SDK calls per request (median and p99, timed in the handler);
+- network calls made on a request's thread (the event loop or a threadpool thread; goal 0);
+- 20 concurrent clients: request latency p50/p99 and the ratio against the same app without the SDK,
+  measured in the same run (goal ≤ 1.2x);
+- how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
+
+Run: ``python benchmarks/bench_request_path.py [--requests N] [--clients C]``. Loopback only; bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import median, percentile, serve, start_collector
+
+import galileo
+from galileo.middleware import TracingMiddleware, _request, get_request_logger
+
+_SENDER_PREFIX = "galileo-sender-"
+_CLIENT_PREFIX = "bench-client-"
+#: Threads that serve requests: uvicorn's event loop thread and the threadpool of sync endpoints.
+_REQUEST_PREFIXES = ("uvicorn-", "AnyIO worker")
+
+
+class _NetworkSpy:
+    """Counts requests.Session calls per thread kind (delegating to the real thing)."""
+
+    def __init__(self) -> None:
+        self.on_request_path = 0
+        self.on_sender = 0
+        self._lock = threading.Lock()
+        self._real = requests.Session.request
+
+    def install(self) -> None:
+        spy = self
+        real = self._real
+
+        def request(session: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            name = threading.current_thread().name
+            with spy._lock:
+                if name.startswith(_SENDER_PREFIX):
+                    spy.on_sender += 1
+                elif name.startswith(_REQUEST_PREFIXES):
+                    spy.on_request_path += 1
+            return real(session, method, url, *args, **kwargs)
+
+        requests.Session.request = request  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        requests.Session.request = self._real  # type: ignore[method-assign]
+
+
+def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette]:
+    async def seed(request: Request) -> JSONResponse:
+        started = time.perf_counter_ns()
+        logger = get_request_logger()
+        logger.add_workflow_span(input="What did Galileo see?", name="answer")
+        logger.conclude(output="Jupiter's moons")
+        logger.flush()
+        sdk_ns.append(time.perf_counter_ns() - started)
+        return JSONResponse({"answer": "Jupiter's moons"})
+
+    async def bare(request: Request) -> JSONResponse:
+        return JSONResponse({"answer": "Jupiter's moons"})
+
+    with_sdk = Starlette(routes=[Route("/ask", seed)], middleware=[Middleware(TracingMiddleware)])
+    without = Starlette(routes=[Route("/ask", bare)])
+    return with_sdk, without
+
+
+def _load(url: str, clients: int, per_client: int) -> list[float]:
+    """``clients`` threads, each with its own Session, ``per_client`` requests each; latencies in ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        session = requests.Session()
+        mine = []
+        for _ in range(per_client):
+            started = time.perf_counter()
+            answer = session.get(f"{url}/ask", timeout=30)
+            mine.append((time.perf_counter() - started) * 1000)
+            answer.raise_for_status()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, name=f"{_CLIENT_PREFIX}{i}") for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
+
+
+def _wait_delivered(expected_traces: int, collector: Any, deadline_s: float) -> float | None:
+    """Seconds until the collector holds ``expected_traces`` complete traces, or None past the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline_s:
+        traces = collector.traces(limit=1000)
+        if sum(1 for t in traces if t["is_complete"]) >= expected_traces and galileo.stats()["queued"] == 0:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
+def run(latency_ms: float, clients: int, per_client: int, report: Callable[[str], None]) -> None:
+    galileo.shutdown(timeout=5)
+    with start_collector(latency_ms) as collector:
+        _request.reset()  # request loggers resolve their configuration once per process: read it again
+        os.environ.update(
+            GALILEO_API_URL=collector.url,
+            GALILEO_API_KEY="bench",
+            GALILEO_PROJECT="bench",
+            GALILEO_LOG_STREAM=f"request-path-{int(latency_ms)}ms",
+        )
+        sdk_ns: list[int] = []
+        with_sdk, without = _apps(sdk_ns)
+        spy = _NetworkSpy()
+        spy.install()
+        try:
+            with serve(without) as bare_url, serve(with_sdk) as sdk_url:
+                _load(sdk_url, 2, 5)  # warm-up: login, project and log stream resolution
+                _load(bare_url, 2, 5)
+                _wait_delivered(10, collector, 30)
+                sdk_ns.clear()
+                spy.on_request_path = 0
+                total = clients * per_client
+                bare_ms: list[float] = []
+                sdk_ms: list[float] = []
+                for _ in range(2):  # interleaved rounds
+                    bare_ms += _load(bare_url, clients, per_client // 2)
+                    sdk_ms += _load(sdk_url, clients, per_client // 2)
+                load_end = time.monotonic()
+                delivered_after = _wait_delivered(10 + total, collector, 60)
+                waited = time.monotonic() - load_end
+        finally:
+            spy.uninstall()
+        stats = galileo.stats()
+    sdk_us = [ns / 1000 for ns in sdk_ns]
+    ratio50 = percentile(sdk_ms, 50) / percentile(bare_ms, 50)
+    ratio99 = percentile(sdk_ms, 99) / percentile(bare_ms, 99)
+    arrived = f"{delivered_after:.1f} s" if delivered_after is not None else f"NOT within {waited:.0f} s"
+    report(
+        f"| {latency_ms:>4.0f} ms | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
+        f"{spy.on_request_path:>3} | {percentile(bare_ms, 50):6.2f} / {percentile(sdk_ms, 50):6.2f} | "
+        f"{ratio50:5.2f}x | {ratio99:5.2f}x | {arrived} | {stats['sent']} sent, {stats['dropped']} dropped |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=10, help="requests per client (default 10)")
+    args = parser.parse_args()
+    print(
+        f"{args.clients} concurrent clients x {args.requests} requests each, seed handler, uvicorn, loopback"
+    )
+    print(
+        "| backend latency | SDK µs p50 | SDK µs p99 | net calls on request path | "
+        "p50 ms bare / SDK | p50 ratio | p99 ratio | all records arrived after load | sender |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for latency in (0.0, 300.0):
+        run(latency, args.clients, args.requests, print)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
