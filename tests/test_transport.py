@@ -126,3 +126,17 @@ def test_extra_headers_and_sdk_header_are_sent(collector: CollectorProcess, http
     assert session.headers["X-Gateway"] == "yes"
     assert session.headers["X-Galileo-SDK"].startswith("galileo-starlette/")
     assert client.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
+
+
+def test_proxy_settings_from_the_environment_are_honoured(
+    collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    via_proxy = Client(collector.url, "key", timeout=2)
+    assert via_proxy.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.RETRY
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = Client(collector.url, "key", timeout=2)
+    assert direct.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK

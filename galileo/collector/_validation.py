@@ -73,6 +73,43 @@ def _validator(root: str) -> Any:
     return Draft202012Validator(schema, registry=registry, format_checker=_format_checker())
 
 
+def _dispatch_on_discriminators(node: Any) -> Any:
+    """A copy of a schema where every ``oneOf`` with an OpenAPI ``discriminator`` checks only the branch the
+    discriminating property names (``if``/``then``), instead of every branch.
+
+    This is the discriminator's meaning in OpenAPI, and much faster: a span list otherwise validates each span
+    against all six span schemas. An object without the property falls back to the plain ``oneOf``.
+    """
+    if isinstance(node, list):
+        return [_dispatch_on_discriminators(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copied = {key: _dispatch_on_discriminators(value) for key, value in node.items()}
+    discriminator = copied.get("discriminator")
+    if not (isinstance(discriminator, dict) and isinstance(copied.get("oneOf"), list)):
+        return copied
+    name, mapping = discriminator.get("propertyName"), discriminator.get("mapping")
+    if not isinstance(name, str) or not isinstance(mapping, dict) or not mapping:
+        return copied
+    branches = [
+        {"if": {"properties": {name: {"const": key}}}, "then": {"$ref": ref}} for key, ref in mapping.items()
+    ]
+    one_of = copied.pop("oneOf")
+    copied.pop("discriminator")
+    copied["if"] = {"required": [name]}
+    copied["then"] = {"allOf": [{"properties": {name: {"enum": list(mapping)}}}, *branches]}
+    copied["else"] = {"oneOf": one_of}
+    return copied
+
+
+@functools.cache
+def _fast_validator(root: str) -> Any:
+    document = _dispatch_on_discriminators(load_schema_document())
+    registry: Registry[Any] = Registry().with_resource(SCHEMA_URI, DRAFT202012.create_resource(document))
+    schema = {"$ref": f"{SCHEMA_URI}#/components/schemas/{root}"}
+    return Draft202012Validator(schema, registry=registry, format_checker=_format_checker())
+
+
 def _discriminated_branch(error: Any) -> list[Any] | None:
     """The context errors of the ``oneOf`` branch the OpenAPI discriminator selects, if there is one."""
     discriminator = error.schema.get("discriminator")
@@ -137,8 +174,10 @@ def validate(root: str, body: object) -> list[dict[str, Any]]:
 
     ``root`` is usually one of :data:`ROOTS` (the write bodies); any component works, e.g. a response schema.
     """
+    if _fast_validator(root).is_valid(body):  # the common case, checked the fast way
+        return []
     problems: list[dict[str, Any]] = []
-    for error in _validator(root).iter_errors(body):
+    for error in _validator(root).iter_errors(body):  # the slow way explains what is wrong
         problems.extend(_explain(error))
         if len(problems) >= _MAX_ERRORS:
             break
