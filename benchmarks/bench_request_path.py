@@ -6,11 +6,17 @@ prints:
 
 - µs spent inside the SDK calls per request (median and p99, timed in the handler);
 - network calls made on a request's thread (the event loop or a threadpool thread; goal 0);
-- 20 concurrent clients (in a separate process): request latency p50/p99 as they see it, and the ratio
-  against the same app without the SDK, measured in the same run, interleaved (goal ≤ 1.2x);
+- 20 concurrent clients (in another process; it and the collector run on other CPUs than the app), paced
+  (100 requests/s in all) and saturating (back to back): request latency p50/p99 as the clients see it, and
+  the ratio against the same app without the SDK, measured in the same run, interleaved (goal ≤ 1.2x);
 - how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
 
-Run: ``python benchmarks/bench_request_path.py [--requests N] [--clients C]``. Loopback only; bounded.
+Saturating load measures throughput more than overhead: a trivial handler costs ~0.3 ms of CPU, and each
+traced request's records cost the sender CPU of their own on the same cores, so the ratio there shows how
+much CPU the SDK adds per request rather than what a request waits for.
+
+Run: ``python benchmarks/bench_request_path.py [--requests N] [--clients C] [--rounds R] [--rate RPS]``.
+Loopback only; bounded.
 """
 
 from __future__ import annotations
@@ -93,33 +99,63 @@ _LOAD_SCRIPT = """
 import json, sys, threading, time
 import requests
 url, clients, per_client = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+interval = float(sys.argv[4])  # seconds between a client's requests; 0: back to back
 latencies, lock = [], threading.Lock()
-def client():
+def client(offset):
     session, mine = requests.Session(), []
+    session.get(url, timeout=30)  # connect first: measure requests, not handshakes
+    next_at = time.perf_counter() + offset
     for _ in range(per_client):
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+        next_at += interval
         started = time.perf_counter()
         session.get(url, timeout=30).raise_for_status()
         mine.append((time.perf_counter() - started) * 1000)
     with lock:
         latencies.extend(mine)
-threads = [threading.Thread(target=client) for _ in range(clients)]
+threads = [threading.Thread(target=client, args=(i * interval / clients,)) for i in range(clients)]
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(latencies))
 """
 
 
-def _load(url: str, clients: int, per_client: int) -> list[float]:
+def _split_cpus() -> tuple[set[int], set[int]] | None:
+    """(CPUs for the app, CPUs for the backend and the clients), or None on a single CPU.
+
+    The collector stands in for Galileo's servers, which run elsewhere: giving it (and the load generator)
+    other CPUs than the app keeps its work from being counted as the SDK's.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
+    if len(cpus) < 2:
+        return None
+    half = max(1, len(cpus) // 2)
+    return set(cpus[:half]), set(cpus[half:])
+
+
+def _other_cpus() -> None:
+    split = _split_cpus()
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
+
+
+def _load(url: str, clients: int, per_client: int, rate: float = 0.0) -> list[float]:
     """``clients`` concurrent clients in another process (its own GIL), ``per_client`` requests each.
 
-    Returns the request latencies in ms as the clients saw them.
+    ``rate`` paces them to that many requests per second in all (0: each client sends back to back, which
+    saturates the app). Returns the request latencies in ms as the clients saw them.
     """
+    interval = clients / rate if rate else 0.0
     out = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, f"{url}/ask", str(clients), str(per_client)],
+        [sys.executable, "-c", _LOAD_SCRIPT, f"{url}/ask", str(clients), str(per_client), str(interval)],
         capture_output=True,
         text=True,
         timeout=300,
         check=True,
+        preexec_fn=_other_cpus,
     )
     latencies: list[float] = json.loads(out.stdout)
     return latencies
@@ -136,9 +172,15 @@ def _wait_delivered(expected_traces: int, collector: Any, deadline_s: float) -> 
     return None
 
 
-def run(latency_ms: float, clients: int, per_client: int, report: Callable[[str], None]) -> None:
+def run(
+    latency_ms: float, rate: float, clients: int, per_client: int, rounds: int, report: Callable[[str], None]
+) -> None:
     galileo.shutdown(timeout=5)
+    split = _split_cpus()
     with start_collector(latency_ms) as collector:
+        if split is not None:
+            os.sched_setaffinity(collector.proc.pid, split[1])
+            os.sched_setaffinity(0, split[0])
         _request.reset()  # request loggers resolve their configuration once per process: read it again
         os.environ.update(
             GALILEO_API_URL=collector.url,
@@ -157,12 +199,18 @@ def run(latency_ms: float, clients: int, per_client: int, report: Callable[[str]
                 _wait_delivered(10, collector, 30)
                 sdk_ns.clear()
                 spy.on_request_path = 0
-                total = clients * per_client
+                total = clients * per_client * rounds
                 bare_ms: list[float] = []
                 sdk_ms: list[float] = []
-                for _ in range(2):  # interleaved rounds
-                    bare_ms += _load(bare_url, clients, per_client // 2)
-                    sdk_ms += _load(sdk_url, clients, per_client // 2)
+                ratios50: list[float] = []
+                ratios99: list[float] = []
+                for _ in range(rounds):  # interleaved rounds; the ratio reported is the median round's
+                    bare = _load(bare_url, clients, per_client, rate)
+                    sdk = _load(sdk_url, clients, per_client, rate)
+                    ratios50.append(percentile(sdk, 50) / percentile(bare, 50))
+                    ratios99.append(percentile(sdk, 99) / percentile(bare, 99))
+                    bare_ms += bare
+                    sdk_ms += sdk
                 load_end = time.monotonic()
                 delivered_after = _wait_delivered(10 + total, collector, 60)
                 waited = time.monotonic() - load_end
@@ -170,11 +218,11 @@ def run(latency_ms: float, clients: int, per_client: int, report: Callable[[str]
             spy.uninstall()
         stats = galileo.stats()
     sdk_us = [ns / 1000 for ns in sdk_ns]
-    ratio50 = percentile(sdk_ms, 50) / percentile(bare_ms, 50)
-    ratio99 = percentile(sdk_ms, 99) / percentile(bare_ms, 99)
+    ratio50, ratio99 = median(ratios50), median(ratios99)
     arrived = f"{delivered_after:.1f} s" if delivered_after is not None else f"NOT within {waited:.0f} s"
+    load = f"{rate:.0f} req/s" if rate else "saturating"
     report(
-        f"| {latency_ms:>4.0f} ms | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
+        f"| {latency_ms:>4.0f} ms | {load} | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
         f"{spy.on_request_path:>3} | {percentile(bare_ms, 50):6.2f} / {percentile(sdk_ms, 50):6.2f} | "
         f"{ratio50:5.2f}x | {ratio99:5.2f}x | {arrived} | {stats['sent']} sent, {stats['dropped']} dropped |"
     )
@@ -183,18 +231,22 @@ def run(latency_ms: float, clients: int, per_client: int, report: Callable[[str]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=10, help="requests per client (default 10)")
+    parser.add_argument("--requests", type=int, default=3, help="requests per client per round (default 3)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
+    parser.add_argument("--rate", type=float, default=100.0, help="paced load, requests/s (default 100)")
     args = parser.parse_args()
     print(
-        f"{args.clients} concurrent clients x {args.requests} requests each, seed handler, uvicorn, loopback"
+        f"seed handler on uvicorn, loopback; {args.clients} concurrent clients (another process) x "
+        f"{args.requests} requests, {args.rounds} interleaved rounds per app; ratios: median over rounds"
     )
     print(
-        "| backend latency | SDK µs p50 | SDK µs p99 | net calls on request path | "
+        "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
         "p50 ms bare / SDK | p50 ratio | p99 ratio | all records arrived after load | sender |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for latency in (0.0, 300.0):
-        run(latency, args.clients, args.requests, print)
+        for rate in (args.rate, 0.0):
+            run(latency, rate, args.clients, args.requests, args.rounds, print)
     return 0
 
 

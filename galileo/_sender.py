@@ -16,7 +16,8 @@ for the next request, send it without holding any lock, then settle the outcome.
   outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
 - Records of different traces never share a request.
 
-Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
+A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes
+together. Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
 connection errors, timeouts, and a parent the server has not seen yet) are retried with exponential backoff
 and jitter within the retry window; permanent ones (a 422 schema error, 413, other 4xx) are given up at once.
@@ -53,6 +54,11 @@ BACKOFF_BASE = 0.25
 BACKOFF_MAX = 30.0
 #: How long sending pauses after the API refused our credentials even after a fresh login.
 AUTH_PAUSE = 30.0
+#: A new trace's first records wait this long before they go, so that the records a request creates
+#: together (its trace and first spans, often already concluded) travel in one body instead of several:
+#: fewer requests, and no sender thread woken in the middle of a handler's burst of logging calls.
+#: ``get_tracing_headers()`` ends the wait at once.
+LINGER = 0.005
 #: At most this many records in one request body.
 MAX_RECORDS_PER_REQUEST = 500
 #: Drops and failures are reported at WARNING at most once per this many seconds.
@@ -487,7 +493,9 @@ class Sender:
         return True
 
     def open_trace(self, client: Client, target: Target, trace_id: str, *, owned: bool) -> TraceOutbox:
-        return TraceOutbox(self, client, target, trace_id, owned=owned)
+        outbox = TraceOutbox(self, client, target, trace_id, owned=owned)
+        outbox.not_before = time.monotonic() + LINGER  # let the records made together go together
+        return outbox
 
     def add(self, outbox: TraceOutbox, record: schema.Record, parent_id: str | None) -> bool:
         """Queue a new record of ``outbox``; False (counted, logged) when the queue is full."""
@@ -511,6 +519,8 @@ class Sender:
     def prioritize(self, outbox: TraceOutbox) -> None:
         with self._cond:
             outbox.priority = True
+            if outbox.attempts == 0:  # no backoff to honour: end the linger, another service is waiting
+                outbox.not_before = 0.0
             if outbox.in_ready:  # move it to the front
                 with contextlib.suppress(ValueError):
                     self._ready.remove(outbox)

@@ -54,7 +54,9 @@ _log = logging.getLogger("galileo")
 
 LOCAL_API_KEY = "galileo-local"
 SDK_HEADER = f"galileo-starlette/{__version__}"
-#: Immediate retries of connection errors (refused, reset before a response) inside one exchange.
+#: Immediate retries of connection errors (refused, reset before a response) inside one exchange; a
+#: connection that breaks while the answer is read (typically a keep-alive connection the server closed) is
+#: retried once: every write is idempotent (records are stored by id, updates overwrite).
 CONNECT_RETRIES = 2
 #: Log in again this long before the token's ``exp`` (capped at a fifth of the token's lifetime).
 TOKEN_REFRESH_MARGIN = 60.0
@@ -203,7 +205,7 @@ class Client:
             retry = Retry(
                 total=CONNECT_RETRIES,
                 connect=CONNECT_RETRIES,
-                read=0,
+                read=1,  # a pooled keep-alive connection the server closed; writes are idempotent by id
                 status=0,
                 other=0,
                 redirect=0,

@@ -320,11 +320,18 @@ def test_headers_move_the_named_records_to_the_front(collector_env: CollectorPro
     outboxes = []
     for _ in range(5):
         outbox = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
+        assert outbox.not_before > 0, "a new trace lingers a moment"
+        outbox.not_before = 0  # past its linger: ready
         sender.add(outbox, schema.Trace(input="backlog"), None)
         outboxes.append(outbox)
     assert list(sender._ready) == outboxes
     sender.prioritize(outboxes[3])
     assert list(sender._ready) == [outboxes[3], *outboxes[:3], outboxes[4]]
+    lingering = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
+    sender.add(lingering, schema.Trace(input="new"), None)
+    assert lingering not in sender._ready
+    sender.prioritize(lingering)  # headers end the linger: straight to the front
+    assert sender._ready[0] is lingering
 
     trace = logger.start_trace(input="q")
     logger.add_workflow_span(input="q")
