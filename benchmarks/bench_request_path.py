@@ -217,6 +217,7 @@ def run(
         finally:
             spy.uninstall()
         stats = galileo.stats()
+        galileo.shutdown(timeout=30)  # what is left (trace completions) goes before the collector stops
     sdk_us = [ns / 1000 for ns in sdk_ns]
     ratio50, ratio99 = median(ratios50), median(ratios99)
     arrived = f"{delivered_after:.1f} s" if delivered_after is not None else f"NOT within {waited:.0f} s"

@@ -16,8 +16,8 @@ for the next request, send it without holding any lock, then settle the outcome.
   outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
 - Records of different traces never share a request.
 
-A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes
-together. Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
+A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
+Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
 connection errors, timeouts, and a parent the server has not seen yet) are retried with exponential backoff
 and jitter within the retry window; permanent ones (a 422 schema error, 413, other 4xx) are given up at once.

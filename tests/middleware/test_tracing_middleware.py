@@ -491,3 +491,34 @@ def test_tracing_headers_helper_names_the_current_parent() -> None:
         client.get("/")
     assert seen["headers"] == seen["expected"]
     assert seen["injected"] == {"accept": "*/*", **seen["expected"]}
+
+
+def test_httpx_hooks_add_the_headers_to_outgoing_calls() -> None:
+    import httpx
+
+    seen: dict[str, Any] = {}
+
+    def downstream(request: httpx.Request) -> httpx.Response:
+        seen.setdefault("sent", []).append(
+            {k: v for k, v in request.headers.items() if k.startswith("x-galileo")}
+        )
+        return httpx.Response(200)
+
+    async def handler(request: Request) -> JSONResponse:
+        logger = get_request_logger()
+        span = logger.add_workflow_span(input="q")
+        with httpx.Client(
+            transport=httpx.MockTransport(downstream), event_hooks={"request": [propagation.httpx_hook]}
+        ) as c:
+            c.get("http://downstream/search")
+        seen["expected"] = {"x-galileo-trace-id": logger.trace_id, "x-galileo-parent-id": span.id}
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(downstream), event_hooks={"request": [propagation.async_httpx_hook]}
+        ) as ac:
+            await ac.get("http://downstream/search")
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/", handler)], middleware=[Middleware(TracingMiddleware)])
+    with TestClient(app) as client:
+        client.get("/")
+    assert seen["sent"] == [seen["expected"], seen["expected"]], "sync and async clients alike"
