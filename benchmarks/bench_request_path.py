@@ -124,8 +124,11 @@ def _split_cpus() -> tuple[set[int], set[int]] | None:
     """(CPUs for the app, CPUs for the backend and the clients), or None on a single CPU.
 
     The collector stands in for Galileo's servers, which run elsewhere: giving it (and the load generator)
-    other CPUs than the app keeps its work from being counted as the SDK's.
+    other CPUs than the app keeps its work from being counted as the SDK's. Set BENCH_SHARED_CPUS=1 to let
+    everything share every CPU instead.
     """
+    if os.environ.get("BENCH_SHARED_CPUS"):
+        return None
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

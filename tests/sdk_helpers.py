@@ -113,3 +113,31 @@ def tree_lines(tree: dict[str, Any], depth: int = 0) -> list[str]:
     for child in tree.get("spans", []):
         lines.extend(tree_lines(child, depth + 1))
     return lines
+
+
+#: The JSON Schema root each write validates against, by (method, kind of record).
+WRITE_ROOTS = {
+    ("POST", "traces"): "LogTracesIngestRequest",
+    ("POST", "spans"): "LogSpansIngestRequest",
+    ("PATCH", "traces"): "LogTraceUpdateRequest",
+    ("PATCH", "spans"): "LogSpanUpdateRequest",
+}
+
+
+def writes(collector: Any) -> list[dict[str, Any]]:
+    """The trace and span writes a collector received (project and log stream set-up left out)."""
+    return [r for r in collector.requests() if r["path"].startswith("/v2/")]
+
+
+def kind(request: dict[str, Any]) -> tuple[str, str]:
+    """``(method, "traces" | "spans")`` of a write the collector received."""
+    return request["method"], request["path"].split("/")[4]
+
+
+def validate_requests(requests: list[dict[str, Any]]) -> int:
+    """Validate every write body against its root schema; return how many were checked."""
+    from schema_validation import validate
+
+    for request in requests:
+        validate(WRITE_ROOTS[kind(request)], request["body"])
+    return len(requests)

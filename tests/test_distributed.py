@@ -17,27 +17,12 @@ from typing import Any
 import pytest
 from collector_process import CollectorProcess, free_port
 from schema_validation import validate
-from sdk_helpers import HttpSpy, tree_lines
+from sdk_helpers import WRITE_ROOTS, HttpSpy, kind, tree_lines, writes
 
 import galileo
 from galileo import GalileoLogger, _sender, schema
 
 pytestmark = pytest.mark.usefixtures("fresh_sdk")
-
-_ROOTS = {
-    ("POST", "traces"): "LogTracesIngestRequest",
-    ("POST", "spans"): "LogSpansIngestRequest",
-    ("PATCH", "traces"): "LogTraceUpdateRequest",
-    ("PATCH", "spans"): "LogSpanUpdateRequest",
-}
-
-
-def writes(collector: CollectorProcess) -> list[dict[str, Any]]:
-    return [r for r in collector.requests() if r["path"].startswith("/v2/")]
-
-
-def kind(request: dict[str, Any]) -> tuple[str, str]:
-    return request["method"], request["path"].split("/")[4]
 
 
 def dlogger(**kwargs: Any) -> GalileoLogger:
@@ -53,7 +38,7 @@ def check_order(requests: list[dict[str, Any]], trace_ids: set[str]) -> None:
     for r in requests:
         body = r["body"]
         assert r["status"] == 200, r
-        validate(_ROOTS[kind(r)], body)
+        validate(WRITE_ROOTS[kind(r)], body)
         if kind(r) == ("POST", "spans"):
             # records of one request belong to one trace, and their parent was acknowledged before
             assert body["trace_id"] in trace_ids

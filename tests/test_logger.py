@@ -7,34 +7,13 @@ from typing import Any
 
 import pytest
 from collector_process import CollectorProcess
-from schema_validation import validate
-from sdk_helpers import HttpSpy, sent_shape, strip_store_keys, tree_lines
+from sdk_helpers import HttpSpy, sent_shape, strip_store_keys, tree_lines, validate_requests, writes
 
 import galileo
 from galileo import ConfigurationError, GalileoLogger, GalileoLoggerException
 from galileo.schema import TRUNCATION_MARKER
 
 pytestmark = pytest.mark.usefixtures("fresh_sdk")
-
-_ROOTS = {
-    ("POST", "traces"): "LogTracesIngestRequest",
-    ("POST", "spans"): "LogSpansIngestRequest",
-    ("PATCH", "traces"): "LogTraceUpdateRequest",
-    ("PATCH", "spans"): "LogSpanUpdateRequest",
-}
-
-
-def writes(collector: CollectorProcess) -> list[dict[str, Any]]:
-    """The trace and span writes the collector received (project and log stream set-up left out)."""
-    return [r for r in collector.requests() if r["path"].startswith("/v2/")]
-
-
-def validate_requests(requests: list[dict[str, Any]]) -> int:
-    """Validate every write body the collector received against its root schema; return how many."""
-    for request in requests:
-        kind = request["path"].split("/")[4]
-        validate(_ROOTS[(request["method"], kind)], request["body"])
-    return len(requests)
 
 
 def log_all_kinds(
