@@ -7,8 +7,8 @@ prints:
 - µs spent inside the SDK calls per request (median and p99, timed in the handler);
 - network calls made on a request's thread (the event loop or a threadpool thread; goal 0);
 - 20 concurrent clients (in another process; it and the collector run on other CPUs than the app), paced
-  (100 requests/s in all) and saturating (back to back): request latency p50/p99 as the clients see it, and
-  the ratio against the same app without the SDK, measured in the same run, interleaved (goal ≤ 1.2x);
+  (100 requests/s in all), in bursts (all 20 at once, 4 bursts a second) and saturating (back to back):
+  request latency p50/p99 as the clients see it, and the ratio against the same app without the SDK, measured in the same run, interleaved (goal ≤ 1.2x);
 - how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
 
 Saturating load measures throughput more than overhead: a trivial handler costs ~0.3 ms of CPU, and each
@@ -100,11 +100,13 @@ import json, sys, threading, time
 import requests
 url, clients, per_client = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 interval = float(sys.argv[4])  # seconds between a client's requests; 0: back to back
+burst = sys.argv[5] == "burst"  # all clients send at the same moments, or spread over the interval
+start = time.perf_counter() + 0.5  # after every client connected
 latencies, lock = [], threading.Lock()
 def client(offset):
     session, mine = requests.Session(), []
     session.get(url, timeout=30)  # connect first: measure requests, not handshakes
-    next_at = time.perf_counter() + offset
+    next_at = start + offset
     for _ in range(per_client):
         time.sleep(max(0.0, next_at - time.perf_counter()))
         next_at += interval
@@ -113,7 +115,8 @@ def client(offset):
         mine.append((time.perf_counter() - started) * 1000)
     with lock:
         latencies.extend(mine)
-threads = [threading.Thread(target=client, args=(i * interval / clients,)) for i in range(clients)]
+offsets = [0.0 if burst else i * interval / clients for i in range(clients)]
+threads = [threading.Thread(target=client, args=(offset,)) for offset in offsets]
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(latencies))
@@ -145,15 +148,25 @@ def _other_cpus() -> None:
         os.sched_setaffinity(0, split[1])
 
 
-def _load(url: str, clients: int, per_client: int, rate: float = 0.0) -> list[float]:
+def _load(url: str, clients: int, per_client: int, rate: float = 0.0, burst: bool = False) -> list[float]:
     """``clients`` concurrent clients in another process (its own GIL), ``per_client`` requests each.
 
     ``rate`` paces them to that many requests per second in all (0: each client sends back to back, which
-    saturates the app). Returns the request latencies in ms as the clients saw them.
+    saturates the app); with ``burst`` all clients send at the same moments (``rate / clients`` bursts a
+    second), otherwise spread evenly. Returns the request latencies in ms as the clients saw them.
     """
     interval = clients / rate if rate else 0.0
     out = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, f"{url}/ask", str(clients), str(per_client), str(interval)],
+        [
+            sys.executable,
+            "-c",
+            _LOAD_SCRIPT,
+            f"{url}/ask",
+            str(clients),
+            str(per_client),
+            str(interval),
+            "burst" if burst else "spread",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -176,7 +189,13 @@ def _wait_delivered(expected_traces: int, collector: Any, deadline_s: float) -> 
 
 
 def run(
-    latency_ms: float, rate: float, clients: int, per_client: int, rounds: int, report: Callable[[str], None]
+    latency_ms: float,
+    rate: float,
+    clients: int,
+    per_client: int,
+    rounds: int,
+    report: Callable[[str], None],
+    burst: bool = False,
 ) -> None:
     galileo.shutdown(timeout=5)
     split = _split_cpus()
@@ -208,8 +227,8 @@ def run(
                 ratios50: list[float] = []
                 ratios99: list[float] = []
                 for _ in range(rounds):  # interleaved rounds; the ratio reported is the median round's
-                    bare = _load(bare_url, clients, per_client, rate)
-                    sdk = _load(sdk_url, clients, per_client, rate)
+                    bare = _load(bare_url, clients, per_client, rate, burst)
+                    sdk = _load(sdk_url, clients, per_client, rate, burst)
                     ratios50.append(percentile(sdk, 50) / percentile(bare, 50))
                     ratios99.append(percentile(sdk, 99) / percentile(bare, 99))
                     bare_ms += bare
@@ -224,7 +243,13 @@ def run(
     sdk_us = [ns / 1000 for ns in sdk_ns]
     ratio50, ratio99 = median(ratios50), median(ratios99)
     arrived = f"{delivered_after:.1f} s" if delivered_after is not None else f"NOT within {waited:.0f} s"
-    load = f"{rate:.0f} req/s" if rate else "saturating"
+    load = (
+        "saturating"
+        if not rate
+        else f"bursts of {clients}, {rate / clients:g}/s"
+        if burst
+        else f"{rate:.0f} req/s"
+    )
     report(
         f"| {latency_ms:>4.0f} ms | {load} | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
         f"{spy.on_request_path:>3} | {percentile(bare_ms, 50):6.2f} / {percentile(sdk_ms, 50):6.2f} | "
@@ -249,8 +274,9 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for latency in (0.0, 300.0):
-        for rate in (args.rate, 0.0):
-            run(latency, rate, args.clients, args.requests, args.rounds, print)
+        # spread at --rate; bursts of all clients at once, 4 a second; back to back
+        for rate, burst in ((args.rate, False), (args.clients * 4.0, True), (0.0, False)):
+            run(latency, rate, args.clients, args.requests, args.rounds, print, burst)
     return 0
 
 
