@@ -6,9 +6,10 @@ prints:
 
 - µs spent inside the SDK calls per request (median and p99, timed in the handler);
 - network calls made on a request's thread (the event loop or a threadpool thread; goal 0);
-- 20 concurrent clients (in another process; it and the collector run on other CPUs than the app), paced
-  (100 requests/s in all), in bursts (all 20 at once, 4 bursts a second) and saturating (back to back):
-  request latency p50/p99 as the clients see it, and the ratio against the same app without the SDK, measured in the same run, interleaved (goal ≤ 1.2x);
+- 20 concurrent clients (in another process; it and the collector run on other CPUs than the app), paced (100
+  requests/s in all), in bursts (all 20 at once, 4 bursts a second) and saturating (back to back): request
+  latency p50/p99 as the clients see it, and the ratio against the same app without the SDK, measured in the
+  same run, interleaved (goal ≤ 1.2x);
 - how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
 
 Saturating load measures throughput more than overhead: a trivial handler costs ~0.3 ms of CPU, and each
