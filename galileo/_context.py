@@ -13,7 +13,7 @@ can be derived from the ASGI scope (method, path, route template) is derived whe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,7 +37,7 @@ class RequestState:
     #: The header parser, ``(raw ASGI headers) -> (trace_id, parent_id)``; set by :mod:`galileo.propagation`.
     parse_headers: ClassVar[Callable[[Iterable[tuple[bytes, bytes]]], tuple[str | None, str | None]]]
 
-    def __init__(self, scope: dict[str, Any], config_source: Any = None) -> None:
+    def __init__(self, scope: MutableMapping[str, Any], config_source: Any = None) -> None:
         #: The ASGI scope (method, path, headers and, after routing, the matched route).
         self.scope = scope
         #: Where the request logger's configuration comes from (the middleware's per-app settings).

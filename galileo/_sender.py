@@ -268,7 +268,10 @@ class TraceOutbox(Outbox):
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
         if request.kind == "span_update":
             span = request.roots[0].record
-            return "PATCH", f"/spans/{span.id}", schema.span_update_body(span, log_stream_id=None)  # type: ignore[arg-type]
+            assert isinstance(
+                span, (schema.WorkflowSpan, schema.AgentSpan)
+            )  # only they conclude after going out
+            return "PATCH", f"/spans/{span.id}", schema.span_update_body(span, log_stream_id=None)
         if request.kind == "trace_update":
             assert self.completion is not None
             body = schema.trace_update_body(self.completion, log_stream_id=None, is_complete=True)

@@ -670,8 +670,8 @@ class GalileoLogger:
             self._conclude_all()
         sender = _sender.get_sender(self._config)
         traces, self._traces = self._traces, []
-        if self._stack and self._stack[0].record is not None:
-            self._traces.append(self._stack[0].record)  # type: ignore[arg-type]  # the request's open trace
+        if self._stack and isinstance(self._stack[0].record, schema.Trace):
+            self._traces.append(self._stack[0].record)  # the request's trace, still open
         if self.mode == "distributed":
             outboxes = sender.busy(self._outboxes)
             self._outboxes = outboxes[:]
@@ -736,10 +736,11 @@ class GalileoLogger:
                 span.created_at = created_at
                 parent.last_ns = now
                 parent.last_wall = max(wall, created_at)
-            if parent.record is not None:
-                parent.record.spans.append(span)  # type: ignore[attr-defined]
-            if self.mode == "distributed" and self._outbox_for_span() is not None:
-                _sender.get_sender(self._config).add(self._outbox_for_span(), span, parent.id)  # type: ignore[arg-type]
+            if isinstance(parent.record, schema.ParentRecord):
+                parent.record.spans.append(span)  # type: ignore[arg-type]  # _S is always a Span here
+            outbox = self._outbox_for_span() if self.mode == "distributed" else None
+            if outbox is not None:
+                _sender.get_sender(self._config).add(outbox, span, parent.id)
             if opens_level:
                 self._stack.append(_Open(span, span.id, now))
             return span

@@ -38,7 +38,7 @@ _STATE_KEY: Final = "galileo.request_state"
 
 def _new_state(scope: Scope, config_source: Any) -> RequestState:
     # The headers are parsed (by galileo.propagation's parser) when the request's logger is created.
-    return RequestState(scope, config_source)  # type: ignore[arg-type]
+    return RequestState(scope, config_source)
 
 
 class TracingMiddleware(BaseHTTPMiddleware):
