@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from galileo.config import GalileoConfig
     from galileo.logger import GalileoLogger
 
-__all__ = ["RequestState", "current_request", "request_state"]
+__all__ = ["Activity", "RequestState", "activity", "current_request", "request_state"]
 
 
 class RequestState:
@@ -93,3 +93,21 @@ request_state: ContextVar[RequestState | None] = ContextVar("galileo_request_sta
 def current_request() -> RequestState | None:
     """The state of the request being handled in this context, or None outside any request."""
     return request_state.get()
+
+
+class Activity:
+    """How many requests this process is serving through ``TracingMiddleware`` right now.
+
+    The sender yields to them: while requests are in flight it holds records back (briefly, see
+    ``galileo._sender.YIELD_CAP``) and ``on_idle``, called by the middleware when the last request in
+    flight ends, releases them. A hint only: it is updated without a lock by the event loop's thread.
+    """
+
+    __slots__ = ("active", "on_idle")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.on_idle: Callable[[], None] | None = None
+
+
+activity = Activity()

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from galileo import schema
+from galileo._context import activity
 from galileo._transport import Client, Outcome, Result, Target, get_client, reset_clients
 from galileo.config import GalileoConfig
 
@@ -59,6 +60,10 @@ AUTH_PAUSE = 30.0
 #: fewer requests, and no sender thread woken in the middle of a handler's burst of logging calls.
 #: ``get_tracing_headers()`` ends the wait at once.
 LINGER = 0.005
+#: While this process serves requests (through TracingMiddleware), records ready to go are held back until
+#: the last request in flight ends, but never longer than this: the sender's CPU work does not compete with
+#: handlers, and a long or never-ending stream of requests only delays records by this much.
+YIELD_CAP = 0.05
 #: At most this many records in one request body.
 MAX_RECORDS_PER_REQUEST = 500
 #: Drops and failures are reported at WARNING at most once per this many seconds.
@@ -110,6 +115,7 @@ class Outbox:
         self.first_failure: float | None = None
         self.in_ready = False
         self.priority = False
+        self.deferred_at: float | None = None  # when it first yielded to requests in flight
 
     # The following run under the sender lock.
     def has_ready(self) -> bool:
@@ -428,6 +434,7 @@ class Sender:
         self._delayed: list[tuple[float, int, Outbox]] = []
         self._seq = itertools.count()
         self._outboxes: set[Outbox] = set()  # not idle
+        self._yielding: set[Outbox] = set()  # held back while requests are in flight
         self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -576,6 +583,27 @@ class Sender:
         self._cond.notify()
 
     # -- workers -------------------------------------------------------------------------------------------
+    def _yield(self, outbox: Outbox, now: float) -> bool:
+        """Hold ``outbox`` back while requests are in flight, up to :data:`YIELD_CAP` (under the lock)."""
+        if outbox.deferred_at is None:
+            outbox.deferred_at = now
+        until = outbox.deferred_at + YIELD_CAP
+        if now >= until:
+            return False
+        outbox.not_before = until
+        heapq.heappush(self._delayed, (until, next(self._seq), outbox))
+        self._yielding.add(outbox)
+        return True
+
+    def _requests_idle(self) -> None:
+        """The last request in flight ended: release what yielded to it (called by the middleware)."""
+        with self._cond:
+            held, self._yielding = self._yielding, set()
+            for outbox in held:
+                if outbox.deferred_at is not None and outbox.not_before == outbox.deferred_at + YIELD_CAP:
+                    outbox.not_before = 0.0  # a backoff set meanwhile is kept
+                    self._schedule(outbox)
+
     def _start_workers(self) -> None:
         if self._threads or self._stopping:
             return
@@ -599,6 +627,9 @@ class Sender:
                 if outbox.not_before > now:
                     heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
                     continue
+                if activity.active and not outbox.priority and self._yield(outbox, now):
+                    continue
+                outbox.deferred_at = None
                 request = outbox.take()
                 if request is None:
                     self._schedule(outbox)
@@ -691,6 +722,7 @@ def get_sender(config: GalileoConfig) -> Sender:
                     queue_size=config.queue_size,
                     retry_window=config.retry_window,
                 )
+                activity.on_idle = _sender._requests_idle
                 if not _exit_registered:
                     atexit.register(_drain_at_exit)
                     _exit_registered = True
@@ -730,6 +762,7 @@ def _after_fork_in_child() -> None:
     global _sender, _sender_lock
     _sender = None
     _sender_lock = threading.Lock()
+    activity.active, activity.on_idle = 0, None
     reset_clients()
 
 

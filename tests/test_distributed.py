@@ -421,3 +421,31 @@ def test_trace_completes_after_other_loggers_of_this_process(collector_env: Coll
     assert kind(requests[-1]) == ("PATCH", "traces")
     check_order(requests, {trace.id})
     assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
+
+
+def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
+    from galileo._context import activity
+
+    logger = dlogger()
+    sender = _sender.get_sender(logger.config)
+    saved = activity.active
+    activity.active += 1  # as TracingMiddleware does while a request is served
+    try:
+        trace = logger.start_trace(input="q")
+        outbox = logger._outbox
+        assert outbox is not None
+        collector_env.wait_for(lambda: outbox in sender._yielding, timeout=5)
+        assert collector_env.trace(trace.id) is None, "held back while a request is in flight"
+        # the last request ends: what yielded goes at once
+        activity.active -= 1
+        sender._requests_idle()
+        collector_env.wait_for(lambda: collector_env.trace(trace.id))
+        # a request that never ends delays records by YIELD_CAP at most
+        activity.active += 1
+        other = dlogger()
+        other_trace = other.start_trace(input="q")
+        other.conclude(output="a")
+        assert other.flush(timeout=10).pending == 0
+        assert collector_env.trace(other_trace.id)["is_complete"]  # type: ignore[index]
+    finally:
+        activity.active = saved

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import galileo.propagation  # noqa: F401  (installs the header parser RequestState uses)
-from galileo._context import RequestState, request_state
+from galileo._context import RequestState, activity, request_state
 from galileo.config import GalileoConfig
 from galileo.middleware._request import distributed, finalize_request
 
@@ -34,6 +34,13 @@ __all__ = ["TracingMiddleware"]
 
 #: Where ``dispatch`` leaves the request's state for ``__call__`` to finalise (removed again there).
 _STATE_KEY: Final = "galileo.request_state"
+
+
+def _request_done() -> None:
+    """One request fewer in flight; the last one out lets the sender go (it yields to requests)."""
+    activity.active -= 1
+    if not activity.active and activity.on_idle is not None:
+        activity.on_idle()
 
 
 def _new_state(scope: Scope, config_source: Any) -> RequestState:
@@ -103,6 +110,7 @@ class TracingMiddleware(BaseHTTPMiddleware):
                 status = message["status"]
             return send(message)
 
+        activity.active += 1
         if not self._fast:
             try:
                 await super().__call__(scope, receive, send_status)
@@ -113,6 +121,7 @@ class TracingMiddleware(BaseHTTPMiddleware):
                 state = scope.pop(_STATE_KEY, None)
                 if state is not None:
                     finalize_request(state, status)
+                _request_done()
             return
         state = _new_state(scope, self._config_source)
         token = request_state.set(state)
@@ -127,6 +136,7 @@ class TracingMiddleware(BaseHTTPMiddleware):
                 state.finalized = True
             if state.logger is not None:  # read again: a thread may have created it meanwhile
                 finalize_request(state, status)
+            _request_done()
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Set the request's trace context around ``call_next``; the logger is finalised after the response.

@@ -522,3 +522,24 @@ def test_httpx_hooks_add_the_headers_to_outgoing_calls() -> None:
     with TestClient(app) as client:
         client.get("/")
     assert seen["sent"] == [seen["expected"], seen["expected"]], "sync and async clients alike"
+
+
+def test_requests_in_flight_are_counted_and_released(collector_env: CollectorProcess) -> None:
+    from galileo._context import activity
+
+    seen: dict[str, Any] = {}
+    during: list[int] = []
+
+    async def handler(request: Request) -> JSONResponse:
+        during.append(activity.active)
+        return JSONResponse({})
+
+    before = activity.active
+    for middleware in (Middleware(TracingMiddleware), Middleware(_HeaderMiddleware)):
+        ok = Starlette(routes=[Route("/", handler)], middleware=[middleware])
+        with TestClient(ok) as client:
+            client.get("/")
+        with TestClient(_raising_app([middleware], seen), raise_server_exceptions=False) as client:
+            assert client.get("/").status_code == 500
+    assert during == [before + 1, before + 1], "one request in flight while each ran"
+    assert activity.active == before, "released on success and on error, on both paths"
