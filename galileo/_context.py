@@ -103,10 +103,12 @@ class Activity:
     flight ends, releases them. A hint only: it is updated without a lock by the event loop's thread.
     """
 
-    __slots__ = ("active", "on_idle")
+    __slots__ = ("active", "holding", "on_idle")
 
     def __init__(self) -> None:
         self.active = 0
+        #: Set by the sender while it holds records back; the middleware calls ``on_idle`` only then.
+        self.holding = False
         self.on_idle: Callable[[], None] | None = None
 
 

@@ -593,11 +593,13 @@ class Sender:
         outbox.not_before = until
         heapq.heappush(self._delayed, (until, next(self._seq), outbox))
         self._yielding.add(outbox)
+        activity.holding = True
         return True
 
     def _requests_idle(self) -> None:
         """The last request in flight ended: release what yielded to it (called by the middleware)."""
         with self._cond:
+            activity.holding = False
             held, self._yielding = self._yielding, set()
             for outbox in held:
                 if outbox.deferred_at is not None and outbox.not_before == outbox.deferred_at + YIELD_CAP:

@@ -39,7 +39,7 @@ _STATE_KEY: Final = "galileo.request_state"
 def _request_done() -> None:
     """One request fewer in flight; the last one out lets the sender go (it yields to requests)."""
     activity.active -= 1
-    if not activity.active and activity.on_idle is not None:
+    if activity.holding and not activity.active and activity.on_idle is not None:
         activity.on_idle()
 
 
@@ -123,7 +123,7 @@ class TracingMiddleware(BaseHTTPMiddleware):
                     finalize_request(state, status)
                 _request_done()
             return
-        state = _new_state(scope, self._config_source)
+        state = RequestState(scope, self._config_source)  # _new_state(), inlined
         token = request_state.set(state)
         try:
             await self.app(scope, receive, send_status)
@@ -134,9 +134,13 @@ class TracingMiddleware(BaseHTTPMiddleware):
             request_state.reset(token)
             if state.logger is None:  # nothing to finalise: mark it done (later loggers are no-ops)
                 state.finalized = True
-            if state.logger is not None:  # read again: a thread may have created it meanwhile
+                if state.logger is not None:  # read again: a thread may have created it meanwhile
+                    finalize_request(state, status)
+            else:
                 finalize_request(state, status)
-            _request_done()
+            activity.active -= 1  # _request_done(), inlined: this path is timed in microseconds
+            if activity.holding and not activity.active and activity.on_idle is not None:
+                activity.on_idle()
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Set the request's trace context around ``call_next``; the logger is finalised after the response.
