@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import logging
 import threading
@@ -96,13 +97,21 @@ class Target:
 
     @classmethod
     def from_config(cls, config: GalileoConfig) -> Target:
-        return cls(
-            project=config.project,
-            project_id=config.project_id,
-            log_stream=config.log_stream,
-            log_stream_id=config.log_stream_id,
-            experiment_id=config.experiment_id,
+        """The target ``config`` names; one shared object per distinct target (loggers are made per request)."""
+        return _target(
+            config.project, config.project_id, config.log_stream, config.log_stream_id, config.experiment_id
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _target(
+    project: str | None,
+    project_id: str | None,
+    log_stream: str | None,
+    log_stream_id: str | None,
+    experiment_id: str | None,
+) -> Target:
+    return Target(project, project_id, log_stream, log_stream_id, experiment_id)
 
 
 @attrs.frozen
