@@ -7,7 +7,8 @@ exchange and reports an :class:`Outcome` that the sender acts on.
 - One :class:`Client` per distinct (API URL, API key, extra headers, timeout) in the process, shared by all
   loggers (:func:`get_client`). Each worker thread gets its own ``requests.Session`` (a Session is not
   documented thread-safe) with an ``HTTPAdapter`` whose urllib3 ``Retry`` retries *connection* errors at
-  once, twice; status-code retries, backoff and Retry-After belong to the sender.
+  once, twice (and a keep-alive connection broken while reading, once); status-code retries, backoff and
+  Retry-After belong to the sender. Proxy and CA settings from the environment are read once per session.
 - Auth follows WIRE.md: ``GET /healthcheck``, ``POST /login/api_key`` for a JWT, then ``Authorization:
   Bearer``. The token's ``exp`` is decoded and the client logs in again shortly before it. A 401/403 on a
   call triggers one fresh login and one retry of that call.
@@ -97,7 +98,7 @@ class Target:
 
     @classmethod
     def from_config(cls, config: GalileoConfig) -> Target:
-        """The target ``config`` names; one shared object per distinct target (loggers are made per request)."""
+        """The target ``config`` names: one shared object per distinct target (loggers come per request)."""
         return _target(
             config.project, config.project_id, config.log_stream, config.log_stream_id, config.experiment_id
         )
