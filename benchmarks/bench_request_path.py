@@ -202,7 +202,8 @@ def run(
     split = _split_cpus()
     with start_collector(latency_ms) as collector:
         if split is not None:
-            os.sched_setaffinity(collector.proc.pid, split[1])
+            assert collector.pid is not None
+            os.sched_setaffinity(collector.pid, split[1])
             os.sched_setaffinity(0, split[0])
         _request.reset()  # request loggers resolve their configuration once per process: read it again
         os.environ.update(

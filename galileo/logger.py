@@ -313,10 +313,7 @@ class GalileoLogger:
     ) -> schema.LlmSpan:
         """Add an llm span (a leaf) under the current parent."""
         span = schema.LlmSpan(
-            input=self._policy.input("llm", input),
-            output=self._policy.output("llm", output),
-            redacted_input=self._redacted("llm", "input", input, redacted_input),
-            redacted_output=self._redacted("llm", "output", output, redacted_output),
+            **self._payload("llm", input, output, redacted_input, redacted_output),
             name=name or "",
             model=model,
             tools=[dict(t) for t in tools] if tools is not None else None,
@@ -346,10 +343,7 @@ class GalileoLogger:
     ) -> schema.RetrieverSpan:
         """Add a retriever span (a leaf): ``output`` is the documents (strings, dicts or Documents)."""
         span = schema.RetrieverSpan(
-            input=self._policy.input("retriever", input),
-            output=self._policy.output("retriever", output),
-            redacted_input=self._redacted("retriever", "input", input, redacted_input),
-            redacted_output=self._redacted("retriever", "output", output, redacted_output),
+            **self._payload("retriever", input, output, redacted_input, redacted_output),
             name=name or "",
             **self._common(metadata, tags, status_code, step_number),
         )
@@ -372,10 +366,7 @@ class GalileoLogger:
     ) -> schema.ToolSpan:
         """Add a tool span (a leaf)."""
         span = schema.ToolSpan(
-            input=self._policy.input("tool", input),
-            output=self._policy.output("tool", output),
-            redacted_input=self._redacted("tool", "input", input, redacted_input),
-            redacted_output=self._redacted("tool", "output", output, redacted_output),
+            **self._payload("tool", input, output, redacted_input, redacted_output),
             name=name or "",
             tool_call_id=tool_call_id,
             **self._common(metadata, tags, status_code, step_number),
@@ -397,10 +388,7 @@ class GalileoLogger:
     ) -> schema.WorkflowSpan:
         """Open a workflow span under the current parent; later spans nest in it until :meth:`conclude`."""
         span = schema.WorkflowSpan(
-            input=self._policy.input("workflow", input),
-            output=self._policy.output("workflow", output) if output is not None else None,
-            redacted_input=self._redacted("workflow", "input", input, redacted_input),
-            redacted_output=self._redacted("workflow", "output", output, redacted_output),
+            **self._payload("workflow", input, output, redacted_input, redacted_output),
             name=name or "",
             **self._common(metadata, tags, None, step_number),
         )
@@ -422,10 +410,7 @@ class GalileoLogger:
     ) -> schema.AgentSpan:
         """Open an agent span under the current parent; later spans nest in it until :meth:`conclude`."""
         span = schema.AgentSpan(
-            input=self._policy.input("agent", input),
-            output=self._policy.output("agent", output) if output is not None else None,
-            redacted_input=self._redacted("agent", "input", input, redacted_input),
-            redacted_output=self._redacted("agent", "output", output, redacted_output),
+            **self._payload("agent", input, output, redacted_input, redacted_output),
             name=name or "",
             agent_type=agent_type or "default",
             **self._common(metadata, tags, None, step_number),
@@ -689,6 +674,17 @@ class GalileoLogger:
         if value is None:
             return None
         return self._policy.redacted(kind, field, value)
+
+    def _payload(
+        self, kind: str, input: Any, output: Any, redacted_input: Any, redacted_output: Any
+    ) -> dict[str, Any]:
+        """A span's input and output in its kind's shape, and their redacted copies."""
+        return {
+            "input": self._policy.input(kind, input),
+            "output": self._policy.output(kind, output),
+            "redacted_input": self._redacted(kind, "input", input, redacted_input),
+            "redacted_output": self._redacted(kind, "output", output, redacted_output),
+        }
 
     def _common(
         self,

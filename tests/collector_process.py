@@ -76,6 +76,11 @@ class CollectorProcess:
     # Lifecycle -------------------------------------------------------------------------------------------
 
     @property
+    def pid(self) -> int | None:
+        """The collector process's id while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
