@@ -32,7 +32,7 @@ class RequestState:
     it (and a malformed header is reported only when it matters).
     """
 
-    __slots__ = ("_ids", "config_source", "finalized", "logger", "scope", "status_code")
+    __slots__ = ("_ids", "config_source", "finalized", "logger", "scope")
 
     #: The header parser, ``(raw ASGI headers) -> (trace_id, parent_id)``; set by :mod:`galileo.propagation`.
     parse_headers: ClassVar[Callable[[Iterable[tuple[bytes, bytes]]], tuple[str | None, str | None]]]
@@ -43,7 +43,6 @@ class RequestState:
         #: Where the request logger's configuration comes from (the middleware's per-app settings).
         self.config_source = config_source
         self.logger: GalileoLogger | None = None
-        self.status_code: int | None = None
         self.finalized = False
         self._ids: tuple[str | None, str | None] | None = None
 

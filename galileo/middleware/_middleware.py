@@ -159,5 +159,4 @@ class TracingMiddleware(BaseHTTPMiddleware):
             response = await (call_next(request) if inner is None else inner(request, call_next))
         finally:
             request_state.reset(token)
-        state.status_code = response.status_code
         return response

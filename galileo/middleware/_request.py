@@ -124,7 +124,6 @@ def finalize_request(state: RequestState, status_code: int) -> None:
         state.finalized = True
         if logger is not None:
             logger._finalized_request = True
-    state.status_code = status_code
     if logger is None:
         return
     try:
