@@ -16,6 +16,15 @@ for the next request, send it without holding any lock, then settle the outcome.
   outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
 - Records of different traces never share a request.
 
+A logger hands its records over without taking the sender's lock when it can (:meth:`TraceOutbox.add` and
+friends): each event is appended to the outbox's *inbox*, a deque (appending is atomic), and only an outbox
+the sender does not hold yet — its first record, or the first after it went idle — takes the lock to be
+registered. The sender takes the inbox in under its lock whenever it looks at the outbox (before planning a
+request, after settling one), and an outbox goes idle only once its inbox is empty, rechecked after the flag
+is cleared, so no event is ever left behind. Records count against the queue bound when taken in: at once
+for an outbox's first record and at the latest every :data:`INBOX_MAX` events. A request handler thus pays
+one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
+
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
@@ -64,6 +73,8 @@ LINGER = 0.005
 #: the last request in flight ends, but never longer than this: the sender's CPU work does not compete with
 #: handlers, and a long or never-ending stream of requests only delays records by this much.
 YIELD_CAP = 0.05
+#: Events a logger appends to an outbox the sender holds before it takes the lock to hand them over.
+INBOX_MAX = 64
 #: At most this many records in one request body.
 MAX_RECORDS_PER_REQUEST = 500
 #: Drops and failures are reported at WARNING at most once per this many seconds.
@@ -72,6 +83,7 @@ WARN_INTERVAL = 10.0
 EXIT_TIMEOUT = 5.0
 
 _NEW, _SENDING, _ACKED, _FAILED = range(4)
+_ADD, _CONCLUDE, _COMPLETE = range(3)
 
 
 class _Node:
@@ -106,6 +118,9 @@ class _Request:
 class Outbox:
     """Records of one trace (or one batch flush) on their way to one project and log stream."""
 
+    #: Events handed over without the lock (see the module docstring); only trace outboxes have any.
+    inbox: collections.deque[tuple[int, Any, Any]] | tuple[()] = ()
+
     def __init__(self, sender: Sender, client: Client, target: Target) -> None:
         self.sender = sender
         self.client = client
@@ -118,6 +133,13 @@ class Outbox:
         self.deferred_at: float | None = None  # when it first yielded to requests in flight
 
     # The following run under the sender lock.
+    def intake(self) -> None:
+        """Take in the events handed over without the lock."""
+
+    def handed(self) -> int:
+        """Records handed over and not taken in yet."""
+        return 0
+
     def has_ready(self) -> bool:
         raise NotImplementedError
 
@@ -163,6 +185,8 @@ class Outbox:
 class TraceOutbox(Outbox):
     """Distributed mode: the records of one trace from one logger, sent as soon as their parent is in."""
 
+    inbox: collections.deque[tuple[int, Any, Any]]
+
     def __init__(self, sender: Sender, client: Client, target: Target, trace_id: str, *, owned: bool) -> None:
         super().__init__(sender, client, target)
         self.trace_id = trace_id
@@ -173,9 +197,44 @@ class TraceOutbox(Outbox):
         self.completion: schema.Trace | None = None  # set when the trace was concluded (owned only)
         self.completion_sent = False
         self.inflight = 0
+        self.inbox = collections.deque()
+        #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
+        self.held = False
 
-    # -- events from the logger (under the lock) ---------------------------------------------------------
+    # -- events from the logger (any thread, no lock) -----------------------------------------------------
     def add(self, record: schema.Record, parent_id: str | None) -> None:
+        """A new record; it is counted against the queue bound (and maybe dropped) when taken in."""
+        self._hand(_ADD, record, parent_id)
+
+    def conclude(self, record_id: str) -> None:
+        """The record was concluded: its final state goes with its POST, or in a PATCH after it."""
+        self._hand(_CONCLUDE, record_id, None)
+
+    def complete(self, trace: schema.Trace) -> None:
+        """The trace was concluded: its is_complete PATCH goes after everything else of the trace."""
+        self._hand(_COMPLETE, trace, None)
+
+    def _hand(self, kind: int, a: Any, b: Any) -> None:
+        inbox = self.inbox
+        inbox.append((kind, a, b))
+        # Read after the append: if the sender still holds the outbox here, it takes the event in later.
+        if not self.held or len(inbox) >= INBOX_MAX:
+            self.sender._hand_over(self)
+
+    # -- taking the events in (under the lock) ------------------------------------------------------------
+    def intake(self) -> None:
+        inbox = self.inbox
+        while inbox:
+            kind, a, b = inbox.popleft()
+            if kind == _ADD:
+                if self.sender._admit(1):
+                    self._add(a, b)
+            elif kind == _CONCLUDE:
+                self._conclude(a)
+            else:
+                self.completion = a
+
+    def _add(self, record: schema.Record, parent_id: str | None) -> None:
         node = _Node(record, parent_id)
         self.nodes[record.id] = node
         self._new[record.id] = None
@@ -185,7 +244,7 @@ class TraceOutbox(Outbox):
             if parent.state == _FAILED:
                 self._fail([node], "parent_failed", None)
 
-    def conclude(self, record_id: str) -> bool:
+    def _conclude(self, record_id: str) -> bool:
         node = self.nodes.get(record_id)
         if node is None or node.concluded:
             return False
@@ -196,9 +255,6 @@ class TraceOutbox(Outbox):
                 self._patches[record_id] = None
             return True
         return False
-
-    def complete(self, trace: schema.Trace) -> None:
-        self.completion = trace
 
     # -- planning -----------------------------------------------------------------------------------------
     def _is_ready(self, node: _Node) -> bool:
@@ -224,7 +280,7 @@ class TraceOutbox(Outbox):
 
     @property
     def idle(self) -> bool:
-        if self.inflight or self._new or self._patches:
+        if self.inflight or self._new or self._patches or self.inbox:
             return False
         return self.completion is None or self.completion_sent or not self.owned
 
@@ -360,9 +416,16 @@ class TraceOutbox(Outbox):
         if failed:
             self.sender._drop(reason, failed, result)
 
+    def handed(self) -> int:
+        """Records handed over and not taken in yet."""
+        return sum(1 for kind, _, _ in list(self.inbox) if kind == _ADD)  # a copy: it may grow meanwhile
+
     def pending(self) -> int:
         return (
-            len(self._new) + len(self._patches) + sum(1 for n in self.nodes.values() if n.state == _SENDING)
+            len(self._new)
+            + len(self._patches)
+            + sum(1 for n in self.nodes.values() if n.state == _SENDING)
+            + self.handed()
         )
 
 
@@ -429,7 +492,12 @@ class Sender:
         self.workers = workers
         self.queue_size = queue_size
         self.retry_window = retry_window
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        #: Workers wait on ``_wake`` for work; flush and shutdown wait on ``_done`` for outboxes going idle.
+        #: Two conditions on one lock, so finishing a request wakes neither idle workers nor, with nothing
+        #: gone idle, waiters: every wake-up is a GIL hand-off taken from the application's threads.
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
         self._ready: collections.deque[Outbox] = collections.deque()
         self._delayed: list[tuple[float, int, Outbox]] = []
         self._seq = itertools.count()
@@ -476,7 +544,7 @@ class Sender:
 
     def _stats_locked(self) -> dict[str, Any]:
         return {
-            "queued": self._pending,
+            "queued": self._pending + sum(ob.handed() for ob in self._outboxes),
             "sent": self._counters["sent"],
             "retried": self._counters["retried"],
             "dropped": sum(self._dropped.values()),
@@ -486,12 +554,12 @@ class Sender:
 
     def stats(self) -> dict[str, Any]:
         """Counters: records queued, sent, retried (requests), dropped (total and by reason), in flight."""
-        with self._cond:
+        with self._lock:
             return self._stats_locked()
 
     def note_dropped(self, reason: str, n: int = 1) -> None:
         """Count records lost before they reached the sender (e.g. a span with no trace)."""
-        with self._cond:
+        with self._lock:
             self._drop(reason, n, None)
 
     # -- events --------------------------------------------------------------------------------------------
@@ -503,31 +571,19 @@ class Sender:
         return True
 
     def open_trace(self, client: Client, target: Target, trace_id: str, *, owned: bool) -> TraceOutbox:
+        """A new outbox for one logger's records of ``trace_id``; hand it records with its own methods."""
         outbox = TraceOutbox(self, client, target, trace_id, owned=owned)
         outbox.not_before = time.monotonic() + LINGER  # let the records made together go together
         return outbox
 
-    def add(self, outbox: TraceOutbox, record: schema.Record, parent_id: str | None) -> bool:
-        """Queue a new record of ``outbox``; False (counted, logged) when the queue is full."""
-        with self._cond:
-            if not self._admit(1):
-                return False
-            outbox.add(record, parent_id)
-            self._schedule(outbox)
-            return True
-
-    def conclude(self, outbox: TraceOutbox, record_id: str) -> None:
-        with self._cond:
-            outbox.conclude(record_id)
-            self._schedule(outbox)
-
-    def complete(self, outbox: TraceOutbox, trace: schema.Trace) -> None:
-        with self._cond:
-            outbox.complete(trace)
+    def _hand_over(self, outbox: TraceOutbox) -> None:
+        """Take ``outbox``'s inbox in and hold the outbox until it is idle (its logger's thread)."""
+        with self._lock:
+            outbox.held = True
             self._schedule(outbox)
 
     def prioritize(self, outbox: TraceOutbox) -> None:
-        with self._cond:
+        with self._lock:
             outbox.priority = True
             if outbox.attempts == 0:  # no backoff to honour: end the linger, another service is waiting
                 outbox.not_before = 0.0
@@ -540,7 +596,7 @@ class Sender:
     def submit_batch(
         self, client: Client, target: Target, traces: Sequence[schema.Trace], records: int
     ) -> Outbox:
-        with self._cond:
+        with self._lock:
             outbox = BatchOutbox(self, client, target, traces, records)
             if self._admit(records):
                 self._schedule(outbox)
@@ -553,7 +609,15 @@ class Sender:
         return any(other is not outbox for other in self._by_trace.get(outbox.trace_id, ()))
 
     def _schedule(self, outbox: Outbox) -> None:
-        """Put ``outbox`` where a worker will find it when it has work (under the lock)."""
+        """Take ``outbox``'s inbox in; put it where a worker finds it when it has work (under the lock)."""
+        outbox.intake()
+        if isinstance(outbox, TraceOutbox):
+            while outbox.held and outbox.idle:
+                outbox.held = False  # from here on its logger hands events over through the lock ...
+                if not outbox.inbox:
+                    break
+                outbox.held = True  # ... but one was appended before it could see that: take it in
+                outbox.intake()
         if not outbox.idle:
             self._outboxes.add(outbox)
             if isinstance(outbox, TraceOutbox):
@@ -567,20 +631,23 @@ class Sender:
                     self._by_trace.pop(outbox.trace_id, None)
                 for other in list(same_trace):  # an owner may have been waiting to complete the trace
                     self._schedule(other)
-            self._cond.notify_all()  # flush waiters
+            self._done.notify_all()  # flush waiters
         if outbox.in_ready or not outbox.has_ready():
             return
         now = time.monotonic()
+        self._start_workers()
         if outbox.not_before > now:
-            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+            entry = (outbox.not_before, next(self._seq), outbox)
+            heapq.heappush(self._delayed, entry)
+            if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
+                self._wake.notify()
         else:
             outbox.in_ready = True
             if outbox.priority:
                 self._ready.appendleft(outbox)
             else:
                 self._ready.append(outbox)
-        self._start_workers()
-        self._cond.notify()
+            self._wake.notify()
 
     # -- workers -------------------------------------------------------------------------------------------
     def _yield(self, outbox: Outbox, now: float) -> bool:
@@ -598,7 +665,7 @@ class Sender:
 
     def _requests_idle(self) -> None:
         """The last request in flight ended: release what yielded to it (called by the middleware)."""
-        with self._cond:
+        with self._lock:
             activity.holding = False
             held, self._yielding = self._yielding, set()
             for outbox in held:
@@ -626,6 +693,7 @@ class Sender:
             while self._ready:
                 outbox = self._ready.popleft()
                 outbox.in_ready = False
+                outbox.intake()
                 if outbox.not_before > now:
                     heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
                     continue
@@ -642,11 +710,11 @@ class Sender:
             if self._stopping:
                 return None
             timeout = self._delayed[0][0] - now if self._delayed else None
-            self._cond.wait(timeout)
+            self._wake.wait(timeout)
 
     def _work(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 taken = self._next()
             if taken is None:
                 return
@@ -657,18 +725,17 @@ class Sender:
             except Exception as exc:  # a bug in building a body must not kill the worker
                 _log.debug("galileo: could not build a request", exc_info=True)
                 result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
-            with self._cond:
+            with self._lock:
                 self._inflight -= 1
                 outbox.settle(request, result, time.monotonic())
                 self._schedule(outbox)
-                self._cond.notify_all()
 
     # -- waiting -------------------------------------------------------------------------------------------
     def wait(self, outboxes: Iterable[Outbox], timeout: float | None) -> int:
         """Wait until ``outboxes`` are idle or ``timeout`` passes; return the records still pending."""
         boxes = list(outboxes)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while True:
                 if all(ob.idle for ob in boxes):
                     return 0
@@ -676,24 +743,30 @@ class Sender:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return max(pending, 1)
-                self._cond.wait(remaining)
+                self._done.wait(remaining)
 
     def pending_of(self, outboxes: Iterable[Outbox]) -> int:
         """Records of ``outboxes`` not yet delivered nor given up."""
-        with self._cond:
+        with self._lock:
             return sum(ob.pending() for ob in outboxes)
 
     def busy(self, outboxes: Iterable[Outbox]) -> list[Outbox]:
         """The outboxes that still have something to send (the others can be forgotten)."""
-        with self._cond:
+        with self._lock:
             return [ob for ob in outboxes if not ob.idle]
+
+    def busy_pending(self, outboxes: Iterable[TraceOutbox]) -> tuple[list[TraceOutbox], int]:
+        """The outboxes still busy and their records not yet delivered, in one look under the lock."""
+        with self._lock:
+            busy = [ob for ob in outboxes if not ob.idle]
+            return busy, sum(ob.pending() for ob in busy)
 
     def drain(self, timeout: float | None) -> int:
         """Wait until every outbox is idle (bounded); return the records still pending, then report."""
-        with self._cond:
+        with self._lock:
             boxes = list(self._outboxes)
         pending = self.wait(boxes, timeout)
-        with self._cond:
+        with self._lock:
             if pending:
                 self._drop("shutdown_timeout", pending, None)
             self._warn_dropped()
@@ -701,9 +774,10 @@ class Sender:
 
     def close(self, timeout: float | None) -> int:
         pending = self.drain(timeout)
-        with self._cond:
+        with self._lock:
             self._stopping = True
-            self._cond.notify_all()
+            self._wake.notify_all()
+            self._done.notify_all()
         return pending
 
 
