@@ -25,6 +25,14 @@ is cleared, so no event is ever left behind. Records count against the queue bou
 for an outbox's first record and at the latest every :data:`INBOX_MAX` events. A request handler thus pays
 one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
 
+When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
+(refused connections, timeouts, 5xx, 429), or credentials refused even after a fresh login — the sender
+stops sending to it rather than letting every outbox retry on its own: one request at a time probes it,
+after a pause that doubles up to :data:`BACKOFF_MAX` (honouring Retry-After; :data:`AUTH_PAUSE` after a
+refused login), while the other outboxes wait without a timer of their own. The first answer releases them
+all. Records still waiting when their retry window ends are given up and counted; one WARNING says the API
+is unreachable (one ERROR when it refuses the API key) and one INFO line says when it answers again.
+
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
@@ -64,6 +72,10 @@ BACKOFF_BASE = 0.25
 BACKOFF_MAX = 30.0
 #: How long sending pauses after the API refused our credentials even after a fresh login.
 AUTH_PAUSE = 30.0
+#: Transient failures in a row from one API after which it is treated as down (see the module docstring).
+OUTAGE_AFTER = 3
+#: The first pause of an API treated as down; doubled per failed probe up to BACKOFF_MAX, with jitter.
+OUTAGE_PAUSE = 0.5
 #: A new trace's first records wait this long before they go, so that the records a request creates
 #: together (its trace and first spans, often already concluded) travel in one body instead of several:
 #: fewer requests, and no sender thread woken in the middle of a handler's burst of logging calls.
@@ -157,6 +169,16 @@ class Outbox:
     def pending(self) -> int:
         """Records not yet delivered nor given up."""
         raise NotImplementedError
+
+    def abandon(self, reason: str, result: Result | None) -> None:
+        """Give up everything not yet sent (counted under ``reason``)."""
+        raise NotImplementedError
+
+    def expired(self, now: float) -> bool:
+        """Whether this outbox has waited longer than the retry window since it first had to wait."""
+        if self.first_failure is None:
+            self.first_failure = now
+        return now - self.first_failure > self.sender.retry_window
 
     # Runs outside the lock, in a worker.
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
@@ -420,6 +442,19 @@ class TraceOutbox(Outbox):
         """Records handed over and not taken in yet."""
         return sum(1 for kind, _, _ in list(self.inbox) if kind == _ADD)  # a copy: it may grow meanwhile
 
+    def abandon(self, reason: str, result: Result | None) -> None:
+        self.intake()
+        self._fail([self.nodes[i] for i in list(self._new)], reason, result)
+        patches = len(self._patches)
+        for record_id in self._patches:
+            self.nodes[record_id].needs_patch = False
+        self._patches.clear()
+        if self.owned and self.completion is not None and not self.completion_sent:
+            self.completion_sent = True
+            patches += 1
+        if patches:
+            self.sender._drop(reason, patches, result)
+
     def pending(self) -> int:
         return (
             len(self._new)
@@ -474,6 +509,17 @@ class BatchOutbox(Outbox):
     def pending(self) -> int:
         return self.records if self.state in (_NEW, _SENDING) else 0
 
+    def abandon(self, reason: str, result: Result | None) -> None:
+        if self.state == _NEW:
+            self.state = _FAILED
+            self.sender._pending -= self.records
+            self.sender._drop(reason, self.records, result)
+
+
+def _api_trouble(result: Result) -> bool:
+    """Whether ``result`` says the API (not the record) is in trouble: no answer, 5xx, 408 or 429."""
+    return result.outcome is Outcome.RETRY
+
 
 def _reason(result: Result, transient: bool) -> str:
     if transient:
@@ -483,6 +529,25 @@ def _reason(result: Result, transient: bool) -> str:
     if result.status == 422:
         return "schema_rejected"
     return f"rejected_{result.status}" if result.status else "rejected"
+
+
+class _ApiHealth:
+    """What the sender knows about one API (one :class:`Client`): transient failures in a row, and while
+    they reach :data:`OUTAGE_AFTER` (or credentials were refused), the pause and the outboxes waiting it out.
+    Changed under the sender lock only."""
+
+    __slots__ = ("down_since", "failures", "paused_until", "probing", "reason", "waiting")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.paused_until = 0.0
+        self.probing = False
+        self.down_since: float | None = None
+        self.reason = ""  # "unreachable" or "auth"
+        self.waiting: set[Outbox] = set()
+
+    def blocks(self, now: float) -> bool:
+        return self.down_since is not None and (self.probing or now < self.paused_until)
 
 
 class Sender:
@@ -504,6 +569,7 @@ class Sender:
         self._outboxes: set[Outbox] = set()  # not idle
         self._yielding: set[Outbox] = set()  # held back while requests are in flight
         self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
+        self._health: dict[Client, _ApiHealth] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
@@ -687,6 +753,7 @@ class Sender:
             now = time.monotonic()
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, outbox = heapq.heappop(self._delayed)
+                outbox.intake()
                 if not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
                     outbox.in_ready = True
                     self._ready.append(outbox)
@@ -699,11 +766,17 @@ class Sender:
                     continue
                 if activity.active and not outbox.priority and self._yield(outbox, now):
                     continue
+                health = self._health.get(outbox.client)
+                if health is not None and health.blocks(now):
+                    self._wait_out(outbox, health, now)
+                    continue
                 outbox.deferred_at = None
                 request = outbox.take()
                 if request is None:
                     self._schedule(outbox)
                     continue
+                if health is not None and health.down_since is not None:
+                    health.probing = True  # this request tells whether the API is back
                 self._schedule(outbox)  # more ready work of this outbox goes to another worker
                 self._inflight += 1
                 return outbox, request
@@ -711,6 +784,84 @@ class Sender:
                 return None
             timeout = self._delayed[0][0] - now if self._delayed else None
             self._wake.wait(timeout)
+
+    # -- the API's health -----------------------------------------------------------------------------------
+    def _wait_out(self, outbox: Outbox, health: _ApiHealth, now: float) -> None:
+        """``outbox``'s API is down: park it until the API answers (or its retry window ends)."""
+        if outbox.expired(now):
+            reason = "auth_failed" if health.reason == "auth" else "retry_window_exceeded"
+            outbox.abandon(reason, None)
+            self._schedule(outbox)
+            return
+        health.waiting.add(outbox)
+
+    def _observe(self, client: Client, result: Result, now: float) -> None:
+        """Learn from one exchange with ``client``'s API (under the lock)."""
+        health = self._health.get(client)
+        if health is None:
+            if result.outcome is not Outcome.AUTH and not _api_trouble(result):
+                return
+            health = self._health[client] = _ApiHealth()
+        if result.outcome is not Outcome.AUTH and not _api_trouble(result):  # it answered: it is up
+            if health.down_since is not None:
+                _log.info(
+                    "galileo: the Galileo API at %s answers again after %.0f s: sending resumed",
+                    client.api_url,
+                    now - health.down_since,
+                )
+            del self._health[client]
+            if health.down_since is None:
+                return
+            # Everything of this API waiting out the outage or its own backoff goes now.
+            for outbox in [*health.waiting, *(ob for ob in self._outboxes if ob.client is client)]:
+                if outbox.not_before > now:
+                    outbox.not_before = now
+                    outbox.first_failure = None
+                self._schedule(outbox)
+            return
+        health.probing = False
+        health.failures += 1
+        if result.outcome is Outcome.AUTH:
+            pause, reason = AUTH_PAUSE, "auth"
+        elif health.failures >= OUTAGE_AFTER:
+            exponent = health.failures - OUTAGE_AFTER
+            pause, reason = (
+                min(OUTAGE_PAUSE * 2**exponent, BACKOFF_MAX) * random.uniform(0.5, 1.0),
+                "unreachable",
+            )
+        else:
+            return  # a blip: the outbox retries on its own
+        if result.retry_after is not None:
+            pause = max(pause, min(result.retry_after, BACKOFF_MAX * 4))
+        health.paused_until = now + pause
+        if health.down_since is None or health.reason != reason:
+            health.down_since = health.down_since or now
+            health.reason = reason
+            if reason == "auth":
+                _log.error(
+                    "galileo: the Galileo API at %s refused the API key (%s) even after a fresh login: check "
+                    "GALILEO_API_KEY. Sending is paused (retried every %.0f s); records are kept for up to "
+                    "%.0f s, then dropped and counted in galileo.stats()",
+                    client.api_url,
+                    result.detail or f"HTTP {result.status}",
+                    AUTH_PAUSE,
+                    self.retry_window,
+                )
+            else:
+                _log.warning(
+                    "galileo: the Galileo API at %s is unreachable (%s, %d failures in a row): sending is "
+                    "paused and retried with backoff; records are kept for up to %.0f s (%d queued)",
+                    client.api_url,
+                    result.detail or f"HTTP {result.status}",
+                    health.failures,
+                    self.retry_window,
+                    self._pending,
+                )
+        for outbox in health.waiting:  # look again when the pause ends: one of them probes
+            outbox.not_before = max(outbox.not_before, health.paused_until)
+            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+        health.waiting.clear()
+        self._wake.notify()
 
     def _work(self) -> None:
         while True:
@@ -727,7 +878,9 @@ class Sender:
                 result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
             with self._lock:
                 self._inflight -= 1
-                outbox.settle(request, result, time.monotonic())
+                now = time.monotonic()
+                self._observe(outbox.client, result, now)
+                outbox.settle(request, result, now)
                 self._schedule(outbox)
 
     # -- waiting -------------------------------------------------------------------------------------------
