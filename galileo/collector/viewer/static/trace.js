@@ -125,7 +125,7 @@ function drawHeader(header, data) {
       el("dt", {}, "Status"), el("dd", {}, statusPill(trace)),
       el("dt", {}, "Project / log stream"), el("dd", {}, location(trace)),
       el("dt", {}, "Services"), el("dd", {}, data.services.length > 1 ?
-        `${data.services.length}: crossed service boundaries are marked ⇢` : "1")));
+        `${data.services.length} (where the trace crossed into another, the span is marked ⇢)` : "1")));
 }
 
 function axis(windowNs) {
@@ -161,7 +161,17 @@ function spanRow(row, windowNs, state, actions) {
   bar.style.left = `${(100 * row.offset_ns) / windowNs}%`;
   bar.style.width = `max(2px, ${(100 * width) / windowNs}%)`;
   const time = el("span", { class: "bar-time" }, open ? "open" : duration(row.duration_ns));
-  time.style.left = `${Math.min((100 * (row.offset_ns + width)) / windowNs, 88)}%`;
+  const start = (100 * row.offset_ns) / windowNs;
+  const end = (100 * (row.offset_ns + width)) / windowNs;
+  if (end < 80) { // after the bar
+    time.style.left = `${end}%`;
+  } else if (start > 20) { // before the bar
+    time.style.right = `${100 - start}%`;
+    time.classList.add("before");
+  } else { // on the bar
+    time.style.left = `${start}%`;
+    time.classList.add("inside");
+  }
   const node = el("div", {
     class: `span-row${row.error ? " error" : ""}${row.boundary ? " boundary" : ""}`,
     role: "treeitem", tabindex: "0",
