@@ -74,7 +74,8 @@ BACKOFF_MAX = 30.0
 AUTH_PAUSE = 30.0
 #: Transient failures in a row from one API after which it is treated as down (see the module docstring).
 OUTAGE_AFTER = 3
-#: The first pause of an API treated as down; doubled per failed probe up to BACKOFF_MAX, with jitter.
+#: The first pause of an API treated as down; doubled per failed probe up to BACKOFF_MAX, with jitter (so
+#: an outage of 10 s is noticed to be over within about 5 s of its end, a long one within 30 s).
 OUTAGE_PAUSE = 0.5
 #: A new trace's first records wait this long before they go, so that the records a request creates
 #: together (its trace and first spans, often already concluded) travel in one body instead of several:
@@ -536,10 +537,11 @@ class _ApiHealth:
     they reach :data:`OUTAGE_AFTER` (or credentials were refused), the pause and the outboxes waiting it out.
     Changed under the sender lock only."""
 
-    __slots__ = ("down_since", "failures", "paused_until", "probing", "reason", "waiting")
+    __slots__ = ("down_since", "failed_probes", "failures", "paused_until", "probing", "reason", "waiting")
 
     def __init__(self) -> None:
         self.failures = 0
+        self.failed_probes = 0
         self.paused_until = 0.0
         self.probing = False
         self.down_since: float | None = None
@@ -819,16 +821,15 @@ class Sender:
                     outbox.first_failure = None
                 self._schedule(outbox)
             return
-        health.probing = False
+        if health.probing:
+            health.probing = False
+            health.failed_probes += 1
         health.failures += 1
         if result.outcome is Outcome.AUTH:
             pause, reason = AUTH_PAUSE, "auth"
         elif health.failures >= OUTAGE_AFTER:
-            exponent = health.failures - OUTAGE_AFTER
-            pause, reason = (
-                min(OUTAGE_PAUSE * 2**exponent, BACKOFF_MAX) * random.uniform(0.5, 1.0),
-                "unreachable",
-            )
+            pause = min(OUTAGE_PAUSE * 2**health.failed_probes, BACKOFF_MAX) * random.uniform(0.5, 1.0)
+            reason = "unreachable"
         else:
             return  # a blip: the outbox retries on its own
         if result.retry_after is not None:
@@ -840,8 +841,8 @@ class Sender:
             if reason == "auth":
                 _log.error(
                     "galileo: the Galileo API at %s refused the API key (%s) even after a fresh login: check "
-                    "GALILEO_API_KEY. Sending is paused (retried every %.0f s); records are kept for up to "
-                    "%.0f s, then dropped and counted in galileo.stats()",
+                    "GALILEO_API_KEY. Sending is paused (retried every %g s); records are kept for up to "
+                    "%g s, then dropped and counted in galileo.stats()",
                     client.api_url,
                     result.detail or f"HTTP {result.status}",
                     AUTH_PAUSE,
