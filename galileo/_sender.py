@@ -22,7 +22,8 @@ the sender does not hold yet — its first record, or the first after it went id
 registered. The sender takes the inbox in under its lock whenever it looks at the outbox (before planning a
 request, after settling one), and an outbox goes idle only once its inbox is empty, rechecked after the flag
 is cleared, so no event is ever left behind. Records count against the queue bound when taken in: at once
-for an outbox's first record and at the latest every :data:`INBOX_MAX` events. A request handler thus pays
+for an outbox's first record, at the latest every :data:`INBOX_MAX` events, and at once for an outbox
+backing off or waiting out an outage, which takes no events without the lock. A request handler thus pays
 one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
 
 When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
@@ -709,6 +710,8 @@ class Sender:
             heapq.heappush(self._delayed, entry)
             if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
                 self._wake.notify()
+            if outbox.not_before - now > LINGER and isinstance(outbox, TraceOutbox):
+                outbox.held = False  # backing off: new records count against the bound as they come
         else:
             outbox.in_ready = True
             if outbox.priority:
@@ -785,6 +788,13 @@ class Sender:
             if self._stopping:
                 return None
             timeout = self._delayed[0][0] - now if self._delayed else None
+            if self._unreported:  # a burst of drops ended: report the rest once the interval is over
+                report_in = self._last_warning + WARN_INTERVAL - now
+                if report_in <= 0:
+                    self._last_warning = now
+                    self._warn_dropped()
+                    continue
+                timeout = report_in if timeout is None else min(timeout, report_in)
             self._wake.wait(timeout)
 
     # -- the API's health -----------------------------------------------------------------------------------
@@ -795,7 +805,13 @@ class Sender:
             outbox.abandon(reason, None)
             self._schedule(outbox)
             return
-        health.waiting.add(outbox)
+        if health.probing:  # the probe's answer releases it, or sets the next pause
+            health.waiting.add(outbox)
+        else:  # paused: look again when the pause ends
+            outbox.not_before = max(outbox.not_before, health.paused_until)
+            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+        if isinstance(outbox, TraceOutbox):
+            outbox.held = False  # waiting out an outage: new records count against the bound as they come
 
     def _observe(self, client: Client, result: Result, now: float) -> None:
         """Learn from one exchange with ``client``'s API (under the lock)."""

@@ -360,6 +360,8 @@ class Client:
         if 200 <= status < 300:
             return Result(Outcome.OK, status)
         detail = _detail(response)
+        if status == 413:
+            detail = f"HTTP 413: a request body of {len(data):,} bytes was too large"
         outcome = classify(status, detail, is_span_post=method == "POST" and path == "/spans")
         return Result(outcome, status, _parse_retry_after(response.headers.get("Retry-After")), detail)
 
