@@ -18,7 +18,8 @@ A bad setting is answered 400 with a ``detail`` naming it, and changes nothing.
   last of them; set while ``fail_count`` is 0, they turn *every* matching request into such an answer,
   with status ``fail_status``, until reset (``DELETE``, or ``null`` for each of them). The status may be
   a success: ``{"fail_status": 200, "body": "<h1>hi</h1>", "content_type": "text/html"}`` is a proxy
-  answering 200 without passing the request on (nothing is stored).
+  answering 200 without passing the request on (nothing is stored). A 1xx, 204 or 304 answer carries no
+  body, whatever the settings (HTTP forbids one).
 * ``paths``: path prefixes the faults apply to (default ``["/v2/"]``, the trace and span writes); add
   ``"/login"`` to make logins fail, ``"/projects"`` for project and log-stream look-ups.
 
@@ -43,6 +44,7 @@ __all__ = ["MAX_BODY_SIZE", "FaultInjector", "Faults"]
 #: The largest ``body_size`` accepted (64 MiB): large enough for any client's limits, small enough to build.
 MAX_BODY_SIZE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
+_NO_BODY = frozenset({*range(100, 200), 204, 304})
 
 
 @attrs.frozen
@@ -193,9 +195,13 @@ class FaultInjector:
             return
         while (await receive()).get("more_body"):  # read the body, as a server that answered would
             pass
-        body = answer.encode()
         content_type = answer.content_type if answer.content_type is not None else "application/json"
-        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+        headers = [(b"content-type", content_type.encode())]
+        if answer.status in _NO_BODY:  # HTTP forbids a body here (the server would fail sending one)
+            body = b""
+        else:
+            body = answer.encode()
+            headers.append((b"content-length", str(len(body)).encode()))
         if answer.retry_after is not None:
             headers.append((b"retry-after", f"{answer.retry_after:g}".encode()))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})

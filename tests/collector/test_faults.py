@@ -132,6 +132,15 @@ def test_garbage_answers_for_the_next_fail_count_requests(
     assert len(stored) == 1, "injected answers are made without handling the request"
 
 
+def test_answers_that_cannot_have_a_body_get_none(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, fail_count=2, fail_status=204, body="garbage", content_type="text/html")
+    for _ in range(2):
+        answer = _post_trace(fresh_collector, project_id)
+        assert (answer.status_code, answer.content, answer.headers["content-type"]) == (204, b"", "text/html")
+    assert _post_trace(fresh_collector, project_id).status_code == 200
+
+
 def test_garbage_answers_every_request_while_set(fresh_collector: CollectorProcess) -> None:
     project_id = _project(fresh_collector)
     _set(fresh_collector, fail_status=500, body_size=5 * 1024 * 1024, content_type="text/html")
