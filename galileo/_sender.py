@@ -56,7 +56,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from galileo import schema
@@ -64,7 +64,17 @@ from galileo._context import activity
 from galileo._transport import Client, Outcome, Result, Target, get_client, reset_clients
 from galileo.config import GalileoConfig
 
-__all__ = ["BatchOutbox", "Outbox", "Sender", "TraceOutbox", "get_client", "get_sender", "shutdown", "stats"]
+__all__ = [
+    "BatchOutbox",
+    "Outbox",
+    "Sender",
+    "TraceOutbox",
+    "get_client",
+    "get_sender",
+    "reset",
+    "shutdown",
+    "stats",
+]
 
 _log = logging.getLogger("galileo")
 
@@ -198,7 +208,9 @@ class Outbox:
             delay = max(delay, result.retry_after)
         if result.outcome is Outcome.AUTH:
             delay = max(delay, AUTH_PAUSE)
-        self.not_before = max(self.not_before, now + delay)
+        # The last attempt goes when the window ends, not a whole backoff after it: give-up is on time.
+        window_left = self.first_failure + self.sender.retry_window - now
+        self.not_before = max(self.not_before, now + min(delay, window_left + 0.001))
         return True
 
     def _succeeded(self) -> None:
@@ -221,6 +233,7 @@ class TraceOutbox(Outbox):
         self.completion: schema.Trace | None = None  # set when the trace was concluded (owned only)
         self.completion_sent = False
         self.inflight = 0
+        self._refused: set[str] = set()  # ids of records the queue bound turned away (and their children)
         self.inbox = collections.deque()
         #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
         self.held = False
@@ -253,6 +266,8 @@ class TraceOutbox(Outbox):
             if kind == _ADD:
                 if self.sender._admit(1):
                     self._add(a, b)
+                else:
+                    self._refused.add(a.id)
             elif kind == _CONCLUDE:
                 self._conclude(a)
             else:
@@ -262,6 +277,10 @@ class TraceOutbox(Outbox):
         node = _Node(record, parent_id)
         self.nodes[record.id] = node
         self._new[record.id] = None
+        if parent_id in self._refused:  # its parent was dropped: never send it as an orphan
+            self._refused.add(record.id)
+            self._fail([node], "parent_failed", None)
+            return
         parent = self.nodes.get(parent_id) if parent_id else None
         if parent is not None:
             parent.children.append(record.id)
@@ -347,6 +366,10 @@ class TraceOutbox(Outbox):
             return _Request("span_update", [node], [node])
         if self._completion_ready():
             self.completion_sent = True
+            root = self.nodes.get(self.trace_id)
+            if self.trace_id in self._refused or (root is not None and root.state == _FAILED):
+                self.sender._drop("parent_failed", 1, None, updates=True)  # the trace itself never went
+                return None
             self.inflight += 1
             return _Request("trace_update", [], [])
         return None
@@ -384,14 +407,18 @@ class TraceOutbox(Outbox):
         self.inflight -= 1
         if result.outcome is Outcome.OK:
             self._succeeded()
-            self.sender._count("sent", max(1, len(request.nodes)))
+            if request.kind in ("trace_update", "span_update"):
+                self.sender._count("updates_sent", 1)
+            acked = 0
             for node in request.nodes:
                 node.patching = False
                 if node.state == _SENDING:
                     node.state = _ACKED
-                    self.sender._pending -= 1
+                    acked += 1
                 if node.needs_patch:  # concluded while its POST was in flight
                     self._patches[node.record.id] = None
+            self.sender._pending -= acked
+            self.sender._count("sent", acked)
             return
         transient = result.outcome in (Outcome.RETRY, Outcome.PARENT_MISSING, Outcome.AUTH)
         if transient and self._retry_later(result, now):
@@ -400,11 +427,11 @@ class TraceOutbox(Outbox):
             return
         reason = _reason(result, transient)
         if request.kind == "trace_update":
-            self.sender._drop(reason, 1, result)
+            self.sender._drop(reason, 1, result, updates=True)
             return
         if request.kind == "span_update":
             request.roots[0].patching = False
-            self.sender._drop(reason, 1, result)
+            self.sender._drop(reason, 1, result, updates=True)
             return
         self._fail(request.nodes, reason, result)
 
@@ -455,7 +482,7 @@ class TraceOutbox(Outbox):
             self.completion_sent = True
             patches += 1
         if patches:
-            self.sender._drop(reason, patches, result)
+            self.sender._drop(reason, patches, result, updates=True)
 
     def pending(self) -> int:
         return (
@@ -574,12 +601,15 @@ class Sender:
         self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
         self._health: dict[Client, _ApiHealth] = {}
         self._threads: list[threading.Thread] = []
+        self._generation = 0  # workers of an older generation exit (see close)
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
         self._inflight = 0  # requests being sent
         self._counters: collections.Counter[str] = collections.Counter()
         self._dropped: collections.Counter[str] = collections.Counter()
         self._unreported: collections.Counter[str] = collections.Counter()
+        self._updates_dropped: collections.Counter[str] = collections.Counter()
+        self._unreported_updates = 0
         self._last_warning = 0.0
         self._last_detail = ""
 
@@ -587,9 +617,14 @@ class Sender:
     def _count(self, name: str, n: int) -> None:
         self._counters[name] += n
 
-    def _drop(self, reason: str, n: int, result: Result | None) -> None:
-        self._dropped[reason] += n
-        self._unreported[reason] += n
+    def _drop(self, reason: str, n: int, result: Result | None, *, updates: bool = False) -> None:
+        """Count ``n`` records (or updates: a PATCH of a record already delivered) given up for ``reason``."""
+        if updates:
+            self._updates_dropped[reason] += n
+            self._unreported_updates += n
+        else:
+            self._dropped[reason] += n
+            self._unreported[reason] += n
         if result is not None and result.detail:
             self._last_detail = result.detail
         now = time.monotonic()
@@ -598,18 +633,21 @@ class Sender:
             self._warn_dropped()
 
     def _warn_dropped(self) -> None:
-        if not self._unreported:
+        if not self._unreported and not self._unreported_updates:
             return
-        what = ", ".join(f"{n} {reason}" for reason, n in sorted(self._unreported.items()))
+        what = ", ".join(f"{n} {reason}" for reason, n in sorted(self._unreported.items())) or "none"
+        updates = f" and {self._unreported_updates} update(s)" if self._unreported_updates else ""
         detail = f" (last error: {self._last_detail})" if self._last_detail else ""
         _log.warning(
-            "galileo: gave up %s record(s) since the last report: %s%s; totals %s",
+            "galileo: gave up %s record(s)%s since the last report: %s%s; totals %s",
             sum(self._unreported.values()),
+            updates,
             what,
             detail,
             self._stats_locked(),
         )
         self._unreported.clear()
+        self._unreported_updates = 0
 
     def _stats_locked(self) -> dict[str, Any]:
         return {
@@ -619,10 +657,19 @@ class Sender:
             "dropped": sum(self._dropped.values()),
             "dropped_by_reason": dict(self._dropped),
             "in_flight": self._inflight,
+            "updates_sent": self._counters["updates_sent"],
+            "updates_dropped": sum(self._updates_dropped.values()),
         }
 
     def stats(self) -> dict[str, Any]:
-        """Counters: records queued, sent, retried (requests), dropped (total and by reason), in flight."""
+        """The sender's counters since the process started.
+
+        ``queued``, ``sent`` and ``dropped`` count records (a trace or a span), so that every record handed
+        over is in exactly one of them: ``queued + sent + dropped`` is what was logged (``dropped_by_reason``
+        splits ``dropped``). ``retried`` counts requests sent again, ``in_flight`` requests under way.
+        Updates of records already delivered (a workflow span's PATCH, a trace's ``is_complete`` PATCH) are
+        counted apart, in ``updates_sent`` and ``updates_dropped``.
+        """
         with self._lock:
             return self._stats_locked()
 
@@ -748,13 +795,18 @@ class Sender:
         if self._threads or self._stopping:
             return
         for i in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"galileo-sender-{i}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(self._generation,), name=f"galileo-sender-{i}", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
 
-    def _next(self) -> tuple[Outbox, _Request] | None:
-        """Wait for and take the next request (under the lock); None when stopping with nothing to do."""
+    def _next(self, generation: int) -> tuple[Outbox, _Request] | None:
+        """Wait for and take the next request (under the lock); None when stopping with nothing to do, or
+        when :meth:`close` retired the workers of ``generation``."""
         while True:
+            if generation != self._generation:
+                return None
             now = time.monotonic()
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, outbox = heapq.heappop(self._delayed)
@@ -880,10 +932,10 @@ class Sender:
         health.waiting.clear()
         self._wake.notify()
 
-    def _work(self) -> None:
+    def _work(self, generation: int) -> None:
         while True:
             with self._lock:
-                taken = self._next()
+                taken = self._next(generation)
             if taken is None:
                 return
             outbox, request = taken
@@ -937,15 +989,21 @@ class Sender:
             boxes = list(self._outboxes)
         pending = self.wait(boxes, timeout)
         with self._lock:
-            if pending:
-                self._drop("shutdown_timeout", pending, None)
+            if pending:  # what has not gone yet never will: say so (requests in flight stay "queued")
+                self._last_warning = time.monotonic()  # in one report, below
+                for outbox in boxes:
+                    outbox.abandon("shutdown_timeout", None)
+                    self._schedule(outbox)
             self._warn_dropped()
         return pending
 
     def close(self, timeout: float | None) -> int:
+        """Drain (bounded), then retire the worker threads; the counters stay, and new records start new
+        workers (a worker still finishing a request exits once it is done)."""
         pending = self.drain(timeout)
         with self._lock:
-            self._stopping = True
+            self._generation += 1
+            self._threads = []
             self._wake.notify_all()
             self._done.notify_all()
         return pending
@@ -958,7 +1016,7 @@ _exit_registered = False
 
 def get_sender(config: GalileoConfig) -> Sender:
     """The process-wide sender; created (without threads) by the first logger that needs it."""
-    global _sender, _exit_registered
+    global _sender
     sender = _sender
     if sender is None:
         with _sender_lock:
@@ -969,37 +1027,64 @@ def get_sender(config: GalileoConfig) -> Sender:
                     retry_window=config.retry_window,
                 )
                 activity.on_idle = _sender._requests_idle
-                if not _exit_registered:
-                    atexit.register(_drain_at_exit)
-                    _exit_registered = True
+                _register_exit()
             sender = _sender
     return sender
+
+
+def _register_exit() -> None:
+    global _exit_registered
+    if not _exit_registered:
+        atexit.register(_drain_at_exit)
+        _exit_registered = True
 
 
 def shutdown(timeout: float | None = EXIT_TIMEOUT) -> int:
     """Deliver what is pending, waiting at most ``timeout`` seconds; return the records left undelivered.
 
-    Safe to call from a FastAPI/Starlette lifespan's shutdown (it blocks the calling thread, bounded). The
-    sender keeps accepting records afterwards and starts new workers when needed.
+    Safe to call from a FastAPI/Starlette lifespan's shutdown (it blocks the calling thread, bounded);
+    ``TracingMiddleware`` does it for its app when the server shuts the app down. The worker threads stop;
+    the sender keeps its counters (:func:`stats`), accepts records afterwards and starts new workers when
+    needed.
     """
-    global _sender
-    with _sender_lock:
-        sender, _sender = _sender, None
+    sender = _sender
     if sender is None:
         return 0
     return sender.close(timeout)
+
+
+def reset(timeout: float | None = EXIT_TIMEOUT) -> int:
+    """Shut the process sender down and forget it, counters included (tests; the next record starts anew)."""
+    global _sender
+    with _sender_lock:
+        sender, _sender = _sender, None
+    return 0 if sender is None else sender.close(timeout)
 
 
 def stats() -> dict[str, Any]:
     """The sender's counters (see :meth:`Sender.stats`); zeros before the first record."""
     sender = _sender
     if sender is None:
-        return {"queued": 0, "sent": 0, "retried": 0, "dropped": 0, "dropped_by_reason": {}, "in_flight": 0}
+        return Sender().stats()
     return sender.stats()
 
 
+#: Called at interpreter exit before the drain (e.g. to hand over batch traces nobody flushed).
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def at_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at interpreter exit, before the sender's drain (once per hook; for this package)."""
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
+    _register_exit()
+
+
 def _drain_at_exit() -> None:
-    with contextlib.suppress(Exception):  # never fail interpreter exit
+    for hook in _exit_hooks:
+        with contextlib.suppress(Exception):  # never fail interpreter exit
+            hook()
+    with contextlib.suppress(Exception):
         shutdown(EXIT_TIMEOUT)
 
 

@@ -294,7 +294,7 @@ class Client:
             body = json.dumps({"api_key": self._api_key}).encode()
             response = self._exchange("POST", "/login/api_key", body=body, auth=False)
             status = response.status_code
-            if status >= 500 or status in (408, 429):
+            if status >= 500 or status in (408, 425, 429) or not 200 <= status < 500:
                 raise _ExchangeError(
                     Result(
                         Outcome.RETRY,
@@ -303,7 +303,7 @@ class Client:
                         detail=f"login: HTTP {status}",
                     )
                 )
-            if status != 200:
+            if 400 <= status < 500:  # the key itself was refused (a 2xx without a token is retried below)
                 result = Result(
                     Outcome.AUTH, status, detail=f"login refused (HTTP {status}): check GALILEO_API_KEY"
                 )

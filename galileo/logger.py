@@ -7,7 +7,8 @@ misconfiguration) and nothing else: it starts no thread, registers no hook and s
 Modes
 -----
 ``batch`` (the default, GALILEO_MODE): traces stay in memory and go in one ``POST /v2/projects/{pid}/traces``
-at :meth:`GalileoLogger.flush`.
+at :meth:`GalileoLogger.flush`. What a batch logger still holds when the interpreter exits (a script that
+never called flush) is concluded and sent by the process's one exit drain, bounded like the rest.
 
 ``distributed``: every ``start_trace``, ``add_*_span`` and ``conclude`` is handed to the sender as it
 happens; the sender posts the trace (``is_complete: false``), each span once its parent is in, a PATCH when
@@ -46,9 +47,11 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
+import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -86,13 +89,14 @@ def _must_not_block() -> bool:
         pass
     else:
         return True
-    try:
-        import sniffio
-
-        sniffio.current_async_library()
-    except Exception:
-        return False
-    return True
+    trio = sys.modules.get("trio")  # only a program that imported trio can be running its loop
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except Exception:  # RuntimeError outside trio's loop
+            return False
+        return True
+    return False
 
 
 def _check_uuid(name: str, value: str | None) -> str | None:
@@ -282,6 +286,9 @@ class GalileoLogger:
                 self._conclude_all()
             self._stack.append(_Open(trace, trace.id, _now_ns()))
             self._traces.append(trace)
+            if self.mode != "distributed" and self not in _unflushed:
+                _unflushed.add(self)
+                _sender.at_exit(_flush_unflushed)
             if self.mode == "distributed":
                 sender = _sender.get_sender(self._config)
                 self._outbox = sender.open_trace(get_client(self._config), self._target, trace.id, owned=True)
@@ -745,6 +752,17 @@ class GalileoLogger:
             )
             self._outboxes.append(self._outbox)
         return self._outbox
+
+
+#: Batch-mode loggers that started a trace (weakly held): what they never flushed goes at interpreter exit.
+_unflushed: weakref.WeakSet[GalileoLogger] = weakref.WeakSet()
+
+
+def _flush_unflushed() -> None:
+    """At interpreter exit: hand over what batch loggers still hold (the sender's drain then sends it)."""
+    for logger in list(_unflushed):
+        with logger._lock:
+            logger._enqueue_all()
 
 
 def _utcnow() -> _dt.datetime:

@@ -86,10 +86,10 @@ def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
 @pytest.fixture
 def fresh_sdk() -> Iterator[None]:
     """A fresh process-wide sender and client cache for the test, drained afterwards."""
-    _sender.shutdown(timeout=5)
+    _sender.reset(timeout=5)
     _transport.reset_clients()
     yield
-    _sender.shutdown(timeout=1)  # tests that point at a dead backend leave records that cannot go
+    _sender.reset(timeout=1)  # tests that point at a dead backend leave records that cannot go
     _transport.reset_clients()
 
 

@@ -8,6 +8,10 @@ the headers from the scope, set the request state, run the app, finalise in ``fi
 overrides ``dispatch`` (or a ``dispatch=`` function) runs through ``BaseHTTPMiddleware`` as usual. Both paths
 share one header parser and one way to build the request state; nothing per request is stored on ``self``.
 
+At the app's lifespan shutdown (a server stopping, e.g. on SIGTERM) the middleware delivers what is queued
+before the server is told the app is done, waiting at most ``galileo._sender.EXIT_TIMEOUT`` (5 s): uvicorn
+ends the process with the signal's default action afterwards, so the interpreter's atexit drain never runs.
+
 Finalisation concludes what the handler left open and completes the request's trace with the response's
 status actually sent (500 when the app raised). On both paths it happens in :meth:`__call__` once the app
 has returned: after the body, a stream's last chunk and the response's background tasks, so spans those
@@ -17,20 +21,25 @@ request's state in the scope (under :data:`_STATE_KEY`) for ``__call__`` to fina
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import anyio.to_thread
 from starlette.middleware.base import BaseHTTPMiddleware, DispatchFunction, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import galileo.propagation  # noqa: F401  (installs the header parser RequestState uses)
+from galileo import _sender
 from galileo._context import RequestState, activity, request_state
 from galileo.config import GalileoConfig
 from galileo.middleware._request import distributed, finalize_request
 
 __all__ = ["TracingMiddleware"]
+
+_log = logging.getLogger("galileo")
 
 #: Where ``dispatch`` leaves the request's state for ``__call__`` to finalise (removed again there).
 _STATE_KEY: Final = "galileo.request_state"
@@ -41,6 +50,20 @@ def _request_done() -> None:
     activity.active -= 1
     if activity.holding and not activity.active and activity.on_idle is not None:
         activity.on_idle()
+
+
+def _drain_on_shutdown(send: Send) -> Send:
+    """``send`` for a lifespan scope: before reporting the app's shutdown, drain the sender (bounded)."""
+
+    async def lifespan_send(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            try:
+                await anyio.to_thread.run_sync(_sender.shutdown, _sender.EXIT_TIMEOUT)
+            except Exception:  # never in the way of a shutdown
+                _log.debug("galileo: draining at shutdown failed", exc_info=True)
+        await send(message)
+
+    return lifespan_send
 
 
 def _new_state(scope: Scope, config_source: Any) -> RequestState:
@@ -98,8 +121,12 @@ class TracingMiddleware(BaseHTTPMiddleware):
         return self._config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # websocket and lifespan pass through untouched
-            await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            # Websockets pass through untouched; so does the lifespan, but for one thing: when the app has
+            # shut down, what is queued is delivered (bounded) before the server hears so. uvicorn answers
+            # SIGTERM by shutting the app down and then re-raising the signal with its default handler,
+            # which ends the process without running atexit hooks: this is the last moment to send.
+            await self.app(scope, receive, _drain_on_shutdown(send) if scope["type"] == "lifespan" else send)
             return
         status = 500
 

@@ -71,7 +71,7 @@ def two_service_trace(collector: CollectorProcess) -> Iterator[TwoServiceTrace]:
                 env.delenv(name)
         env.setenv("GALILEO_API_URL", collector.url)
         env.setenv("GALILEO_API_KEY", "test-api-key")
-        _sender.shutdown(timeout=5)
+        _sender.reset(timeout=5)
         _transport.reset_clients()
         try:
             with serve(make_retriever_app()) as retriever, serve(make_gateway_app(retriever)) as gateway:
