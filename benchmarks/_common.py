@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -20,7 +21,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from collector_process import CollectorProcess
 from sdk_helpers import serve
 
-__all__ = ["median", "percentile", "serve", "start_collector"]
+__all__ = [
+    "cpu_seconds",
+    "last_record_seq",
+    "median",
+    "percentile",
+    "sender_settled",
+    "serve",
+    "start_collector",
+    "stored_by_type",
+    "stored_records",
+]
 
 
 @contextlib.contextmanager
@@ -31,6 +42,82 @@ def start_collector(latency_ms: float = 0.0) -> Iterator[CollectorProcess]:
             answer = requests.put(f"{collector.url}/api/faults", json={"latency_ms": latency_ms}, timeout=5)
             answer.raise_for_status()
         yield collector
+
+
+def stored_records(collector: CollectorProcess, log_stream_name: str | None = None) -> int:
+    """Records (traces and spans) in the collector's database, read directly (read-only), like a stored count.
+
+    Works while the collector runs (WAL: readers never block its writes) and after it stopped; with
+    ``log_stream_name``, only the records that arrived for that log stream.
+    """
+    db = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        if log_stream_name is None:
+            row = db.execute("SELECT COUNT(*) FROM records").fetchone()
+        else:
+            row = db.execute(
+                "SELECT COUNT(*) FROM records"
+                " WHERE log_stream_id IN (SELECT id FROM log_streams WHERE name = ?)",
+                (log_stream_name,),
+            ).fetchone()
+        return int(row[0])
+    finally:
+        db.close()
+
+
+def last_record_seq(collector: CollectorProcess) -> int:
+    """The collector's last record sequence number, read directly: it grows by one per record stored.
+
+    Cheap at any table size (the largest key), unlike a count: for sampling a delivery rate.
+    """
+    db = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT MAX(seq) FROM records").fetchone()
+        return int(row[0] or 0)
+    finally:
+        db.close()
+
+
+def stored_by_type(collector: CollectorProcess, log_stream_name: str) -> dict[str, int]:
+    """Records stored for a log stream, by type (``trace``, ``workflow``, ``tool``, ``llm``, ...)."""
+    db = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute(
+            "SELECT type, COUNT(*) FROM records"
+            " WHERE log_stream_id IN (SELECT id FROM log_streams WHERE name = ?) GROUP BY type",
+            (log_stream_name,),
+        ).fetchall()
+        return {str(kind): int(n) for kind, n in rows}
+    finally:
+        db.close()
+
+
+def sender_settled() -> bool:
+    """Whether the process's sender holds nothing: no record queued and no request waiting or in flight.
+
+    ``galileo.stats()["queued"]`` reaches 0 while traces' ``is_complete`` PATCHes are still to go (they are
+    not records), so this peeks at the sender's private state: benchmarks only.
+    """
+    from galileo import _sender
+
+    sender = _sender._sender
+    if sender is None:
+        return True
+    with sender._lock:
+        return not sender._outboxes and sender._inflight == 0
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (this one when None); NaN when unknown."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
