@@ -19,9 +19,8 @@ that the records are given up within the run; the output says so.
 Printed per scenario: client-side request latency p50 (bare / SDK) and the p50 and p99 ratios SDK ÷ bare
 (median over rounds; goal ≤ 1.2x whatever the backend does), the records logged during the load, how many of
 them the collector stored (its SQLite database, read directly), how many the sender dropped (by reason,
-from ``galileo.stats()``, which counts each trace's ``is_complete`` PATCH as a record as well, so a request
-whose records were all given up counts 3) and how many were still queued when the wait for the sender to
-settle ended. A
+from ``galileo.stats()``, which counts records; a trace's ``is_complete`` PATCH is an update, counted apart)
+and how many were still queued when the wait for the sender to settle ended. A
 second table shows ``threading.active_count()`` after the warm-up, at its peak during the load (sampled
 between loads), once the sender settled, and after ``galileo.shutdown()``: the sender's threads are a fixed
 pool, whatever the backend does.
@@ -50,6 +49,7 @@ from _common import median, percentile, sender_settled, serve, start_collector, 
 from bench_request_path import _apps, _load, _split_cpus
 
 import galileo
+from galileo import _sender
 from galileo.middleware import _request
 
 #: Records each seed request logs: the request's trace (opened at the first span) and its workflow span.
@@ -112,7 +112,7 @@ def _wait_settled(deadline_s: float) -> float | None:
 
 def run(scenario: Scenario, clients: int, per_client: int, rounds: int, rate: float) -> Outcome:
     out = Outcome(scenario)
-    galileo.shutdown(timeout=5)
+    _sender.reset(timeout=5)  # a fresh sender: this run's counters only
     split = _split_cpus()
     stream = f"faults-{scenario.name.replace(' ', '-')}"
     with start_collector() as collector:
@@ -226,8 +226,8 @@ def _report(outcomes: list[Outcome], threads_at_start: int, report: Callable[[st
     report("")
     report(
         "records logged: handled SDK requests x 2 (trace + workflow span); delivered: records the collector "
-        "stored; dropped and still queued: galileo.stats() (which counts a trace's is_complete PATCH as one "
-        "record too: one more per request than logged)"
+        "stored; dropped and still queued: galileo.stats() (records; is_complete PATCHes are updates, "
+        "counted apart)"
     )
     report(f"threads: {threads_at_start} at start, {threading.active_count()} at the end")
 

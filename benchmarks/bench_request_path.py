@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, percentile, serve, start_collector
 
 import galileo
+from galileo import _sender
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
 
 _SENDER_PREFIX = "galileo-sender-"
@@ -198,7 +199,7 @@ def run(
     report: Callable[[str], None],
     burst: bool = False,
 ) -> None:
-    galileo.shutdown(timeout=5)
+    _sender.reset(timeout=5)  # a fresh sender: this run's counters only
     split = _split_cpus()
     with start_collector(latency_ms) as collector:
         if split is not None:

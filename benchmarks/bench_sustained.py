@@ -67,7 +67,7 @@ from _common import cpu_seconds, last_record_seq, sender_settled, serve, start_c
 from bench_request_path import _other_cpus, _split_cpus
 
 import galileo
-from galileo import schema
+from galileo import _sender, schema
 from galileo._transport import Client, Target
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
@@ -288,7 +288,7 @@ def _sample(collector: Any, since: float) -> Sample:
 
 def _phase(phase: Phase, collector: Any, port: int, args: argparse.Namespace) -> None:
     """Load the service, sample while it runs, then wait (bounded) for the sender to settle."""
-    galileo.shutdown(timeout=5)  # a fresh sender: counters and queue of this phase only
+    _sender.reset(timeout=5)  # a fresh sender: counters and queue of this phase only
     stream = f"sustained-{phase.name}"
     os.environ["GALILEO_LOG_STREAM"] = stream
     _request.reset()
