@@ -52,6 +52,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import random
 import threading
@@ -602,6 +603,8 @@ class Sender:
         self._health: dict[Client, _ApiHealth] = {}
         self._threads: list[threading.Thread] = []
         self._generation = 0  # workers of an older generation exit (see close)
+        self._quiet = False  # a wake-up was skipped while requests were in flight (see _notify)
+        self._timer_at = math.inf  # when the first worker waiting with a timeout wakes
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
         self._inflight = 0  # requests being sent
@@ -756,7 +759,7 @@ class Sender:
             entry = (outbox.not_before, next(self._seq), outbox)
             heapq.heappush(self._delayed, entry)
             if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
-                self._wake.notify()
+                self._notify(outbox)
             if outbox.not_before - now > LINGER and isinstance(outbox, TraceOutbox):
                 outbox.held = False  # backing off: new records count against the bound as they come
         else:
@@ -765,7 +768,18 @@ class Sender:
                 self._ready.appendleft(outbox)
             else:
                 self._ready.append(outbox)
-            self._wake.notify()
+            self._notify(outbox)
+
+    def _notify(self, outbox: Outbox) -> None:
+        """Wake a worker for ``outbox`` — unless requests are in flight: a worker woken now would take the
+        interpreter from a handler only to yield to it; the last request out wakes one instead."""
+        if activity.active and not outbox.priority:
+            now = time.monotonic()
+            if now < self._timer_at <= now + YIELD_CAP:  # a worker wakes soon enough anyway
+                self._quiet = True
+                activity.holding = True
+                return
+        self._wake.notify()
 
     # -- workers -------------------------------------------------------------------------------------------
     def _yield(self, outbox: Outbox, now: float) -> bool:
@@ -785,6 +799,9 @@ class Sender:
         """The last request in flight ended: release what yielded to it (called by the middleware)."""
         with self._lock:
             activity.holding = False
+            if self._quiet:
+                self._quiet = False
+                self._wake.notify(max(1, min(len(self._ready), self.workers)))
             held, self._yielding = self._yielding, set()
             for outbox in held:
                 if outbox.deferred_at is not None and outbox.not_before == outbox.deferred_at + YIELD_CAP:
@@ -840,6 +857,12 @@ class Sender:
             if self._stopping:
                 return None
             timeout = self._delayed[0][0] - now if self._delayed else None
+            if timeout is not None and activity.active and timeout < YIELD_CAP:
+                # requests in flight: what falls due now would yield to them anyway; the last one out
+                # wakes a worker (see _notify), and nothing waits longer than YIELD_CAP for it
+                timeout = YIELD_CAP
+                activity.holding = True
+                self._quiet = True
             if self._unreported:  # a burst of drops ended: report the rest once the interval is over
                 report_in = self._last_warning + WARN_INTERVAL - now
                 if report_in <= 0:
@@ -847,7 +870,12 @@ class Sender:
                     self._warn_dropped()
                     continue
                 timeout = report_in if timeout is None else min(timeout, report_in)
+            if timeout is not None:
+                timer = self._timer_at if self._timer_at > now else math.inf
+                self._timer_at = min(timer, now + timeout)
             self._wake.wait(timeout)
+            if self._timer_at <= time.monotonic():
+                self._timer_at = math.inf
 
     # -- the API's health -----------------------------------------------------------------------------------
     def _wait_out(self, outbox: Outbox, health: _ApiHealth, now: float) -> None:
