@@ -85,6 +85,7 @@ def _dispatch_on_discriminators(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     copied = {key: _dispatch_on_discriminators(value) for key, value in node.items()}
+    _simplify_any_of(copied)
     discriminator = copied.get("discriminator")
     if not (isinstance(discriminator, dict) and isinstance(copied.get("oneOf"), list)):
         return copied
@@ -97,6 +98,31 @@ def _dispatch_on_discriminators(node: Any) -> Any:
     copied["then"] = {_DISPATCH: {"propertyName": name, "mapping": mapping}}
     copied["else"] = {"oneOf": one_of}
     return copied
+
+
+def _simplify_any_of(node: dict[str, Any]) -> None:
+    """Rewrite (in place) the two ``anyOf`` shapes that make most of the schemas, to what they mean:
+    branches that only name a type become one ``type`` list, and "X or null" checks X unless the value is
+    null (:data:`_NULLABLE`) — one check instead of a validator per branch and an error per failed one."""
+    branches = node.get("anyOf")
+    if not isinstance(branches, list) or not branches or "type" in node or _NULLABLE in node:
+        return
+    if all(isinstance(b, dict) and set(b) == {"type"} and isinstance(b["type"], str) for b in branches):
+        node["type"] = [b["type"] for b in node.pop("anyOf")]
+        return
+    others = [b for b in branches if b != {"type": "null"}]
+    if len(others) == len(branches) - 1:
+        node.pop("anyOf")
+        node[_NULLABLE] = others[0] if len(others) == 1 else {"anyOf": others}
+
+
+#: The fast validator's keyword for "this schema, or null" (see _simplify_any_of).
+_NULLABLE = "x-galileo-nullable"
+
+
+def _nullable(validator: Any, inner: Any, instance: Any, schema: Any) -> Iterable[Any]:
+    if instance is not None:
+        yield from validator.descend(instance, inner)
 
 
 #: The keyword the fast validator uses for a discriminated ``oneOf``: one look-up of the branch, instead of
@@ -120,7 +146,7 @@ def _fast_validator(root: str) -> Any:
     document = _dispatch_on_discriminators(load_schema_document())
     registry: Registry[Any] = Registry().with_resource(SCHEMA_URI, DRAFT202012.create_resource(document))
     schema = {"$ref": f"{SCHEMA_URI}#/components/schemas/{root}"}
-    fast = validators.extend(Draft202012Validator, {_DISPATCH: _dispatch})
+    fast = validators.extend(Draft202012Validator, {_DISPATCH: _dispatch, _NULLABLE: _nullable})
     return fast(schema, registry=registry, format_checker=_format_checker())
 
 
