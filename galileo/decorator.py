@@ -410,7 +410,7 @@ def _utcnow() -> datetime:
 class _Call:
     """A decorated call in progress: its span (or level), and the trace it started if it is the outermost."""
 
-    __slots__ = ("frame", "input", "logger", "spec", "start_ns", "tokens", "tree")
+    __slots__ = ("frame", "input", "logger", "spec", "start_ns", "start_wall", "tokens", "tree")
 
     def __init__(self, spec: _Spec, logger: GalileoLogger, input_text: str) -> None:
         self.spec = spec
@@ -420,6 +420,7 @@ class _Call:
         self.tree: _Tree | None = None  # set when this call started the trace
         self.tokens: tuple[Token[SpanFrame | None] | None, Token[_Tree | None] | None] = (None, None)
         self.start_ns = 0
+        self.start_wall: datetime | None = None  # a leaf's start (a level's span records its own)
 
     def activate(self) -> None:
         """Make this call's span (and trace) current in this context."""
@@ -459,7 +460,7 @@ class _Call:
             else:
                 spec = self.spec
                 elapsed = _now_ns() - self.start_ns
-                created_at = _utcnow() - timedelta(microseconds=elapsed // 1000)
+                created_at = self.start_wall or _utcnow() - timedelta(microseconds=elapsed // 1000)
                 span = spec.cls(
                     **logger._payload(spec.kind, self.input, output, None, None),
                     name=spec.name,
@@ -505,6 +506,8 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
             call.frame = logger._add_under(span, None, None, opens_level=True)
             if call.frame is not None:
                 call.tokens = (span_frame.set(call.frame), call.tokens[1])
+        else:
+            call.start_wall = _utcnow()
         call.start_ns = _now_ns()
         return call
     except Exception:
