@@ -145,12 +145,26 @@ def _json_default(value: Any) -> Any:
     return _repr(value)
 
 
+def _make_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, ensure_ascii=False, default=_json_default)``, made once: building an encoder per
+    call costs more than encoding a few arguments. Without the circular-reference check (its state would be
+    shared between threads): a circular structure ends in RecursionError, and its repr is used instead."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the pure-Python encoder
+        return json.JSONEncoder(ensure_ascii=False, default=_json_default, check_circular=False).encode
+    encode = make(None, _json_default, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode = _make_encoder()
+
+
 def _to_text(value: Any) -> str:
     """``value`` as text: a string as it is, anything else as JSON (falling back to repr); clipped."""
     if isinstance(value, str):
         return _clip(value)
     try:
-        text = json.dumps(value, ensure_ascii=False, default=_json_default)
+        text = _encode(value)
     except Exception:  # circular structures, a failing default, keys JSON cannot hold
         text = _repr(value)
     return _clip(text)
@@ -229,7 +243,7 @@ class _Tree:
 
 def _tree_field(name: str) -> Any:
     def get(self: _ContextLogger) -> Any:
-        return getattr(self._tree(), name)
+        return getattr(self._trees.get() or self._tree(), name)
 
     def set_(self: _ContextLogger, value: Any) -> None:
         setattr(self._tree(), name, value)
