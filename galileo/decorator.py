@@ -30,8 +30,8 @@ runs (not in the caller between two items); it opens at the first item asked for
 generator is exhausted, raises or is closed. Which trace a call joins, first match wins:
 
 1. inside a decorated workflow/agent call: that call's span, in that call's logger;
-2. inside ``with galileo_context(...)`` (entered outside any request, or in the current request): the
-   logger of that block's project and log stream; it continues ``trace_id``/``span_id`` when given;
+2. inside ``with galileo_context(...)`` entered in the same request (or outside requests, when not in one):
+   the logger of that block's project and log stream; it continues ``trace_id``/``span_id`` when given;
 3. inside a request served through ``TracingMiddleware``: the request's logger
    (:func:`~galileo.middleware.get_request_logger`), under its current parent — the same tree, continuing
    the upstream trace from the request's headers or the request's own ``METHOD route`` trace;
@@ -407,9 +407,10 @@ def _hand_over(logger: GalileoLogger) -> None:
 def _current_logger() -> GalileoLogger:
     """The logger a decorated call outside any decorated workflow/agent call goes to (rules 2-4)."""
     scope = _scope.get()
-    if scope is not None and scope.logger is not None and scope.request in (None, current_request()):
+    request = current_request()
+    if scope is not None and scope.logger is not None and scope.request is request:
         return scope.logger
-    if current_request() is not None:
+    if request is not None:
         from galileo.middleware._request import get_request_logger
 
         return get_request_logger()
@@ -759,7 +760,7 @@ class GalileoContext:
         :class:`~galileo.exceptions.ConfigurationError` on an invalid configuration."""
         scope = _scope.get()
         request = current_request()
-        in_scope = scope is not None and scope.logger is not None and scope.request in (None, request)
+        in_scope = scope is not None and scope.logger is not None and scope.request is request
         if in_scope and scope is not None and scope.logger is not None:
             if project is None and log_stream is None and mode is None:
                 return scope.logger

@@ -28,6 +28,7 @@ from starlette.routing import Route
 import galileo
 from galileo import galileo_context, log
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
+from galileo.propagation import tracing_headers
 
 with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -242,6 +243,39 @@ def test_two_services_where_the_downstream_only_uses_log(collector_env: Collecto
     assert (downstream["project_name"], downstream["log_stream_name"]) == ("demo", "log-retriever")
     assert (downstream["input"], downstream["output"]) == ('{"q": "moons"}', "2 docs")
     assert (tree["is_complete"], tree["status_code"]) == (True, 200)
+
+
+@log(name="gateway-flow")
+def gateway_flow(retriever_url: str, q: str) -> str:
+    reply = requests.get(f"{retriever_url}/search", params={"q": q}, headers=tracing_headers(), timeout=10)
+    return str(reply.json()["documents"][0])
+
+
+def test_two_services_where_both_only_use_log(collector_env: CollectorProcess) -> None:
+    """The upstream passes tracing_headers() from inside a decorated call: the downstream lands under it."""
+
+    def make_gateway(retriever_url: str) -> FastAPI:
+        app = FastAPI()
+        app.add_middleware(TracingMiddleware, project="demo", log_stream="log-gateway")
+
+        @app.get("/ask")
+        def ask(q: str) -> dict[str, Any]:
+            return {"answer": gateway_flow(retriever_url, q), "trace_id": get_request_logger().trace_id}
+
+        return app
+
+    with serve(log_only_retriever()) as retriever_url, serve(make_gateway(retriever_url)) as gateway_url:
+        reply = requests.get(f"{gateway_url}/ask", params={"q": "moons"}, timeout=30).json()
+    assert reply["answer"] == "2 docs"
+    tree = stored(collector_env, reply["trace_id"])
+    assert tree_lines(tree) == [
+        "trace:GET /ask",
+        "  workflow:gateway-flow",
+        "    workflow:retriever_service",
+        "      retriever:vector_search",
+    ]
+    assert tree["spans"][0]["spans"][0]["log_stream_name"] == "log-retriever"
+    assert (tree["is_complete"], tree["output"]) == (True, "2 docs")
 
 
 @log
