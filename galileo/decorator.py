@@ -506,6 +506,11 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
         if logger._disabled:
             return None
         call = _Call(spec, logger, spec.input_text(args, kwargs))
+        request = logger._request
+        if request is not None and not logger._stack:  # a request's trace opens at its first span: now
+            with logger._lock:
+                if not logger._stack and not request.finalized:
+                    logger._open_request_trace(call.input)
         if frame is None and isinstance(logger, _ContextLogger):
             tree = logger._trees.get()
             if tree is None or not tree.stack:  # no trace in this context: this call is the outermost

@@ -204,6 +204,35 @@ def test_galileo_context_hands_over_to_the_request_logger(collector_env: Collect
     assert seen["logger"] is seen["request_logger"]
 
 
+def test_a_galileo_context_block_in_a_request_sends_elsewhere(collector_env: CollectorProcess) -> None:
+    seen: dict[str, Any] = {}
+
+    @log(span_type="tool")
+    def side_job(x: int) -> int:
+        seen.setdefault("traces", []).append(galileo_context.get_logger_instance().trace_id)
+        return x
+
+    async def route(request: Request) -> JSONResponse:
+        side_job(1)  # the request's trace
+        with galileo_context(project="side", log_stream="jobs"):
+            side_job(2)  # a trace of its own, in side / jobs
+        return JSONResponse({"trace_id": get_request_logger().trace_id})
+
+    app = Starlette(routes=[Route("/", route)], middleware=[Middleware(TracingMiddleware)])
+    with TestClient(app) as client:
+        request_trace = client.get("/").json()["trace_id"]
+    in_request, in_block = seen["traces"]
+    assert in_request == request_trace and in_block != request_trace
+    assert tree_lines(stored(collector_env, request_trace)) == ["trace:GET /", "  tool:side_job"]
+    block_tree = stored(collector_env, in_block)
+    assert tree_lines(block_tree) == ["trace:side_job", "  tool:side_job"]
+    assert (block_tree["project_name"], block_tree["log_stream_name"], block_tree["output"]) == (
+        "side",
+        "jobs",
+        "2",
+    )
+
+
 # -- on uvicorn ---------------------------------------------------------------------------------------------
 @log
 async def retriever_service(q: str) -> str:
