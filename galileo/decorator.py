@@ -476,10 +476,11 @@ class _Call:
                 spec = self.spec
                 elapsed = _now_ns() - self.start_ns
                 created_at = self.start_wall or _utcnow() - timedelta(microseconds=elapsed // 1000)
-                span = spec.cls(
+                span = spec.cls(  # no metadata nor tags: the attrs defaults, as _common would give
                     **logger._payload(spec.kind, self.input, output, None, None),
                     name=spec.name,
-                    **logger._common(None, None, status, None),
+                    status_code=status,
+                    created_at=created_at,
                 )
                 logger._add_under(span, elapsed, created_at, opens_level=False)
             if tree is not None:
@@ -522,8 +523,11 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
                     logger._trees.reset(token)
         call.activate()
         if spec.opens_level:
-            span = spec.cls(**logger._payload(spec.kind, call.input, None, None, None), name=spec.name)
-            call.frame = logger._add_under(span, None, None, opens_level=True)
+            now = _utcnow()
+            span = spec.cls(
+                **logger._payload(spec.kind, call.input, None, None, None), name=spec.name, created_at=now
+            )
+            call.frame = logger._add_under(span, None, now, opens_level=True)
             if call.frame is not None:
                 call.tokens = (span_frame.set(call.frame), call.tokens[1])
         else:

@@ -773,16 +773,20 @@ class GalileoLogger:
             return None
         with self._lock:
             now = _now_ns()
-            if not self._stack and self._request is not None and not self._request.finalized:
+            stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+            if not stack and self._request is not None and not self._request.finalized:
                 self._open_request_trace(span.input)
-            if not self._stack:
+            if not stack:
                 _log.warning(
                     "galileo: %s span %r added with no active trace: dropped", span.type, span.name or "-"
                 )
                 _sender.get_sender(self._config).note_dropped("no_trace")
                 return None
-            base = self._stack[-1]
-            parent = self._parent_entry()
+            base = stack[-1]
+            frame = span_frame.get()
+            parent = (
+                frame.level if frame is not None and frame.logger is self and frame.base is base else base
+            )
             if opens_level:
                 span.created_at = created_at or _utcnow()
                 span.duration_ns = duration_ns
@@ -797,7 +801,7 @@ class GalileoLogger:
                 parent.last_wall = max(wall, created_at)
             if isinstance(parent.record, schema.ParentRecord):
                 parent.record.spans.append(span)
-            outbox = self._outbox_for_span() if self.mode == "distributed" else None
+            outbox = self._outbox_for_span() if self._config.mode == "distributed" else None
             if outbox is not None:
                 _sender.get_sender(self._config).add(outbox, span, parent.id)
             if opens_level:
@@ -827,7 +831,7 @@ class GalileoLogger:
                 record.status_code = status_code
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
-            if self.mode == "distributed" and self._outbox is not None:
+            if self._config.mode == "distributed" and self._outbox is not None:
                 _sender.get_sender(self._config).conclude(self._outbox, record.id)
 
     def _outbox_for_span(self) -> _sender.TraceOutbox | None:
