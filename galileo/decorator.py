@@ -379,6 +379,7 @@ _loggers: dict[tuple[str | None, str | None, str | None], _ContextLogger] = {}
 _loggers_lock = threading.Lock()
 _handed: list[_sender.Outbox] = []  # what outermost calls handed to the sender, for galileo_context.flush()
 _handed_lock = threading.Lock()
+_prune_at = 256
 
 
 def _context_logger(project: str | None, log_stream: str | None, mode: str | None) -> _ContextLogger:
@@ -398,10 +399,12 @@ def _hand_over(logger: GalileoLogger) -> None:
     with logger._lock:
         _, outboxes = logger._enqueue_all()
     if outboxes:
+        global _prune_at
         with _handed_lock:
             _handed.extend(outboxes)
-            if len(_handed) > 256:
+            if len(_handed) > _prune_at:  # forget what was delivered; amortised, also with a dead backend
                 _handed[:] = _sender.get_sender(logger.config).busy(_handed)
+                _prune_at = max(256, 2 * len(_handed))
 
 
 def _current_logger() -> GalileoLogger:
