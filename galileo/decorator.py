@@ -227,9 +227,21 @@ def _owner() -> object:
 class _Tree:
     """One context's trace of a :class:`_ContextLogger`: what a GalileoLogger keeps per logger."""
 
-    __slots__ = ("outbox", "outboxes", "owner", "stack", "traces", "upstream_parent_id", "upstream_trace_id")
+    __slots__ = (
+        "by_call",
+        "outbox",
+        "outboxes",
+        "owner",
+        "stack",
+        "traces",
+        "upstream_parent_id",
+        "upstream_trace_id",
+    )
 
-    def __init__(self, trace_id: str | None = None, parent_id: str | None = None) -> None:
+    def __init__(
+        self, trace_id: str | None = None, parent_id: str | None = None, *, by_call: bool = False
+    ) -> None:
+        self.by_call = by_call  # its trace was started by a decorated call, which concludes it
         self.owner = _owner()
         self.stack: list[_Open] = []
         self.traces: list[schema.Trace] = []
@@ -289,6 +301,32 @@ class _ContextLogger(GalileoLogger):
         if tree is None or (tree.owner != _owner() and tree.upstream_trace_id is None):
             self._trees.set(_Tree())
         return super().start_trace(*args, **kwargs)
+
+    def conclude(
+        self,
+        output: Any = None,
+        redacted_output: Any = None,
+        duration_ns: int | None = None,
+        status_code: int | None = None,
+        conclude_all: bool = False,
+    ) -> schema.Record | None:
+        """As :meth:`GalileoLogger.conclude`, except that a trace a running decorated call started is left
+        for that call to conclude (``conclude_all`` closes the levels above it)."""
+        tree = self._trees.get()
+        if tree is None or not tree.by_call or self._disabled:
+            return super().conclude(output, redacted_output, duration_ns, status_code, conclude_all)
+        with self._lock:
+            stack = tree.stack
+            if len(stack) == 1:
+                _log.warning(
+                    "galileo: conclude() ignored: this trace concludes when its outermost @log call returns"
+                )
+                return stack[0].record
+            while len(stack) > 1:
+                self._conclude_top(output, redacted_output, duration_ns, status_code)
+                if not conclude_all:
+                    break
+            return self.current_parent()
 
     def __repr__(self) -> str:
         return "<context " + super().__repr__()[1:]
@@ -488,7 +526,8 @@ class _Call:
                 logger._add_under(span, elapsed, created_at, opens_level=False)
             if tree is not None:
                 if status is not None:
-                    logger.conclude(status_code=status, conclude_all=True)
+                    with logger._lock:
+                        logger._conclude_all(None, None, None, status)
                 _hand_over(logger)
         finally:
             if token is not None:
@@ -518,7 +557,7 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
         if frame is None and isinstance(logger, _ContextLogger):
             tree = logger._trees.get()
             if tree is None or not tree.stack:  # no trace in this context: this call is the outermost
-                call.tree = _Tree()
+                call.tree = _Tree(by_call=True)
                 token = logger._trees.set(call.tree)
                 try:
                     logger.start_trace(input=call.input, name=spec.name)

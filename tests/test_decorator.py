@@ -623,6 +623,8 @@ def test_logger_calls_inside_a_decorated_call_nest_under_it(collector_env: Colle
         step()  # under the level the logger opened itself
         logger.conclude(output="manual done")
         step()
+        logger.conclude()  # nothing of the logger's own open: the trace is the decorated call's, left alone
+        step()
         return "ok"
 
     @log(span_type="tool")
@@ -638,7 +640,9 @@ def test_logger_calls_inside_a_decorated_call_nest_under_it(collector_env: Colle
         "    workflow:manual-wf",
         "      tool:step",
         "    tool:step",
+        "    tool:step",
     ]
+    assert tree["is_complete"] and tree["spans"][0]["output"] == "ok"
 
 
 # -- never breaks the user's code, never flushed by hand ----------------------------------------------
