@@ -1,11 +1,12 @@
 """What ``@log`` costs a call: µs per decorated no-op call against the same undecorated call, in one run.
 
-For each mode (batch, distributed) it prints:
+For each mode (batch, distributed, and in requests served through ``TracingMiddleware``) it prints:
 
 - a decorated no-op call nested inside an active trace (inside an outer decorated call), as a leaf
   (``span_type="tool"``) and as a level (the default workflow span, opened and concluded), in µs per call,
   next to the undecorated call measured in the same run, and the difference;
-- the outermost decorated call, which starts a trace, concludes it and hands it to the sender;
+- the outermost decorated call, which starts a trace, concludes it and hands it to the sender (outside
+  requests: in a request the request's trace is there already);
 - the network calls made on the caller's thread while timing (goal 0: records go from the sender's threads).
 
 "decorated µs" is wall-clock time per call; "caller's CPU µs" the calling thread's own CPU time per call
@@ -23,6 +24,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,24 +32,29 @@ import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, start_collector
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 import galileo
 from galileo import galileo_context, log
+from galileo.middleware import TracingMiddleware
 
 
 class _CallerThreadSpy:
-    """Counts requests.Session calls made on the thread timing the calls (delegating to the real thing)."""
+    """Counts requests.Session calls made on threads other than the sender's (delegating to the real one)."""
 
     def __init__(self) -> None:
         self.on_caller = 0
-        self.caller = threading.get_ident()
         self._real = requests.Session.request
 
     def __enter__(self) -> _CallerThreadSpy:
         spy, real = self, self._real
 
         def request(session: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() == spy.caller:
+            if not threading.current_thread().name.startswith("galileo-sender-"):
                 spy.on_caller += 1
             return real(session, method, url, *args, **kwargs)
 
@@ -108,6 +115,54 @@ def _outermost(func: Callable[[int], int], calls: int) -> tuple[float, float]:
     return wall / calls / 1000, cpu / calls / 1000
 
 
+def _request_app(spent: list[tuple[int, int]]) -> Starlette:
+    """A handler timing PER_TRACE calls of the function its query names, inside a decorated workflow call."""
+    functions = {"noop": noop, "leaf": leaf, "level": level}
+
+    @log(name="outer")
+    def outer(func: Callable[[int], int]) -> None:
+        spent.append(_timed_ns(func, PER_TRACE))
+
+    async def handler(request: Request) -> Response:
+        outer(functions[request.query_params["func"]])
+        return Response("ok")
+
+    return Starlette(routes=[Route("/", handler)], middleware=[Middleware(TracingMiddleware)])
+
+
+def run_in_requests(calls: int, rounds: int, report: Callable[[str], None]) -> None:
+    """The same nested calls in requests served through TracingMiddleware (in-process, Starlette's
+    TestClient): the request's logger, in distributed mode, while the sender yields to requests in flight."""
+    with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from galileo.middleware import _request
+
+    _request.reset()
+    os.environ["GALILEO_LOG_STREAM"] = "bench-log-request"
+    spent: list[tuple[int, int]] = []
+    figures: dict[str, list[tuple[float, float]]] = {"noop": [], "leaf": [], "level": []}
+    with TestClient(_request_app(spent)) as client, _CallerThreadSpy() as spy:
+        client.get("/", params={"func": "leaf"})  # warm-up
+        for _ in range(rounds):
+            for func in figures:
+                spent.clear()
+                for _ in range(max(1, calls // PER_TRACE)):
+                    client.get("/", params={"func": func})
+                galileo.shutdown(timeout=60)  # not timed: request loggers' records delivered between figures
+                n = PER_TRACE * len(spent) * 1000
+                figures[func].append((sum(w for w, _ in spent) / n, sum(c for _, c in spent) / n))
+        on_caller = spy.on_caller
+    bare = median([w for w, _ in figures["noop"]])
+    for label, key in (("nested leaf (tool)", "leaf"), ("nested level (workflow)", "level")):
+        wall, cpu = median([w for w, _ in figures[key]]), median([c for _, c in figures[key]])
+        added = wall - bare
+        report(
+            f"| in a request | {label} | {bare:.2f} | {wall:.2f} | {added:.2f} | {cpu:.2f} | {on_caller} |"
+        )
+
+
 def run(mode: str, calls: int, rounds: int, report: Callable[[str], None]) -> None:
     os.environ["GALILEO_MODE"] = mode
     os.environ["GALILEO_LOG_STREAM"] = f"bench-log-{mode}"
@@ -153,6 +208,7 @@ def main() -> int:
         print("|---|---|---:|---:|---:|---:|---:|")
         for mode in ("batch", "distributed"):
             run(mode, args.calls, args.rounds, print)
+        run_in_requests(args.calls, args.rounds, print)
         galileo.shutdown(timeout=30)
     return 0
 
