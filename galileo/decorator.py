@@ -13,12 +13,13 @@ Decorate the functions worth seeing in a trace; their calls become spans, nested
         ...
 
 ``@log`` and ``@log(span_type="workflow"|"agent"|"llm"|"retriever"|"tool", name=None)`` work on functions,
-async functions, generators and async generators, methods included. A call records its input (the bound
-arguments, ``self``/``cls`` left out, as JSON text; values JSON cannot hold are shown by their ``repr``; at
-most :data:`MAX_CHARS` characters), its output (the return value, or the yielded items joined: strings
-concatenated as they are, other items as JSON text one per line; at most :data:`MAX_CHARS` characters) and
-its duration. A call that raises gets ``status_code`` 500 and ``"ExceptionType: message"`` as its output, and
-the exception propagates unchanged. A workflow or agent span returning None takes its last child's output.
+async functions, generators and async generators, methods included. A call records its input (the
+arguments as passed, by parameter name, ``self``/``cls`` left out, as JSON text; values JSON cannot hold
+are shown by their ``repr``; at most :data:`MAX_CHARS` characters), its output (the return value, or the
+yielded items joined: strings concatenated as they are, other items as JSON text one per line; at most
+:data:`MAX_CHARS` characters) and its duration. A call that raises gets ``status_code`` 500 and
+``"ExceptionType: message"`` as its output, and the exception propagates unchanged. A workflow or agent
+span returning None takes its last child's output.
 
 Where spans go
 --------------
@@ -30,11 +31,13 @@ runs (not in the caller between two items); it opens at the first item asked for
 generator is exhausted, raises or is closed. Which trace a call joins, first match wins:
 
 1. inside a decorated workflow/agent call: that call's span, in that call's logger;
-2. inside ``with galileo_context(...)`` entered in the same request (or outside requests, when not in one):
-   the logger of that block's project and log stream; it continues ``trace_id``/``span_id`` when given;
+2. inside a ``with galileo_context(...)`` block entered in the same request (or, for a call outside any
+   request, entered outside any request): the process's logger for that block's project and log stream,
+   continuing ``trace_id``/``span_id`` when given;
 3. inside a request served through ``TracingMiddleware``: the request's logger
    (:func:`~galileo.middleware.get_request_logger`), under its current parent — the same tree, continuing
-   the upstream trace from the request's headers or the request's own ``METHOD route`` trace;
+   the upstream trace from the request's headers or the request's own ``METHOD route`` trace (opened, if
+   it is not yet, when the first decorated call begins);
 4. elsewhere: the process's logger for GALILEO_PROJECT / GALILEO_LOG_STREAM (mode from GALILEO_MODE).
 
 With no active trace there (cases 2 and 4), the outermost decorated call starts a trace (named after the
@@ -47,7 +50,21 @@ under that call's span, as long as the logger has not opened a level of its own 
 (``add_workflow_span`` inside the call: later spans go under that level until it is concluded, as before).
 ``get_tracing_headers()`` and :func:`galileo.propagation.tracing_headers` name the decorated span as the
 parent, so a downstream service's spans land under it. Tasks of one request that open levels with the
-request's logger itself share that logger's one stack; decorated calls never do.
+request's logger itself share that logger's one stack; decorated calls never do. ``conclude()`` on the
+process's logger never closes a trace that a running decorated call started (it warns): that call does.
+
+Design
+------
+The current decorated workflow/agent span is a :class:`~galileo._context.SpanFrame` (the logger and the
+open level) in the context variable :data:`galileo._context.span_frame`: set for the call's duration (for a
+generator, around each resumption of its body) and reset after, so gathered tasks and threadpool calls
+inherit it and concurrent ones never see each other's. Spans are added and concluded through
+``GalileoLogger._add_under`` / ``_conclude_record``, which reuse the logger's record building, payload
+policy, lock and distributed-mode sending, but never push on the logger's stack (shared by every task of a
+request). Outside requests, the process's loggers (``_ContextLogger``, one per project, log stream and mode)
+keep what a logger knows of its current trace (stack, outbox, batch traces, upstream ids) in a context
+variable of their own, so one logger object serves concurrent tasks and threads; the outermost decorated
+call gives its context a fresh tree for its duration.
 
 ``galileo_context``
 -------------------
