@@ -16,6 +16,24 @@ for the next request, send it without holding any lock, then settle the outcome.
   outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
 - Records of different traces never share a request.
 
+A logger hands its records over without taking the sender's lock when it can (:meth:`TraceOutbox.add` and
+friends): each event is appended to the outbox's *inbox*, a deque (appending is atomic), and only an outbox
+the sender does not hold yet — its first record, or the first after it went idle — takes the lock to be
+registered. The sender takes the inbox in under its lock whenever it looks at the outbox (before planning a
+request, after settling one), and an outbox goes idle only once its inbox is empty, rechecked after the flag
+is cleared, so no event is ever left behind. Records count against the queue bound when taken in: at once
+for an outbox's first record, at the latest every :data:`INBOX_MAX` events, and at once for an outbox
+backing off or waiting out an outage, which takes no events without the lock. A request handler thus pays
+one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
+
+When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
+(refused connections, timeouts, 5xx, 429), or credentials refused even after a fresh login — the sender
+stops sending to it rather than letting every outbox retry on its own: one request at a time probes it,
+after a pause that doubles up to :data:`BACKOFF_MAX` (honouring Retry-After; :data:`AUTH_PAUSE` after a
+refused login), while the other outboxes wait without a timer of their own. The first answer releases them
+all. Records still waiting when their retry window ends are given up and counted; one WARNING says the API
+is unreachable (one ERROR when it refuses the API key) and one INFO line says when it answers again.
+
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
@@ -55,6 +73,11 @@ BACKOFF_BASE = 0.25
 BACKOFF_MAX = 30.0
 #: How long sending pauses after the API refused our credentials even after a fresh login.
 AUTH_PAUSE = 30.0
+#: Transient failures in a row from one API after which it is treated as down (see the module docstring).
+OUTAGE_AFTER = 3
+#: The first pause of an API treated as down; doubled per failed probe up to BACKOFF_MAX, with jitter (so
+#: an outage of 10 s is noticed to be over within about 5 s of its end, a long one within 30 s).
+OUTAGE_PAUSE = 0.5
 #: A new trace's first records wait this long before they go, so that the records a request creates
 #: together (its trace and first spans, often already concluded) travel in one body instead of several:
 #: fewer requests, and no sender thread woken in the middle of a handler's burst of logging calls.
@@ -64,6 +87,8 @@ LINGER = 0.005
 #: the last request in flight ends, but never longer than this: the sender's CPU work does not compete with
 #: handlers, and a long or never-ending stream of requests only delays records by this much.
 YIELD_CAP = 0.05
+#: Events a logger appends to an outbox the sender holds before it takes the lock to hand them over.
+INBOX_MAX = 64
 #: At most this many records in one request body.
 MAX_RECORDS_PER_REQUEST = 500
 #: Drops and failures are reported at WARNING at most once per this many seconds.
@@ -72,6 +97,7 @@ WARN_INTERVAL = 10.0
 EXIT_TIMEOUT = 5.0
 
 _NEW, _SENDING, _ACKED, _FAILED = range(4)
+_ADD, _CONCLUDE, _COMPLETE = range(3)
 
 
 class _Node:
@@ -106,6 +132,9 @@ class _Request:
 class Outbox:
     """Records of one trace (or one batch flush) on their way to one project and log stream."""
 
+    #: Events handed over without the lock (see the module docstring); only trace outboxes have any.
+    inbox: collections.deque[tuple[int, Any, Any]] | tuple[()] = ()
+
     def __init__(self, sender: Sender, client: Client, target: Target) -> None:
         self.sender = sender
         self.client = client
@@ -118,6 +147,13 @@ class Outbox:
         self.deferred_at: float | None = None  # when it first yielded to requests in flight
 
     # The following run under the sender lock.
+    def intake(self) -> None:
+        """Take in the events handed over without the lock."""
+
+    def handed(self) -> int:
+        """Records handed over and not taken in yet."""
+        return 0
+
     def has_ready(self) -> bool:
         raise NotImplementedError
 
@@ -135,6 +171,16 @@ class Outbox:
     def pending(self) -> int:
         """Records not yet delivered nor given up."""
         raise NotImplementedError
+
+    def abandon(self, reason: str, result: Result | None) -> None:
+        """Give up everything not yet sent (counted under ``reason``)."""
+        raise NotImplementedError
+
+    def expired(self, now: float) -> bool:
+        """Whether this outbox has waited longer than the retry window since it first had to wait."""
+        if self.first_failure is None:
+            self.first_failure = now
+        return now - self.first_failure > self.sender.retry_window
 
     # Runs outside the lock, in a worker.
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
@@ -163,6 +209,8 @@ class Outbox:
 class TraceOutbox(Outbox):
     """Distributed mode: the records of one trace from one logger, sent as soon as their parent is in."""
 
+    inbox: collections.deque[tuple[int, Any, Any]]
+
     def __init__(self, sender: Sender, client: Client, target: Target, trace_id: str, *, owned: bool) -> None:
         super().__init__(sender, client, target)
         self.trace_id = trace_id
@@ -173,9 +221,44 @@ class TraceOutbox(Outbox):
         self.completion: schema.Trace | None = None  # set when the trace was concluded (owned only)
         self.completion_sent = False
         self.inflight = 0
+        self.inbox = collections.deque()
+        #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
+        self.held = False
 
-    # -- events from the logger (under the lock) ---------------------------------------------------------
+    # -- events from the logger (any thread, no lock) -----------------------------------------------------
     def add(self, record: schema.Record, parent_id: str | None) -> None:
+        """A new record; it is counted against the queue bound (and maybe dropped) when taken in."""
+        self._hand(_ADD, record, parent_id)
+
+    def conclude(self, record_id: str) -> None:
+        """The record was concluded: its final state goes with its POST, or in a PATCH after it."""
+        self._hand(_CONCLUDE, record_id, None)
+
+    def complete(self, trace: schema.Trace) -> None:
+        """The trace was concluded: its is_complete PATCH goes after everything else of the trace."""
+        self._hand(_COMPLETE, trace, None)
+
+    def _hand(self, kind: int, a: Any, b: Any) -> None:
+        inbox = self.inbox
+        inbox.append((kind, a, b))
+        # Read after the append: if the sender still holds the outbox here, it takes the event in later.
+        if not self.held or len(inbox) >= INBOX_MAX:
+            self.sender._hand_over(self)
+
+    # -- taking the events in (under the lock) ------------------------------------------------------------
+    def intake(self) -> None:
+        inbox = self.inbox
+        while inbox:
+            kind, a, b = inbox.popleft()
+            if kind == _ADD:
+                if self.sender._admit(1):
+                    self._add(a, b)
+            elif kind == _CONCLUDE:
+                self._conclude(a)
+            else:
+                self.completion = a
+
+    def _add(self, record: schema.Record, parent_id: str | None) -> None:
         node = _Node(record, parent_id)
         self.nodes[record.id] = node
         self._new[record.id] = None
@@ -185,7 +268,7 @@ class TraceOutbox(Outbox):
             if parent.state == _FAILED:
                 self._fail([node], "parent_failed", None)
 
-    def conclude(self, record_id: str) -> bool:
+    def _conclude(self, record_id: str) -> bool:
         node = self.nodes.get(record_id)
         if node is None or node.concluded:
             return False
@@ -196,9 +279,6 @@ class TraceOutbox(Outbox):
                 self._patches[record_id] = None
             return True
         return False
-
-    def complete(self, trace: schema.Trace) -> None:
-        self.completion = trace
 
     # -- planning -----------------------------------------------------------------------------------------
     def _is_ready(self, node: _Node) -> bool:
@@ -224,7 +304,7 @@ class TraceOutbox(Outbox):
 
     @property
     def idle(self) -> bool:
-        if self.inflight or self._new or self._patches:
+        if self.inflight or self._new or self._patches or self.inbox:
             return False
         return self.completion is None or self.completion_sent or not self.owned
 
@@ -360,9 +440,29 @@ class TraceOutbox(Outbox):
         if failed:
             self.sender._drop(reason, failed, result)
 
+    def handed(self) -> int:
+        """Records handed over and not taken in yet."""
+        return sum(1 for kind, _, _ in list(self.inbox) if kind == _ADD)  # a copy: it may grow meanwhile
+
+    def abandon(self, reason: str, result: Result | None) -> None:
+        self.intake()
+        self._fail([self.nodes[i] for i in list(self._new)], reason, result)
+        patches = len(self._patches)
+        for record_id in self._patches:
+            self.nodes[record_id].needs_patch = False
+        self._patches.clear()
+        if self.owned and self.completion is not None and not self.completion_sent:
+            self.completion_sent = True
+            patches += 1
+        if patches:
+            self.sender._drop(reason, patches, result)
+
     def pending(self) -> int:
         return (
-            len(self._new) + len(self._patches) + sum(1 for n in self.nodes.values() if n.state == _SENDING)
+            len(self._new)
+            + len(self._patches)
+            + sum(1 for n in self.nodes.values() if n.state == _SENDING)
+            + self.handed()
         )
 
 
@@ -411,6 +511,17 @@ class BatchOutbox(Outbox):
     def pending(self) -> int:
         return self.records if self.state in (_NEW, _SENDING) else 0
 
+    def abandon(self, reason: str, result: Result | None) -> None:
+        if self.state == _NEW:
+            self.state = _FAILED
+            self.sender._pending -= self.records
+            self.sender._drop(reason, self.records, result)
+
+
+def _api_trouble(result: Result) -> bool:
+    """Whether ``result`` says the API (not the record) is in trouble: no answer, 5xx, 408 or 429."""
+    return result.outcome is Outcome.RETRY
+
 
 def _reason(result: Result, transient: bool) -> str:
     if transient:
@@ -422,6 +533,26 @@ def _reason(result: Result, transient: bool) -> str:
     return f"rejected_{result.status}" if result.status else "rejected"
 
 
+class _ApiHealth:
+    """What the sender knows about one API (one :class:`Client`): transient failures in a row, and while
+    they reach :data:`OUTAGE_AFTER` (or credentials were refused), the pause and the outboxes waiting it out.
+    Changed under the sender lock only."""
+
+    __slots__ = ("down_since", "failed_probes", "failures", "paused_until", "probing", "reason", "waiting")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.failed_probes = 0
+        self.paused_until = 0.0
+        self.probing = False
+        self.down_since: float | None = None
+        self.reason = ""  # "unreachable" or "auth"
+        self.waiting: set[Outbox] = set()
+
+    def blocks(self, now: float) -> bool:
+        return self.down_since is not None and (self.probing or now < self.paused_until)
+
+
 class Sender:
     """The process's queue and worker pool. Thread-safe; obtain it with :func:`get_sender`."""
 
@@ -429,13 +560,19 @@ class Sender:
         self.workers = workers
         self.queue_size = queue_size
         self.retry_window = retry_window
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        #: Workers wait on ``_wake`` for work; flush and shutdown wait on ``_done`` for outboxes going idle.
+        #: Two conditions on one lock, so finishing a request wakes neither idle workers nor, with nothing
+        #: gone idle, waiters: every wake-up is a GIL hand-off taken from the application's threads.
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
         self._ready: collections.deque[Outbox] = collections.deque()
         self._delayed: list[tuple[float, int, Outbox]] = []
         self._seq = itertools.count()
         self._outboxes: set[Outbox] = set()  # not idle
         self._yielding: set[Outbox] = set()  # held back while requests are in flight
         self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
+        self._health: dict[Client, _ApiHealth] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
@@ -476,7 +613,7 @@ class Sender:
 
     def _stats_locked(self) -> dict[str, Any]:
         return {
-            "queued": self._pending,
+            "queued": self._pending + sum(ob.handed() for ob in self._outboxes),
             "sent": self._counters["sent"],
             "retried": self._counters["retried"],
             "dropped": sum(self._dropped.values()),
@@ -486,12 +623,12 @@ class Sender:
 
     def stats(self) -> dict[str, Any]:
         """Counters: records queued, sent, retried (requests), dropped (total and by reason), in flight."""
-        with self._cond:
+        with self._lock:
             return self._stats_locked()
 
     def note_dropped(self, reason: str, n: int = 1) -> None:
         """Count records lost before they reached the sender (e.g. a span with no trace)."""
-        with self._cond:
+        with self._lock:
             self._drop(reason, n, None)
 
     # -- events --------------------------------------------------------------------------------------------
@@ -503,31 +640,19 @@ class Sender:
         return True
 
     def open_trace(self, client: Client, target: Target, trace_id: str, *, owned: bool) -> TraceOutbox:
+        """A new outbox for one logger's records of ``trace_id``; hand it records with its own methods."""
         outbox = TraceOutbox(self, client, target, trace_id, owned=owned)
         outbox.not_before = time.monotonic() + LINGER  # let the records made together go together
         return outbox
 
-    def add(self, outbox: TraceOutbox, record: schema.Record, parent_id: str | None) -> bool:
-        """Queue a new record of ``outbox``; False (counted, logged) when the queue is full."""
-        with self._cond:
-            if not self._admit(1):
-                return False
-            outbox.add(record, parent_id)
-            self._schedule(outbox)
-            return True
-
-    def conclude(self, outbox: TraceOutbox, record_id: str) -> None:
-        with self._cond:
-            outbox.conclude(record_id)
-            self._schedule(outbox)
-
-    def complete(self, outbox: TraceOutbox, trace: schema.Trace) -> None:
-        with self._cond:
-            outbox.complete(trace)
+    def _hand_over(self, outbox: TraceOutbox) -> None:
+        """Take ``outbox``'s inbox in and hold the outbox until it is idle (its logger's thread)."""
+        with self._lock:
+            outbox.held = True
             self._schedule(outbox)
 
     def prioritize(self, outbox: TraceOutbox) -> None:
-        with self._cond:
+        with self._lock:
             outbox.priority = True
             if outbox.attempts == 0:  # no backoff to honour: end the linger, another service is waiting
                 outbox.not_before = 0.0
@@ -540,7 +665,7 @@ class Sender:
     def submit_batch(
         self, client: Client, target: Target, traces: Sequence[schema.Trace], records: int
     ) -> Outbox:
-        with self._cond:
+        with self._lock:
             outbox = BatchOutbox(self, client, target, traces, records)
             if self._admit(records):
                 self._schedule(outbox)
@@ -553,7 +678,15 @@ class Sender:
         return any(other is not outbox for other in self._by_trace.get(outbox.trace_id, ()))
 
     def _schedule(self, outbox: Outbox) -> None:
-        """Put ``outbox`` where a worker will find it when it has work (under the lock)."""
+        """Take ``outbox``'s inbox in; put it where a worker finds it when it has work (under the lock)."""
+        outbox.intake()
+        if isinstance(outbox, TraceOutbox):
+            while outbox.held and outbox.idle:
+                outbox.held = False  # from here on its logger hands events over through the lock ...
+                if not outbox.inbox:
+                    break
+                outbox.held = True  # ... but one was appended before it could see that: take it in
+                outbox.intake()
         if not outbox.idle:
             self._outboxes.add(outbox)
             if isinstance(outbox, TraceOutbox):
@@ -567,20 +700,25 @@ class Sender:
                     self._by_trace.pop(outbox.trace_id, None)
                 for other in list(same_trace):  # an owner may have been waiting to complete the trace
                     self._schedule(other)
-            self._cond.notify_all()  # flush waiters
+            self._done.notify_all()  # flush waiters
         if outbox.in_ready or not outbox.has_ready():
             return
         now = time.monotonic()
+        self._start_workers()
         if outbox.not_before > now:
-            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+            entry = (outbox.not_before, next(self._seq), outbox)
+            heapq.heappush(self._delayed, entry)
+            if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
+                self._wake.notify()
+            if outbox.not_before - now > LINGER and isinstance(outbox, TraceOutbox):
+                outbox.held = False  # backing off: new records count against the bound as they come
         else:
             outbox.in_ready = True
             if outbox.priority:
                 self._ready.appendleft(outbox)
             else:
                 self._ready.append(outbox)
-        self._start_workers()
-        self._cond.notify()
+            self._wake.notify()
 
     # -- workers -------------------------------------------------------------------------------------------
     def _yield(self, outbox: Outbox, now: float) -> bool:
@@ -598,7 +736,7 @@ class Sender:
 
     def _requests_idle(self) -> None:
         """The last request in flight ended: release what yielded to it (called by the middleware)."""
-        with self._cond:
+        with self._lock:
             activity.holding = False
             held, self._yielding = self._yielding, set()
             for outbox in held:
@@ -620,33 +758,131 @@ class Sender:
             now = time.monotonic()
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, outbox = heapq.heappop(self._delayed)
+                outbox.intake()
                 if not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
                     outbox.in_ready = True
                     self._ready.append(outbox)
             while self._ready:
                 outbox = self._ready.popleft()
                 outbox.in_ready = False
+                outbox.intake()
                 if outbox.not_before > now:
                     heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
                     continue
                 if activity.active and not outbox.priority and self._yield(outbox, now):
+                    continue
+                health = self._health.get(outbox.client)
+                if health is not None and health.blocks(now):
+                    self._wait_out(outbox, health, now)
                     continue
                 outbox.deferred_at = None
                 request = outbox.take()
                 if request is None:
                     self._schedule(outbox)
                     continue
+                if health is not None and health.down_since is not None:
+                    health.probing = True  # this request tells whether the API is back
                 self._schedule(outbox)  # more ready work of this outbox goes to another worker
                 self._inflight += 1
                 return outbox, request
             if self._stopping:
                 return None
             timeout = self._delayed[0][0] - now if self._delayed else None
-            self._cond.wait(timeout)
+            if self._unreported:  # a burst of drops ended: report the rest once the interval is over
+                report_in = self._last_warning + WARN_INTERVAL - now
+                if report_in <= 0:
+                    self._last_warning = now
+                    self._warn_dropped()
+                    continue
+                timeout = report_in if timeout is None else min(timeout, report_in)
+            self._wake.wait(timeout)
+
+    # -- the API's health -----------------------------------------------------------------------------------
+    def _wait_out(self, outbox: Outbox, health: _ApiHealth, now: float) -> None:
+        """``outbox``'s API is down: park it until the API answers (or its retry window ends)."""
+        if outbox.expired(now):
+            reason = "auth_failed" if health.reason == "auth" else "retry_window_exceeded"
+            outbox.abandon(reason, None)
+            self._schedule(outbox)
+            return
+        if health.probing:  # the probe's answer releases it, or sets the next pause
+            health.waiting.add(outbox)
+        else:  # paused: look again when the pause ends
+            outbox.not_before = max(outbox.not_before, health.paused_until)
+            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+        if isinstance(outbox, TraceOutbox):
+            outbox.held = False  # waiting out an outage: new records count against the bound as they come
+
+    def _observe(self, client: Client, result: Result, now: float) -> None:
+        """Learn from one exchange with ``client``'s API (under the lock)."""
+        health = self._health.get(client)
+        if health is None:
+            if result.outcome is not Outcome.AUTH and not _api_trouble(result):
+                return
+            health = self._health[client] = _ApiHealth()
+        if result.outcome is not Outcome.AUTH and not _api_trouble(result):  # it answered: it is up
+            if health.down_since is not None:
+                _log.info(
+                    "galileo: the Galileo API at %s answers again after %.0f s: sending resumed",
+                    client.api_url,
+                    now - health.down_since,
+                )
+            del self._health[client]
+            if health.down_since is None:
+                return
+            # Everything of this API waiting out the outage or its own backoff goes now.
+            for outbox in [*health.waiting, *(ob for ob in self._outboxes if ob.client is client)]:
+                if outbox.not_before > now:
+                    outbox.not_before = now
+                    outbox.first_failure = None
+                self._schedule(outbox)
+            return
+        if health.probing:
+            health.probing = False
+            health.failed_probes += 1
+        health.failures += 1
+        if result.outcome is Outcome.AUTH:
+            pause, reason = AUTH_PAUSE, "auth"
+        elif health.failures >= OUTAGE_AFTER:
+            pause = min(OUTAGE_PAUSE * 2**health.failed_probes, BACKOFF_MAX) * random.uniform(0.5, 1.0)
+            reason = "unreachable"
+        else:
+            return  # a blip: the outbox retries on its own
+        if result.retry_after is not None:
+            pause = max(pause, min(result.retry_after, BACKOFF_MAX * 4))
+        health.paused_until = now + pause
+        if health.down_since is None or health.reason != reason:
+            health.down_since = health.down_since or now
+            health.reason = reason
+            if reason == "auth":
+                _log.error(
+                    "galileo: the Galileo API at %s refused the API key (%s) even after a fresh login: check "
+                    "GALILEO_API_KEY. Sending is paused (retried every %g s); records are kept for up to "
+                    "%g s, then dropped and counted in galileo.stats()",
+                    client.api_url,
+                    result.detail or f"HTTP {result.status}",
+                    AUTH_PAUSE,
+                    self.retry_window,
+                )
+            else:
+                _log.warning(
+                    "galileo: the Galileo API at %s is unreachable (%s, %d failures in a row): sending is "
+                    "paused and retried with backoff; records are kept for up to %.0f s (%d queued)",
+                    client.api_url,
+                    result.detail or f"HTTP {result.status}",
+                    health.failures,
+                    self.retry_window,
+                    self._pending,
+                )
+        for outbox in health.waiting:  # look again when the pause ends: one of them probes
+            outbox.not_before = max(outbox.not_before, health.paused_until)
+            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+        health.waiting.clear()
+        self._wake.notify()
 
     def _work(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 taken = self._next()
             if taken is None:
                 return
@@ -657,18 +893,19 @@ class Sender:
             except Exception as exc:  # a bug in building a body must not kill the worker
                 _log.debug("galileo: could not build a request", exc_info=True)
                 result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
-            with self._cond:
+            with self._lock:
                 self._inflight -= 1
-                outbox.settle(request, result, time.monotonic())
+                now = time.monotonic()
+                self._observe(outbox.client, result, now)
+                outbox.settle(request, result, now)
                 self._schedule(outbox)
-                self._cond.notify_all()
 
     # -- waiting -------------------------------------------------------------------------------------------
     def wait(self, outboxes: Iterable[Outbox], timeout: float | None) -> int:
         """Wait until ``outboxes`` are idle or ``timeout`` passes; return the records still pending."""
         boxes = list(outboxes)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while True:
                 if all(ob.idle for ob in boxes):
                     return 0
@@ -676,24 +913,30 @@ class Sender:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return max(pending, 1)
-                self._cond.wait(remaining)
+                self._done.wait(remaining)
 
     def pending_of(self, outboxes: Iterable[Outbox]) -> int:
         """Records of ``outboxes`` not yet delivered nor given up."""
-        with self._cond:
+        with self._lock:
             return sum(ob.pending() for ob in outboxes)
 
     def busy(self, outboxes: Iterable[Outbox]) -> list[Outbox]:
         """The outboxes that still have something to send (the others can be forgotten)."""
-        with self._cond:
+        with self._lock:
             return [ob for ob in outboxes if not ob.idle]
+
+    def busy_pending(self, outboxes: Iterable[TraceOutbox]) -> tuple[list[TraceOutbox], int]:
+        """The outboxes still busy and their records not yet delivered, in one look under the lock."""
+        with self._lock:
+            busy = [ob for ob in outboxes if not ob.idle]
+            return busy, sum(ob.pending() for ob in busy)
 
     def drain(self, timeout: float | None) -> int:
         """Wait until every outbox is idle (bounded); return the records still pending, then report."""
-        with self._cond:
+        with self._lock:
             boxes = list(self._outboxes)
         pending = self.wait(boxes, timeout)
-        with self._cond:
+        with self._lock:
             if pending:
                 self._drop("shutdown_timeout", pending, None)
             self._warn_dropped()
@@ -701,9 +944,10 @@ class Sender:
 
     def close(self, timeout: float | None) -> int:
         pending = self.drain(timeout)
-        with self._cond:
+        with self._lock:
             self._stopping = True
-            self._cond.notify_all()
+            self._wake.notify_all()
+            self._done.notify_all()
         return pending
 
 

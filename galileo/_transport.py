@@ -60,6 +60,9 @@ SDK_HEADER = f"galileo-starlette/{__version__}"
 #: connection that breaks while the answer is read (typically a keep-alive connection the server closed) is
 #: retried once: every write is idempotent (records are stored by id, updates overwrite).
 CONNECT_RETRIES = 2
+#: After the API refused our key, calls in the next this many seconds fail at once without logging in again:
+#: the workers that were sending when it happened do not each try the same refused key.
+LOGIN_REFUSAL_MEMORY = 1.0
 #: Log in again this long before the token's ``exp`` (capped at a fifth of the token's lifetime).
 TOKEN_REFRESH_MARGIN = 60.0
 _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -201,6 +204,7 @@ class Client:
         self._token: str | None = None
         self._token_refresh_at = 0.0
         self._token_generation = 0
+        self._refused: tuple[float, Result] | None = None  # when and how the API last refused our key
         self._ids_lock = threading.Lock()
         self._ids: dict[Target, TargetIds] = {}
 
@@ -278,6 +282,9 @@ class Client:
                 and time.time() < self._token_refresh_at
             ):
                 return self._token
+            refused = self._refused
+            if refused is not None and time.monotonic() - refused[0] < LOGIN_REFUSAL_MEMORY:
+                raise _ExchangeError(refused[1])
             if self._token is None:
                 health = self._exchange("GET", "/healthcheck", auth=False)
                 if health.status_code >= 500:
@@ -297,11 +304,11 @@ class Client:
                     )
                 )
             if status != 200:
-                raise _ExchangeError(
-                    Result(
-                        Outcome.AUTH, status, detail=f"login refused (HTTP {status}): check GALILEO_API_KEY"
-                    )
+                result = Result(
+                    Outcome.AUTH, status, detail=f"login refused (HTTP {status}): check GALILEO_API_KEY"
                 )
+                self._refused = (time.monotonic(), result)
+                raise _ExchangeError(result)
             try:
                 token = response.json()["access_token"]
                 if not isinstance(token, str) or not token:
@@ -312,6 +319,7 @@ class Client:
             self._token = token
             self._token_refresh_at = expiry if expiry is not None else time.time() + 300.0
             self._token_generation += 1
+            self._refused = None
             _log.debug("galileo: logged in to %s", self.api_url)
             return token
 
@@ -352,6 +360,8 @@ class Client:
         if 200 <= status < 300:
             return Result(Outcome.OK, status)
         detail = _detail(response)
+        if status == 413:
+            detail = f"HTTP 413: a request body of {len(data):,} bytes was too large"
         outcome = classify(status, detail, is_span_post=method == "POST" and path == "/spans")
         return Result(outcome, status, _parse_retry_after(response.headers.get("Retry-After")), detail)
 

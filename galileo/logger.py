@@ -190,7 +190,7 @@ class GalileoLogger:
         self._upstream_trace_id = upstream_trace
         self._upstream_parent_id = upstream_parent or upstream_trace
         self._outbox: _sender.TraceOutbox | None = None
-        self._outboxes: list[_sender.Outbox] = []
+        self._outboxes: list[_sender.TraceOutbox] = []
         # Set for the request logger of TracingMiddleware (see _for_request):
         self._request: RequestState | None = None
         self._auto_trace: schema.Trace | None = None
@@ -286,7 +286,7 @@ class GalileoLogger:
                 sender = _sender.get_sender(self._config)
                 self._outbox = sender.open_trace(get_client(self._config), self._target, trace.id, owned=True)
                 self._outboxes.append(self._outbox)
-                sender.add(self._outbox, trace, None)
+                self._outbox.add(trace, None)
         return trace
 
     def add_llm_span(
@@ -523,12 +523,11 @@ class GalileoLogger:
             self._stack[-1].last_ns = now
             self._stack[-1].last_wall = _utcnow()
         if self.mode == "distributed" and self._outbox is not None:
-            sender = _sender.get_sender(self._config)
             if isinstance(record, schema.Trace):
-                sender.complete(self._outbox, record)
+                self._outbox.complete(record)
                 self._outbox = None
             else:
-                sender.conclude(self._outbox, record.id)
+                self._outbox.conclude(record.id)
 
     def get_tracing_headers(self) -> dict[str, str]:
         """Headers that make a downstream service continue this trace under the current parent.
@@ -618,19 +617,15 @@ class GalileoLogger:
         Use :meth:`async_flush` to wait for delivery from async code without blocking the loop.
         """
         with self._lock:
-            traces, outboxes = self._enqueue_all()
-        sender = _sender.get_sender(self._config)
+            traces, outboxes, pending = self._enqueue_all()
         if outboxes and not _must_not_block():
-            pending = sender.wait(outboxes, timeout)
-        else:
-            pending = sender.pending_of(outboxes)
+            pending = _sender.get_sender(self._config).wait(outboxes, timeout)
         return FlushResult(traces, pending=pending)
 
     async def async_flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
         """Like :meth:`flush` outside a loop: waits (bounded) for delivery without blocking the event loop."""
         with self._lock:
-            traces, outboxes = self._enqueue_all()
-        pending = 0
+            traces, outboxes, pending = self._enqueue_all()
         if outboxes:
             sender = _sender.get_sender(self._config)
             pending = await asyncio.get_running_loop().run_in_executor(None, sender.wait, outboxes, timeout)
@@ -643,9 +638,10 @@ class GalileoLogger:
             self._outboxes.clear()
             self._traces.clear()
 
-    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox]]:
+    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox], int]:
+        """Conclude, hand over; (traces since the last flush, outboxes still busy, their pending records)."""
         if self._disabled:
-            return [], []
+            return [], [], 0
         owned = self._stack[0].record if self._stack else None
         if owned is not None and owned is self._auto_trace and not self._finalizing:
             # Inside a request the trace completes with the response's status (at finalisation).
@@ -658,14 +654,14 @@ class GalileoLogger:
         if self._stack and isinstance(self._stack[0].record, schema.Trace):
             self._traces.append(self._stack[0].record)  # the request's trace, still open
         if self.mode == "distributed":
-            outboxes = sender.busy(self._outboxes)
-            self._outboxes = outboxes[:]
-            return traces, outboxes
+            busy, pending = sender.busy_pending(self._outboxes)
+            self._outboxes = busy[:]
+            return traces, list(busy), pending
         if not traces:
-            return [], []
+            return [], [], 0
         records = sum(_count_records(t) for t in traces)
         outbox = sender.submit_batch(get_client(self._config), self._target, traces, records)
-        return traces, [outbox]
+        return traces, [outbox], outbox.pending()
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
@@ -736,7 +732,7 @@ class GalileoLogger:
                 parent.record.spans.append(span)  # type: ignore[arg-type]  # _S is always a Span here
             outbox = self._outbox_for_span() if self.mode == "distributed" else None
             if outbox is not None:
-                _sender.get_sender(self._config).add(outbox, span, parent.id)
+                outbox.add(span, parent.id)
             if opens_level:
                 self._stack.append(_Open(span, span.id, now))
             return span
@@ -803,7 +799,7 @@ class GalileoLogger:
                 parent.record.spans.append(span)
             outbox = self._outbox_for_span() if self._config.mode == "distributed" else None
             if outbox is not None:
-                _sender.get_sender(self._config).add(outbox, span, parent.id)
+                outbox.add(span, parent.id)
             if opens_level:
                 return SpanFrame(self, _Open(span, span.id, now), base, parent)
             return None
@@ -832,7 +828,7 @@ class GalileoLogger:
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
             if self._config.mode == "distributed" and self._outbox is not None:
-                _sender.get_sender(self._config).conclude(self._outbox, record.id)
+                self._outbox.conclude(record.id)
 
     def _outbox_for_span(self) -> _sender.TraceOutbox | None:
         if self._outbox is None and self._upstream_trace_id is not None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from collector_process import CollectorProcess
 
-pytest_plugins = ["sdk_helpers"]
+pytest_plugins = ["sdk_helpers", "browser_helpers"]
 
 
 @pytest.fixture(scope="session")

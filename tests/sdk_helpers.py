@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class Call:
     method: str
     url: str
     status: int | None
+    started: float = 0.0  # time.monotonic() when the call began
 
 
 @attrs.define
@@ -68,13 +70,14 @@ def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
         self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any
     ) -> requests.Response:
         status = None
+        started = time.monotonic()
         try:
             response = real(self, method, url, *args, **kwargs)
             status = response.status_code
             return response
         finally:
             with spy.lock:
-                spy.calls.append(Call(threading.current_thread().name, method, url, status))
+                spy.calls.append(Call(threading.current_thread().name, method, url, status, started))
 
     monkeypatch.setattr(requests.Session, "request", request)
     yield spy

@@ -205,6 +205,44 @@ def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorPr
     assert posts < records, "siblings and subtrees were coalesced"
 
 
+def test_records_handed_over_while_the_sender_lets_go_are_never_lost(
+    collector_env: CollectorProcess,
+) -> None:
+    """Loggers hand records over without the sender's lock while it holds their outbox; the moment it lets
+    an idle outbox go races with the next record. Spread events around that moment: none is left behind."""
+    collector_env.clear_requests()
+    trace_ids: set[str] = set()
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        logger = dlogger(log_stream=f"handover-{i % 2}")
+        trace = logger.start_trace(input=f"q{i}", name=f"h{i}")
+        with lock:
+            trace_ids.add(trace.id)
+        for n in range(12):
+            logger.add_workflow_span(input="w", name=f"wf{n}")
+            time.sleep((i * 7 + n * 3) % 11 / 1000)  # 0-10 ms: before, during and after each send
+            logger.add_tool_span(input="x", output=str(n), name=f"tool{n}")
+            logger.conclude(output=f"wf{n} done")
+        logger.conclude(output="done")
+        logger.flush(timeout=30)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    requests = writes(collector_env)
+    check_order(requests, trace_ids)
+    for trace_id in trace_ids:
+        stored = collector_env.trace(trace_id)
+        assert stored is not None and stored["is_complete"]
+        assert len(tree_lines(stored)) == 1 + 12 * 2
+        assert [s["output"] for s in stored["spans"]] == [f"wf{n} done" for n in range(12)]
+    assert galileo.stats()["dropped"] == 0
+
+
 def test_subtree_not_yet_sent_travels_nested_and_concluded(collector_env: CollectorProcess) -> None:
     """With the backend paused, a whole concluded subtree queues up and goes as one nested body."""
     collector_env.clear_requests()
@@ -214,14 +252,14 @@ def test_subtree_not_yet_sent_travels_nested_and_concluded(collector_env: Collec
     outbox = logger._outbox
     assert outbox is not None
     sender = _sender.get_sender(logger.config)
-    with sender._cond:
+    with sender._lock:
         outbox.not_before = time.monotonic() + 3600  # set aside: nothing of this trace goes until released
     logger.add_workflow_span(input="q", name="outer")
     logger.add_workflow_span(input="q", name="inner")
     logger.add_tool_span(input="x", output="y", name="leaf")
     logger.conclude(output="inner done")
     logger.conclude(output="outer done")
-    with sender._cond:
+    with sender._lock:
         outbox.not_before = 0
         sender._schedule(outbox)
     logger.conclude()
@@ -307,13 +345,13 @@ def test_headers_move_the_named_records_to_the_front(collector_env: CollectorPro
         outbox = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
         assert outbox.not_before > 0, "a new trace lingers a moment"
         outbox.not_before = 0  # past its linger: ready
-        sender.add(outbox, schema.Trace(input="backlog"), None)
+        outbox.add(schema.Trace(input="backlog"), None)
         outboxes.append(outbox)
     assert list(sender._ready) == outboxes
     sender.prioritize(outboxes[3])
     assert list(sender._ready) == [outboxes[3], *outboxes[:3], outboxes[4]]
     lingering = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
-    sender.add(lingering, schema.Trace(input="new"), None)
+    lingering.add(schema.Trace(input="new"), None)
     assert lingering not in sender._ready
     sender.prioritize(lingering)  # headers end the linger: straight to the front
     assert sender._ready[0] is lingering
@@ -407,12 +445,12 @@ def test_trace_completes_after_other_loggers_of_this_process(collector_env: Coll
     sender = _sender.get_sender(gateway.config)
     held = retriever._outbox
     assert held is not None
-    with sender._cond:
+    with sender._lock:
         held.not_before = time.monotonic() + 3600  # the retriever's span cannot go yet
     gateway.conclude()
     gateway.conclude(output="answer")
     assert gateway.flush(timeout=0.5).pending > 0, "the completion waits for the retriever's span"
-    with sender._cond:
+    with sender._lock:
         held.not_before = 0
         sender._schedule(held)
     assert retriever.flush(timeout=10).pending == 0

@@ -10,8 +10,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import uuid
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -417,6 +419,26 @@ def test_ids_are_uuid4() -> None:
     stale = Trace(id=str(uuid.uuid1()))
     with pytest.raises(SchemaViolation):
         validate("LogTracesIngestRequest", traces_ingest_body([stale], log_stream_id=LOG_STREAM))
+
+
+def test_ids_are_valid_uuid4_strings_and_a_forked_child_draws_its_own() -> None:
+    for _ in range(2000):
+        value = new_id()
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork() with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: what would the parent draw next?
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        childs = pipe.read()
+    assert uuid.UUID(childs).version == 4
+    assert childs != new_id(), "a worker process forked from another must not repeat its ids"
 
 
 def test_user_metadata_values_are_strings() -> None:

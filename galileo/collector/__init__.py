@@ -11,6 +11,7 @@ of the test suite; any Galileo client works against it unchanged, the published 
     python my_service.py                         # logs traces as it would to Galileo
     galileo-collector traces                     # the latest traces
     galileo-collector tree <trace id>            # one trace as an indented tree
+    open http://localhost:8088/                  # the trace viewer
 
 ``serve`` options: ``--host`` (127.0.0.1), ``--port`` (8088), ``--db`` (``~/.galileo/collector.db``),
 ``--token-ttl`` (seconds a login token lives, 3600), ``--access-log``. ``tree`` and ``traces`` take ``--url``
@@ -23,7 +24,8 @@ Design, one module per concern:
   late spans linked by id when a tree is read, traces spanning several log streams;
 * :mod:`galileo.collector._validation` — JSON Schema validation of write bodies (needs ``jsonschema``);
 * :mod:`galileo.collector._auth` — the HS256 bearer tokens, signed with a secret kept in the database;
-* :mod:`galileo.collector.cli` — the ``galileo-collector`` command.
+* :mod:`galileo.collector.cli` — the ``galileo-collector`` command;
+* :mod:`galileo.collector.viewer` — the trace viewer at ``/`` (its pages, static assets and ``/api/viewer/``).
 
 Any API key is accepted: this is a local tool, not a security boundary. Bind it to loopback (the default).
 Reading a trace whose trace record has not arrived yet answers 404 on every route, even if some of its spans

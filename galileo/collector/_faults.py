@@ -3,13 +3,28 @@
 A pure ASGI middleware in front of the collector's routes. Its settings live in one :class:`Faults` object,
 changed at run time with ``PUT /api/faults`` (a JSON object with any of the fields below; ``DELETE`` resets
 them) and read with ``GET /api/faults``; ``galileo-collector serve --latency MS`` sets the latency at start.
+A bad setting is answered 400 with a ``detail`` naming it, and changes nothing.
 
 * ``latency_ms``: every matching request waits this long before it is handled (on the event loop, so
   concurrent requests wait concurrently, as behind a slow network).
 * ``fail_count``, ``fail_status``, ``retry_after``: the next ``fail_count`` matching requests are answered
   ``fail_status`` (default 503) without being handled, with a ``Retry-After`` header when set.
+* ``body``, ``content_type``, ``body_size``: what an injected answer carries instead of the default
+  ``{"detail": "injected fault: HTTP <status>"}`` (``application/json``). ``body`` is a string (sent
+  UTF-8 encoded), ``content_type`` a header value (``text/html``; default ``application/json``, so
+  ``{"body": "<html>", "fail_status": 200}`` is a 200 claiming JSON that is not), ``body_size`` a length
+  in bytes (at most :data:`MAX_BODY_SIZE`): ``body`` (default ``x``) repeated and cut to exactly that
+  many bytes. With ``fail_count`` > 0 they shape the next ``fail_count`` answers and are cleared with the
+  last of them; set while ``fail_count`` is 0, they turn *every* matching request into such an answer,
+  with status ``fail_status``, until reset (``DELETE``, or ``null`` for each of them). The status may be
+  a success: ``{"fail_status": 200, "body": "<h1>hi</h1>", "content_type": "text/html"}`` is a proxy
+  answering 200 without passing the request on (nothing is stored). A 1xx, 204 or 304 answer carries no
+  body, whatever the settings (HTTP forbids one).
 * ``paths``: path prefixes the faults apply to (default ``["/v2/"]``, the trace and span writes); add
   ``"/login"`` to make logins fail, ``"/projects"`` for project and log-stream look-ups.
+
+Injected answers are made without handling the request: nothing is stored and nothing enters
+``/api/requests``. ``injected`` counts them.
 
 Refused connections and outages are not injected here: stop the collector (and start it again).
 """
@@ -24,7 +39,33 @@ from typing import Any
 import attrs
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["FaultInjector", "Faults"]
+__all__ = ["MAX_BODY_SIZE", "FaultInjector", "Faults"]
+
+#: The largest ``body_size`` accepted (64 MiB): large enough for any client's limits, small enough to build.
+MAX_BODY_SIZE = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_NO_BODY = frozenset({*range(100, 200), 204, 304})
+
+
+@attrs.frozen
+class _Answer:
+    """How one injected answer looks."""
+
+    status: int
+    retry_after: float | None
+    body: str | None
+    content_type: str | None
+    body_size: int | None
+
+    def encode(self) -> bytes:
+        if self.body is None and self.body_size is None:
+            return json.dumps({"detail": f"injected fault: HTTP {self.status}"}).encode()
+        unit = (self.body if self.body is not None else "x").encode()
+        if self.body_size is None:
+            return unit
+        if not unit:
+            unit = b"x"
+        return (unit * (self.body_size // len(unit) + 1))[: self.body_size]
 
 
 @attrs.define
@@ -35,6 +76,9 @@ class Faults:
     fail_count: int = 0
     fail_status: int = 503
     retry_after: float | None = None
+    body: str | None = None
+    content_type: str | None = None
+    body_size: int | None = None
     paths: list[str] = attrs.field(factory=lambda: ["/v2/"])
     injected: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, alias="_lock")
@@ -46,6 +90,9 @@ class Faults:
                 "fail_count": self.fail_count,
                 "fail_status": self.fail_status,
                 "retry_after": self.retry_after,
+                "body": self.body,
+                "content_type": self.content_type,
+                "body_size": self.body_size,
                 "paths": list(self.paths),
                 "injected": self.injected,
             }
@@ -69,6 +116,8 @@ class Faults:
                 if not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599:
                     raise ValueError("fail_status must be an HTTP status code")
                 parsed[name] = value
+            elif name in ("body", "content_type", "body_size"):
+                parsed[name] = _answer_setting(name, value)
             elif name == "paths":
                 if not isinstance(value, list) or not all(
                     isinstance(p, str) and p.startswith("/") for p in value
@@ -85,17 +134,46 @@ class Faults:
         with self._lock:
             self.latency_ms, self.fail_count, self.fail_status = 0.0, 0, 503
             self.retry_after, self.paths, self.injected = None, ["/v2/"], 0
+            self.body = self.content_type = self.body_size = None
 
-    def _decide(self, path: str) -> tuple[float, int | None, float | None]:
-        """(latency in seconds, status to fail with or None, retry-after) for one request."""
+    def _shaped(self) -> bool:
+        return self.body is not None or self.content_type is not None or self.body_size is not None
+
+    def _decide(self, path: str) -> tuple[float, _Answer | None]:
+        """(latency in seconds, the answer to inject or None) for one request."""
         with self._lock:
             if not any(path.startswith(p) for p in self.paths):
-                return 0.0, None, None
+                return 0.0, None
+            if self.fail_count == 0 and not self._shaped():
+                return self.latency_ms / 1000, None
+            answer = _Answer(self.fail_status, self.retry_after, self.body, self.content_type, self.body_size)
+            self.injected += 1
             if self.fail_count > 0:
                 self.fail_count -= 1
-                self.injected += 1
-                return self.latency_ms / 1000, self.fail_status, self.retry_after
-            return self.latency_ms / 1000, None, None
+                if self.fail_count == 0:  # the answer's shape belonged to the counted failures
+                    self.body = self.content_type = self.body_size = None
+            return self.latency_ms / 1000, answer
+
+
+def _answer_setting(name: str, value: Any) -> Any:
+    """A validated ``body``, ``content_type`` or ``body_size`` (None clears it); ValueError naming it."""
+    if value is None:
+        return None
+    if name == "body":
+        if not isinstance(value, str):
+            raise ValueError("body must be a string or null")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("body must be encodable as UTF-8 (no lone surrogates)") from None
+        return value
+    if name == "content_type":
+        if not isinstance(value, str) or not value.strip() or not value.isprintable() or not value.isascii():
+            raise ValueError("content_type must be a non-empty printable ASCII string or null")
+        return value
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BODY_SIZE:
+        raise ValueError(f"body_size must be an integer between 0 and {MAX_BODY_SIZE} or null")
+    return value
 
 
 class FaultInjector:
@@ -109,17 +187,26 @@ class FaultInjector:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        latency, status, retry_after = self.faults._decide(scope["path"])
+        latency, answer = self.faults._decide(scope["path"])
         if latency:
             await asyncio.sleep(latency)
-        if status is None:
+        if answer is None:
             await self.app(scope, receive, send)
             return
         while (await receive()).get("more_body"):  # read the body, as a server that answered would
             pass
-        body = json.dumps({"detail": f"injected fault: HTTP {status}"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if retry_after is not None:
-            headers.append((b"retry-after", f"{retry_after:g}".encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        content_type = answer.content_type if answer.content_type is not None else "application/json"
+        headers = [(b"content-type", content_type.encode())]
+        if answer.status in _NO_BODY:  # HTTP forbids a body here (the server would fail sending one)
+            body = b""
+        else:
+            body = answer.encode()
+            headers.append((b"content-length", str(len(body)).encode()))
+        if answer.retry_after is not None:
+            headers.append((b"retry-after", f"{answer.retry_after:g}".encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        for start in range(0, len(body), _CHUNK):  # a huge body goes in chunks, as a server streams it
+            await send(
+                {"type": "http.response.body", "body": body[start : start + _CHUNK], "more_body": True}
+            )
+        await send({"type": "http.response.body", "body": b""})

@@ -15,6 +15,9 @@ Collector routes (no auth; for tests, the CLI and viewers): ``GET /api/traces`` 
 ``GET /api/traces/{id}`` (a tree, across projects and log streams), ``GET|DELETE /api/requests`` (an
 in-memory ring of the last 10,000 write requests, in arrival order). Bad query parameters are 400.
 
+The trace viewer (:mod:`galileo.collector.viewer`) adds its pages (``/``, ``/traces/{id}``), their static
+assets and its own JSON API under ``/api/viewer/``.
+
 Endpoints are ``async`` and call the store directly: SQLite writes take microseconds in WAL mode, and the
 store serialises access with its own lock, so the app is also safe when run from a threadpool.
 """
@@ -49,6 +52,7 @@ from galileo.collector.store import (
     records_from_spans_request,
     records_from_traces_request,
 )
+from galileo.collector.viewer import viewer_routes
 
 __all__ = ["REQUEST_LOG_SIZE", "build_app"]
 
@@ -539,7 +543,7 @@ def build_app(store: Store, *, token_ttl: float, faults: Faults | None = None) -
 
     handlers = {HTTPException: _http_error}
     app = Starlette(
-        routes=collector.routes(),
+        routes=[*collector.routes(), *viewer_routes(store)],
         exception_handlers=handlers,
         lifespan=lifespan,
         middleware=[Middleware(FaultInjector, faults=collector.faults)],

@@ -9,7 +9,8 @@ Subcommands:
 ``tree TRACE_ID [--url URL]``
     Print one trace as an indented tree, one line per record: type, name, duration, status and, where a
     span was logged to another log stream than its parent, ``[project / log stream]``. Spans whose parent
-    has not arrived are listed after the tree. Exit status 1 when the trace is unknown.
+    has not arrived are listed after the tree; the last line is the trace's URL in the collector's trace
+    viewer. Exit status 1 when the trace is unknown.
 ``traces [--url URL] [--limit 20]``
     List the latest traces.
 
@@ -31,7 +32,7 @@ import requests
 
 from galileo._version import __version__
 
-__all__ = ["DEFAULT_DB", "DEFAULT_PORT", "default_url", "format_tree", "main"]
+__all__ = ["DEFAULT_DB", "DEFAULT_PORT", "default_url", "format_tree", "main", "viewer_url"]
 
 DEFAULT_PORT = 8088
 DEFAULT_DB = Path("~/.galileo/collector.db")
@@ -158,9 +159,16 @@ def _utf8_safe_stdout() -> None:
         sys.stdout.reconfigure(errors="replace")
 
 
+def viewer_url(url: str, trace_id: str) -> str:
+    """The trace viewer's page for one trace on the collector at ``url``."""
+    return f"{url.rstrip('/')}/traces/{trace_id}"
+
+
 def _cmd_tree(args: argparse.Namespace) -> int:
     _utf8_safe_stdout()
-    print(format_tree(_get(args.url, f"/api/traces/{args.trace_id}")))
+    tree = _get(args.url, f"/api/traces/{args.trace_id}")
+    print(format_tree(tree))
+    print(f"\nin the trace viewer: {viewer_url(args.url, str(tree.get('id') or args.trace_id))}")
     return 0
 
 
@@ -181,7 +189,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     db_path = Path(args.db).expanduser()
     db_path.parent.mkdir(parents=True, exist_ok=True)
     app = create_app(str(db_path), token_ttl=args.token_ttl, latency_ms=args.latency)
-    print(f"galileo-collector {__version__} on http://{args.host}:{args.port} (db: {db_path})", flush=True)
+    print(
+        f"galileo-collector {__version__} on http://{args.host}:{args.port} (db: {db_path});"
+        f" trace viewer: http://{args.host}:{args.port}/",
+        flush=True,
+    )
     uvicorn.run(
         app,
         host=args.host,

@@ -45,6 +45,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,8 +100,38 @@ CREATE TABLE IF NOT EXISTS records (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_trace_id ON records (trace_id);
-CREATE INDEX IF NOT EXISTS records_trace_created_at ON records (created_at) WHERE type = 'trace';
 """
+
+# Schema changes after the first release, applied in order to a database whose ``PRAGMA user_version`` is
+# below their number, each in one transaction (a database shared by two collectors is migrated once).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: what the trace viewer lists fast at any size. ``trace_services`` keeps, per trace and per
+    # (project, log stream) its records arrived with, how many spans came from there and when the first
+    # record did; a trigger maintains it on every insert (``INSERT OR IGNORE`` skips are not inserts, so a
+    # retried POST counts once). Covering partial indexes serve the newest-first trace list, filtered by
+    # project or log stream and searched by name, without reading record bodies.
+    (
+        "CREATE TABLE IF NOT EXISTS trace_services ("
+        " trace_id TEXT NOT NULL, project_id TEXT NOT NULL, log_stream_id TEXT NOT NULL,"
+        " spans INTEGER NOT NULL, first_seq INTEGER NOT NULL,"
+        " PRIMARY KEY (trace_id, project_id, log_stream_id)) WITHOUT ROWID",
+        "INSERT OR IGNORE INTO trace_services (trace_id, project_id, log_stream_id, spans, first_seq)"
+        " SELECT trace_id, project_id, COALESCE(log_stream_id, ''), SUM(type != 'trace'), MIN(seq)"
+        " FROM records GROUP BY trace_id, project_id, COALESCE(log_stream_id, '')",
+        "CREATE TRIGGER IF NOT EXISTS records_count_services AFTER INSERT ON records BEGIN"
+        " INSERT INTO trace_services (trace_id, project_id, log_stream_id, spans, first_seq)"
+        " VALUES (NEW.trace_id, NEW.project_id, COALESCE(NEW.log_stream_id, ''),"
+        " NEW.type != 'trace', NEW.seq)"
+        " ON CONFLICT DO UPDATE SET spans = spans + excluded.spans; END",
+        "CREATE INDEX IF NOT EXISTS records_traces_newest"
+        " ON records (created_at, seq, name) WHERE type = 'trace'",
+        "CREATE INDEX IF NOT EXISTS records_traces_by_project"
+        " ON records (project_id, created_at, seq, name) WHERE type = 'trace'",
+        "CREATE INDEX IF NOT EXISTS records_traces_by_log_stream"
+        " ON records (log_stream_id, created_at, seq, name) WHERE type = 'trace'",
+        "DROP INDEX IF EXISTS records_trace_created_at",
+    ),
+)
 
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|z|[+-]\d{2}:?\d{2})?$"
@@ -316,9 +347,32 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._revision = time.time_ns() // 1_000_000
         self.secret = bytes.fromhex(self._meta("jwt_secret", lambda: secrets.token_hex(32)))
         self.user_id = self._meta("user_id", lambda: str(uuid.uuid4()))
         logger.debug("collector store opened at %s", path)
+
+    def _migrate(self) -> None:
+        """Bring the schema up to ``len(_MIGRATIONS)``; see ``_MIGRATIONS``."""
+        for version, statements in enumerate(_MIGRATIONS, start=1):
+            with self._transaction() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+                    continue
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version}")
+                logger.info("collector store %s migrated to schema version %d", self.path, version)
+
+    @property
+    def revision(self) -> int:
+        """A number that changes whenever a record is stored or updated (viewers poll it to refresh)."""
+        with self._lock:
+            return self._revision
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of one read-only ``sql`` statement, run under the store's lock (the viewer's reads)."""
+        return self._query(sql, params)
 
     def close(self) -> None:
         with self._lock:
@@ -421,13 +475,15 @@ class Store:
             for r in records
         ]
         with self._transaction() as db:
-            before = db.total_changes
-            db.executemany(
+            cursor = db.executemany(
                 "INSERT OR IGNORE INTO records (id, type, trace_id, parent_id, project_id, log_stream_id,"
                 " name, created_at, is_complete, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            return db.total_changes - before
+            stored = cursor.rowcount  # direct inserts only: not the trigger's, not the ignored duplicates
+            if stored:
+                self._revision += 1
+            return stored
 
     def update_record(self, record_id: str, update: RecordUpdate, *, trace: bool) -> Record | None:
         """Apply ``update`` to the stored trace (``trace=True``) or span; None when there is no such record.
@@ -448,6 +504,7 @@ class Store:
                 (json.dumps(body, separators=(",", ":"), ensure_ascii=False), complete, record_id),
             )
             row = db.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchone()
+            self._revision += 1
         return _record(row)
 
     def get_record(self, record_id: str) -> Record | None:

@@ -119,7 +119,14 @@ def test_tree_command_prints_the_stored_trace(collector: CollectorProcess) -> No
     lines = result.stdout.splitlines()
     assert lines[0].startswith("trace  ask  3.0 ms  200  complete  [cli-")
     assert lines[0].endswith(" / svc]")
-    assert lines[1:] == ["└─ workflow  work  …  open", "   └─ llm  answer  2.5 ms  ok"]
+    assert lines[1:] == [
+        "└─ workflow  work  …  open",
+        "   └─ llm  answer  2.5 ms  ok",
+        "",
+        f"in the trace viewer: {collector.url}/traces/{trace['id']}",
+    ]
+    page = requests.get(lines[-1].split(": ", 1)[1], timeout=10)
+    assert page.status_code == 200 and f'data-trace-id="{trace["id"]}"' in page.text
 
 
 def test_tree_command_reads_galileo_api_url(collector: CollectorProcess) -> None:
@@ -176,6 +183,7 @@ def test_serve_prints_its_url_and_survives_a_restart_on_the_same_port(
     fresh_collector: CollectorProcess,
 ) -> None:
     assert f"on {fresh_collector.url} (db: {fresh_collector.db_path})" in fresh_collector.log_text()
+    assert f"trace viewer: {fresh_collector.url}/" in fresh_collector.log_text()
     fresh_collector.stop()
     fresh_collector.start()
     assert requests.get(f"{fresh_collector.url}/healthcheck", timeout=10).status_code == 200

@@ -1,13 +1,16 @@
-"""Fault injection of the collector: latency, N failures with a status and Retry-After, reset."""
+"""Fault injection of the collector: latency, N failures with a status and Retry-After, garbage answers."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import pytest
 import requests
 from collector_process import CollectorProcess
 
 from galileo import schema
+from galileo.collector._faults import MAX_BODY_SIZE
 
 
 def _post_trace(collector: CollectorProcess, project_id: str) -> requests.Response:
@@ -56,7 +59,116 @@ def test_latency_applies_to_writes_only(fresh_collector: CollectorProcess) -> No
 
 
 def test_bad_settings_are_400(collector: CollectorProcess) -> None:
-    for bad in ({"latency_ms": -1}, {"fail_status": 42}, {"nope": 1}, [1], {"paths": ["v2"]}):
+    before = requests.get(f"{collector.url}/api/faults").json()
+    bad_settings: list[tuple[Any, str]] = [
+        ({"latency_ms": -1}, "latency_ms"),
+        ({"fail_status": 42}, "fail_status"),
+        ({"nope": 1}, "nope"),
+        ([1], "JSON object"),
+        ({"paths": ["v2"]}, "paths"),
+        ({"body": 3}, "body"),
+        ({"body": ["<html>"]}, "body"),
+        ({"content_type": ""}, "content_type"),
+        ({"content_type": "text/html\r\nX-Injected: 1"}, "content_type"),
+        ({"content_type": "text/html; charset=é"}, "content_type"),
+        ({"body_size": -1}, "body_size"),
+        ({"body_size": 1.5}, "body_size"),
+        ({"body_size": True}, "body_size"),
+        ({"body_size": MAX_BODY_SIZE + 1}, "body_size"),
+        ({"fail_count": 1, "body_size": "big"}, "body_size"),  # nothing applied, not even fail_count
+    ]
+    for bad, named in bad_settings:
         answer = requests.put(f"{collector.url}/api/faults", json=bad)
         assert answer.status_code == 400, bad
-        assert answer.json()["detail"]
+        assert named in answer.json()["detail"], (bad, answer.json())
+    lone_surrogate = b'{"body": "\\ud800"}'
+    answer = requests.put(f"{collector.url}/api/faults", data=lone_surrogate)
+    assert answer.status_code == 400 and "UTF-8" in answer.json()["detail"]
+    assert requests.get(f"{collector.url}/api/faults").json() == before, "a refused change changes nothing"
+
+
+def _set(collector: CollectorProcess, **settings: Any) -> None:
+    answer = requests.put(f"{collector.url}/api/faults", json=settings)
+    assert answer.status_code == 200, answer.text
+    assert all(answer.json()[name] == value for name, value in settings.items())
+
+
+@pytest.mark.parametrize(
+    ("settings", "status", "content_type", "body"),
+    [
+        ({"fail_status": 200, "body": "garbage \u2603"}, 200, "application/json", "garbage \u2603".encode()),
+        ({"fail_status": 200, "body": "{not json"}, 200, "application/json", b"{not json"),
+        (
+            {"fail_status": 201, "body": "<h1>hello</h1>", "content_type": "text/html"},
+            201,
+            "text/html",
+            b"<h1>hello</h1>",
+        ),
+        ({"fail_status": 200, "body": ""}, 200, "application/json", b""),
+        ({"fail_status": 502, "body": "ab", "body_size": 5}, 502, "application/json", b"ababa"),
+        ({"fail_status": 200, "content_type": "text/plain"}, 200, "text/plain", b'{"detail": "injected'),
+    ],
+)
+def test_garbage_answers_for_the_next_fail_count_requests(
+    fresh_collector: CollectorProcess, settings: dict[str, Any], status: int, content_type: str, body: bytes
+) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, fail_count=2, **settings)
+    first, second, third = (_post_trace(fresh_collector, project_id) for _ in range(3))
+    for answer in (first, second):
+        assert (answer.status_code, answer.headers["content-type"]) == (status, content_type)
+        assert answer.content.startswith(body) and answer.headers["content-length"] == str(
+            len(answer.content)
+        )
+    assert third.status_code == 200 and third.json()["traces_count"] == 1, "a real answer again"
+    faults = requests.get(f"{fresh_collector.url}/api/faults").json()
+    assert (faults["injected"], faults["body"], faults["content_type"], faults["body_size"]) == (
+        2,
+        None,
+        None,
+        None,
+    )
+    stored = [r for r in fresh_collector.requests() if r["path"].startswith("/v2/")]
+    assert len(stored) == 1, "injected answers are made without handling the request"
+
+
+def test_answers_that_cannot_have_a_body_get_none(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, fail_count=2, fail_status=204, body="garbage", content_type="text/html")
+    for _ in range(2):
+        answer = _post_trace(fresh_collector, project_id)
+        assert (answer.status_code, answer.content, answer.headers["content-type"]) == (204, b"", "text/html")
+    assert _post_trace(fresh_collector, project_id).status_code == 200
+
+
+def test_garbage_answers_every_request_while_set(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, fail_status=500, body_size=5 * 1024 * 1024, content_type="text/html")
+    for _ in range(3):
+        answer = _post_trace(fresh_collector, project_id)
+        assert (answer.status_code, answer.headers["content-type"]) == (500, "text/html")
+        assert len(answer.content) == 5 * 1024 * 1024 and set(answer.content) == {ord("x")}
+    assert requests.get(f"{fresh_collector.url}/healthcheck").json()["message"] == "ok", (
+        "only /v2/ by default"
+    )
+    _set(fresh_collector, body_size=None, content_type=None)
+    assert _post_trace(fresh_collector, project_id).status_code == 200, "cleared field by field"
+    assert requests.get(f"{fresh_collector.url}/api/faults").json()["injected"] == 3
+
+
+def test_garbage_answers_on_logins_and_lookups(fresh_collector: CollectorProcess) -> None:
+    _set(
+        fresh_collector,
+        fail_status=200,
+        body="<html>login</html>",
+        content_type="text/html",
+        paths=["/login"],
+    )
+    login = requests.post(f"{fresh_collector.url}/login/api_key", json={"api_key": "k"}, timeout=10)
+    assert (login.status_code, login.text) == (200, "<html>login</html>")
+    requests.delete(f"{fresh_collector.url}/api/faults")
+    headers = fresh_collector.auth_headers()
+    _set(fresh_collector, fail_count=1, fail_status=200, body="[{", paths=["/projects"])
+    lookup = requests.get(f"{fresh_collector.url}/projects", headers=headers, timeout=10)
+    assert (lookup.status_code, lookup.text) == (200, "[{")
+    assert requests.get(f"{fresh_collector.url}/projects", headers=headers, timeout=10).json() == []

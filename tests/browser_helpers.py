@@ -1,0 +1,68 @@
+"""Browser fixtures: one headless Chromium for the session, driven by Selenium, with screenshots of failures.
+
+* ``browser`` (session): Debian's ``chromium`` with its ``chromedriver`` (``.ci/system-packages`` installs
+  them). Without them the browser tests skip, unless ``GALILEO_REQUIRE_BROWSER=1`` (set by ``.ci/run``)
+  makes that a failure: in CI they always run.
+* ``page`` (function): the shared browser, with a screenshot saved to ``test-artifacts/`` (or
+  ``$GALILEO_TEST_ARTIFACTS``) when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["ARTIFACTS", "browser", "page"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(
+    os.environ.get("GALILEO_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "test-artifacts"
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    setattr(item, f"report_{report.when}", report)  # read by ``page`` at teardown
+    return report
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
+    if missing:
+        message = f"{', '.join(missing)} not installed (run .ci/system-packages as root)"
+        if os.environ.get("GALILEO_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(argument)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield browser
+    reports = [getattr(request.node, f"report_{when}", None) for when in ("setup", "call")]
+    failed = any(report is not None and report.failed for report in reports)
+    if failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-150:]
+        browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))

@@ -1,0 +1,108 @@
+"""When the API itself is in trouble: an outage is probed, not stormed; a refused API key is one ERROR.
+
+Against a real collector subprocess: stopped (refused connections) and started again on the same port and
+database, or answering every login with 401. What a user sees is checked: how many HTTP calls the process
+made, what it logged, what arrived, and what ``galileo.stats()`` counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+import requests
+from collector_process import CollectorProcess
+from sdk_helpers import HttpSpy
+
+import galileo
+from galileo import GalileoLogger, _sender
+
+TRACES = 30
+
+
+def _log_traces(project: str) -> list[str]:
+    """TRACES distributed-mode traces of a workflow and a tool span each, flushed without waiting."""
+    ids = []
+    for i in range(TRACES):
+        logger = GalileoLogger(project=project, log_stream="outage", mode="distributed")
+        trace = logger.start_trace(input=f"q{i}", name=f"t{i}")
+        logger.add_workflow_span(input="w", name="wf")
+        logger.add_tool_span(input="x", output="y", name="tool")
+        logger.conclude(output="done", conclude_all=True)
+        logger.flush(timeout=0)
+        ids.append(trace.id)
+    return ids
+
+
+@pytest.mark.slow
+def test_an_unreachable_api_is_probed_not_stormed_and_gets_everything_when_back(
+    fresh_collector: CollectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    http_spy: HttpSpy,
+    fresh_sdk: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
+    caplog.set_level(logging.INFO, logger="galileo")
+    fresh_collector.stop()
+
+    ids = _log_traces("outage")
+    time.sleep(3.0)
+    attempts = len(http_spy.calls)
+    # Each of the 30 traces retrying on its own (backoff 0.25 s, doubling) would make well over 100 calls
+    # in 3 s; paused and probed, the API sees the first workers' failures and a probe per pause.
+    assert attempts <= 20, f"{attempts} calls to an API that is down"
+    unreachable = [r for r in caplog.records if "is unreachable" in r.getMessage()]
+    assert len(unreachable) == 1 and unreachable[0].levelno == logging.WARNING
+
+    fresh_collector.start()
+    back = time.monotonic()
+    fresh_collector.wait_for(
+        lambda: all((t := fresh_collector.trace(i)) and t["is_complete"] for i in ids), timeout=20
+    )
+    recovered_in = time.monotonic() - back
+    assert recovered_in < 10, "a probe finds the API back within the current pause (here at most ~4 s)"
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+    for trace_id in ids:
+        stored = fresh_collector.trace(trace_id)
+        assert stored is not None and [s["name"] for s in stored["spans"]] == ["wf"]
+    assert galileo.stats()["dropped"] == 0
+
+
+@pytest.mark.slow
+def test_a_refused_api_key_is_one_error_no_login_storm_and_counted_drops(
+    fresh_collector: CollectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    http_spy: HttpSpy,
+    fresh_sdk: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "sk-very-secret-key-123"
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_API_KEY", secret)
+    monkeypatch.setenv("GALILEO_RETRY_WINDOW", "1.5")
+    monkeypatch.setattr(_sender, "AUTH_PAUSE", 0.5)  # the 30 s default, shortened to see the drops
+    requests.put(
+        f"{fresh_collector.url}/api/faults",
+        json={"fail_count": 10**6, "fail_status": 401, "paths": ["/login"]},
+        timeout=5,
+    ).raise_for_status()
+    caplog.set_level(logging.DEBUG, logger="galileo")
+
+    _log_traces("bad-key")
+    fresh_collector.wait_for(lambda: galileo.stats()["queued"] == 0, timeout=15)
+
+    stats = galileo.stats()
+    records = TRACES * 4  # a trace, its two spans and its is_complete update each
+    assert stats["dropped_by_reason"] == {"auth_failed": records}, stats
+    assert stats["sent"] == 0
+    logins = http_spy.count("POST", "/login/api_key")
+    assert logins <= 12, f"{logins} logins with a refused key"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "GALILEO_API_KEY" in errors[0].getMessage() and "401" in errors[0].getMessage()
+    assert all(secret not in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("auth_failed" in w and "'dropped_by_reason'" in w for w in warnings), warnings
