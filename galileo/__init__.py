@@ -2,8 +2,9 @@
 
 The public façade. Data flows one way: a request handler calls a :class:`GalileoLogger` (which builds the
 span tree), the logger hands records to the process-wide sender (a bounded queue and worker threads), and
-the sender's transport speaks Galileo's HTTP API. With nothing configured, records go to the local
-collector (``galileo-collector serve``) at http://localhost:8088.
+the sender's transport speaks Galileo's HTTP API. Functions decorated with :func:`log` are traced without
+a logger in hand, joining the current request's trace (see :mod:`galileo.decorator`). With nothing
+configured, records go to the local collector (``galileo-collector serve``) at http://localhost:8088.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from galileo._sender import shutdown, stats
 from galileo._version import __version__
 from galileo.config import GalileoConfig
+from galileo.decorator import galileo_context, log
 from galileo.exceptions import ConfigurationError, GalileoLoggerException
 from galileo.logger import GalileoLogger
 
@@ -20,6 +22,8 @@ __all__ = [
     "GalileoLogger",
     "GalileoLoggerException",
     "__version__",
+    "galileo_context",
+    "log",
     "shutdown",
     "stats",
 ]

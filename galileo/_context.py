@@ -19,9 +19,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from galileo.config import GalileoConfig
-    from galileo.logger import GalileoLogger
+    from galileo.logger import GalileoLogger, _Open
 
-__all__ = ["Activity", "RequestState", "activity", "current_request", "request_state"]
+__all__ = [
+    "Activity",
+    "RequestState",
+    "SpanFrame",
+    "activity",
+    "current_request",
+    "request_state",
+    "span_frame",
+]
 
 
 class RequestState:
@@ -92,6 +100,32 @@ request_state: ContextVar[RequestState | None] = ContextVar("galileo_request_sta
 def current_request() -> RequestState | None:
     """The state of the request being handled in this context, or None outside any request."""
     return request_state.get()
+
+
+class SpanFrame:
+    """Where spans go in this context while a ``@log``-decorated workflow or agent call runs.
+
+    ``level`` is the open level of ``logger``'s tree the call opened (its span), ``outer`` the level that
+    span sits in, and ``base`` the logger's innermost open level (the top of its stack) when the span opened.
+    Frames are never changed once made: a decorated call sets a new one in :data:`span_frame` for its
+    duration (a generator only while its body runs) and resets it after, so tasks and threadpool calls started
+    inside it see it and nothing outside does. The logger's own ``add_*`` calls in that context nest under
+    ``level`` too, as long as the logger's stack top is still ``base`` (levels the logger opened later win).
+    """
+
+    __slots__ = ("base", "level", "logger", "outer")
+
+    def __init__(self, logger: GalileoLogger, level: _Open, base: _Open, outer: _Open) -> None:
+        self.logger = logger
+        self.level = level
+        self.base = base
+        self.outer = outer
+
+    def __repr__(self) -> str:
+        return f"<SpanFrame {self.level.id}>"
+
+
+span_frame: ContextVar[SpanFrame | None] = ContextVar("galileo_span_frame", default=None)
 
 
 class Activity:

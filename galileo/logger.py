@@ -56,7 +56,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from galileo import _sender, schema
-from galileo._context import RequestState, current_request
+from galileo._context import RequestState, SpanFrame, current_request, span_frame
 from galileo._transport import Target, get_client
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
@@ -234,7 +234,7 @@ class GalileoLogger:
         """The innermost open span's id, or the upstream parent being continued; None at a trace's root."""
         if not self._stack:
             return None
-        entry = self._stack[-1]
+        entry = self._parent_entry()
         if entry.record is None:
             return entry.id if entry.id != self._upstream_trace_id else None
         return None if isinstance(entry.record, schema.Trace) else entry.id
@@ -242,7 +242,7 @@ class GalileoLogger:
     def current_parent(self) -> schema.Record | None:
         """The innermost open record (trace, workflow or agent span); None with nothing open or upstream."""
         with self._lock:
-            return self._stack[-1].record if self._stack else None
+            return self._parent_entry().record if self._stack else None
 
     def has_active_trace(self) -> bool:
         return bool(self._stack)
@@ -554,7 +554,7 @@ class GalileoLogger:
                 return {}
             trace_id = self.trace_id
             assert trace_id is not None
-            headers = {TRACE_ID_HEADER: trace_id, PARENT_ID_HEADER: self._stack[-1].id}
+            headers = {TRACE_ID_HEADER: trace_id, PARENT_ID_HEADER: self._parent_entry().id}
             outbox = self._outbox
         if outbox is not None:
             _sender.get_sender(self._config).prioritize(outbox)
@@ -720,7 +720,7 @@ class GalileoLogger:
                 )
                 _sender.get_sender(self._config).note_dropped("no_trace")
                 return span
-            parent = self._stack[-1]
+            parent = self._parent_entry()
             if opens_level:
                 span.created_at = created_at or _utcnow()
                 span.duration_ns = duration_ns
@@ -743,6 +743,99 @@ class GalileoLogger:
             if opens_level:
                 self._stack.append(_Open(span, span.id, now))
             return span
+
+    # -- @log (galileo.decorator): spans whose levels follow the context, not this logger's stack ------------
+    def _parent_entry(self) -> _Open:
+        """The level a span added in this context goes under (``self._stack`` must not be empty).
+
+        The innermost open level, unless a ``@log`` call of this logger is running in this context (see
+        :class:`~galileo._context.SpanFrame`) and the logger opened nothing since: then that call's span.
+        """
+        top = self._stack[-1]
+        frame = span_frame.get()
+        if frame is not None and frame.logger is self and frame.base is top:
+            return frame.level
+        return top
+
+    def _add_under(
+        self,
+        span: schema.Span,
+        duration_ns: int | None,
+        created_at: _dt.datetime | None,
+        *,
+        opens_level: bool,
+    ) -> SpanFrame | None:
+        """Add ``span`` as :meth:`_add` does, under :meth:`_parent_entry`; a level it opens is not pushed.
+
+        For a workflow or agent span, returns the :class:`~galileo._context.SpanFrame` that makes it the
+        parent in one context only (``@log`` sets it in :data:`~galileo._context.span_frame`); conclude it
+        with :meth:`_conclude_record`. Returns None for a leaf, or when the span was not added (disabled, no
+        trace).
+        """
+        if self._disabled:
+            return None
+        with self._lock:
+            now = _now_ns()
+            stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+            if not stack and self._request is not None and not self._request.finalized:
+                self._open_request_trace(span.input)
+            if not stack:
+                _log.warning(
+                    "galileo: %s span %r added with no active trace: dropped", span.type, span.name or "-"
+                )
+                _sender.get_sender(self._config).note_dropped("no_trace")
+                return None
+            base = stack[-1]
+            frame = span_frame.get()
+            parent = (
+                frame.level if frame is not None and frame.logger is self and frame.base is base else base
+            )
+            if opens_level:
+                span.created_at = created_at or _utcnow()
+                span.duration_ns = duration_ns
+            else:
+                elapsed = duration_ns if duration_ns is not None else now - parent.last_ns
+                span.duration_ns = elapsed
+                wall = _utcnow()
+                if created_at is None:
+                    created_at = wall - _dt.timedelta(microseconds=elapsed // 1000)
+                span.created_at = created_at
+                parent.last_ns = now
+                parent.last_wall = max(wall, created_at)
+            if isinstance(parent.record, schema.ParentRecord):
+                parent.record.spans.append(span)
+            outbox = self._outbox_for_span() if self._config.mode == "distributed" else None
+            if outbox is not None:
+                outbox.add(span, parent.id)
+            if opens_level:
+                return SpanFrame(self, _Open(span, span.id, now), base, parent)
+            return None
+
+    def _conclude_record(self, frame: SpanFrame, output: Any, status_code: int | None) -> None:
+        """Conclude the span ``frame`` opened (see :meth:`_add_under`) as :meth:`conclude` closes a level."""
+        if self._disabled:
+            return
+        with self._lock:
+            entry = frame.level
+            record = entry.record
+            assert record is not None
+            now = _now_ns()
+            kind = record.type
+            if output is None and record.output is None:
+                children = getattr(record, "spans", None)
+                if children:
+                    output = children[-1].output
+            if output is not None:
+                record.output = self._policy.output(kind, output)
+                record.redacted_output = self._redacted(kind, "output", output, None)
+            if record.duration_ns is None:
+                record.duration_ns = now - entry.start_ns
+            if status_code is not None:
+                record.status_code = status_code
+            frame.outer.last_ns = now
+            frame.outer.last_wall = _utcnow()
+            if self._config.mode == "distributed" and self._outbox is not None:
+                self._outbox.conclude(record.id)
 
     def _outbox_for_span(self) -> _sender.TraceOutbox | None:
         if self._outbox is None and self._upstream_trace_id is not None:

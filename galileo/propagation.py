@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from galileo._context import RequestState, current_request
+from galileo._context import RequestState, current_request, span_frame
 
 if TYPE_CHECKING:
     from galileo.logger import GalileoLogger
@@ -140,9 +140,14 @@ RequestState.parse_headers = staticmethod(parse_trace_headers)
 def tracing_headers(logger: GalileoLogger | None = None) -> dict[str, str]:
     """The headers that continue the current trace in a service you call; {} when there is none.
 
-    ``logger`` defaults to the current request's logger (through ``TracingMiddleware``). Never raises.
+    ``logger`` defaults to the logger of the ``@log``-decorated workflow or agent call running in this
+    context (its span is the parent), else the current request's logger (through ``TracingMiddleware``).
+    Never raises.
     """
     try:
+        frame = span_frame.get() if logger is None else None
+        if frame is not None:
+            logger = frame.logger
         if logger is None:
             state = current_request()
             if state is None:

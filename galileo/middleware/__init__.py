@@ -22,6 +22,9 @@ under a new trace named ``METHOD route`` when there are none::
 Calling another service? Pass ``headers=logger.get_tracing_headers()`` (or
 :func:`galileo.propagation.tracing_headers`) so its spans land under yours.
 
+No logger in hand? Functions decorated with :func:`galileo.log` join the request's trace as well, under the
+current parent (see :mod:`galileo.decorator`).
+
 - ``get_request_logger()`` returns the same distributed-mode logger for the whole request, across
   ``await``, gathered tasks and threadpool calls (sync endpoints), whatever GALILEO_MODE says.
 - Without trace headers the logger opens its trace at the first span (``logger.trace_id`` is None before);
