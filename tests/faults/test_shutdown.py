@@ -274,4 +274,4 @@ def test_a_script_that_ends_without_flushing_delivers_its_batch_traces(
     collector_env: CollectorProcess, tmp_path: Path
 ) -> None:
     (_, _, unflushed), _, stderr = _run_script(collector_env, tmp_path)
-    assert collector_env.trace(unflushed) is not None, f"the unflushed batch trace was not delivered:\n{stderr}"
+    assert collector_env.trace(unflushed) is not None, f"the unflushed batch trace is lost:\n{stderr}"
