@@ -23,7 +23,8 @@ registered. The sender takes the inbox in under its lock whenever it looks at th
 request, after settling one), and an outbox goes idle only once its inbox is empty, rechecked after the flag
 is cleared, so no event is ever left behind. Records count against the queue bound when taken in: at once
 for an outbox's first record, at the latest every :data:`INBOX_MAX` events, and at once for an outbox
-backing off or waiting out an outage, which takes no events without the lock. A request handler thus pays
+backing off or waiting out an outage, which takes no events without the lock, and once the queue is near its
+bound. A request handler thus pays
 one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
 
 When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
@@ -256,8 +257,10 @@ class TraceOutbox(Outbox):
         inbox = self.inbox
         inbox.append((kind, a, b))
         # Read after the append: if the sender still holds the outbox here, it takes the event in later.
-        if not self.held or len(inbox) >= INBOX_MAX:
-            self.sender._hand_over(self)
+        # Near the queue's bound, records go through the lock at once, to be counted (or turned away).
+        sender = self.sender
+        if not self.held or len(inbox) >= INBOX_MAX or sender._pending + len(inbox) >= sender.queue_size:
+            sender._hand_over(self)
 
     # -- taking the events in (under the lock) ------------------------------------------------------------
     def intake(self) -> None:
