@@ -469,10 +469,16 @@ def _current_logger() -> GalileoLogger:
     if scope is not None and scope.logger is not None and scope.request is request:
         return scope.logger
     if request is not None:
-        from galileo.middleware._request import get_request_logger
-
-        return get_request_logger()
+        return _request_logger()()
     return _context_logger(None, None, None)
+
+
+@functools.cache
+def _request_logger() -> Callable[[], GalileoLogger]:
+    """``get_request_logger``, imported on first use (galileo.middleware imports Starlette)."""
+    from galileo.middleware._request import get_request_logger
+
+    return get_request_logger
 
 
 # -- one decorated call -------------------------------------------------------------------------------------
@@ -583,8 +589,12 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
         call.activate()
         if spec.opens_level:
             now = _utcnow()
+            kind = spec.kind  # a level opens without an output: only the input to shape
             span = spec.cls(
-                **logger._payload(spec.kind, call.input, None, None, None), name=spec.name, created_at=now
+                input=logger._policy.input(kind, call.input),
+                redacted_input=logger._redacted(kind, "input", call.input, None),
+                name=spec.name,
+                created_at=now,
             )
             call.frame = logger._add_under(span, None, now, opens_level=True)
             if call.frame is not None:
