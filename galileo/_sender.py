@@ -100,7 +100,7 @@ LINGER = 0.005
 #: handlers, and a long or never-ending stream of requests only delays records by this much.
 YIELD_CAP = 0.05
 #: Events a logger appends to an outbox the sender holds before it takes the lock to hand them over.
-INBOX_MAX = 64
+INBOX_MAX = 256
 #: At most this many records in one request body.
 MAX_RECORDS_PER_REQUEST = 500
 #: Drops and failures are reported at WARNING at most once per this many seconds.

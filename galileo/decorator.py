@@ -469,7 +469,7 @@ def _current_logger() -> GalileoLogger:
     if scope is not None and scope.logger is not None and scope.request is request:
         return scope.logger
     if request is not None:
-        return _request_logger()()
+        return request.logger or _request_logger()()
     return _context_logger(None, None, None)
 
 
@@ -586,7 +586,8 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
                     logger.start_trace(input=call.input, name=spec.name)
                 finally:
                     logger._trees.reset(token)
-        call.activate()
+        if call.tree is not None:
+            call.activate()  # the trace this call started (its span frame is set below)
         if spec.opens_level:
             now = _utcnow()
             kind = spec.kind  # a level opens without an output: only the input to shape
