@@ -119,3 +119,21 @@ def test_permanent_rejections_are_not_retried_but_counted_and_logged(
     assert sdk_env.trace(trace.id) is None
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert reason in warning and logged in warning
+
+
+def test_a_timeout_is_retried_once_the_backend_answers_in_time(
+    sdk_env: CollectorProcess, http_spy: HttpSpy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALILEO_TIMEOUT", "0.5")
+    logger, _ = _one_trace(mode="distributed")  # its first send logs in and looks up, with no latency yet
+    sdk_env.wait_for(lambda: _writes(http_spy), timeout=10)
+    logger.start_trace(input="q", name="late")
+    logger.conclude(output="a")
+    _inject(sdk_env, latency_ms=2000)  # writes answer after the client stopped waiting
+    logger.flush(timeout=0)
+    sdk_env.wait_for(lambda: any(s is None for _, s in _writes(http_spy)), timeout=10)
+    _inject(sdk_env, latency_ms=0)
+    assert logger.flush(timeout=15).pending == 0
+    statuses = [s for _, s in _writes(http_spy)]
+    assert None in statuses and statuses[-1] == 200, statuses  # None: no answer (the timeout)
+    assert galileo.stats()["retried"] >= 1
