@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import requests
+import urllib3
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, start_collector
@@ -44,25 +44,25 @@ from galileo.middleware import TracingMiddleware
 
 
 class _CallerThreadSpy:
-    """Counts requests.Session calls made on threads other than the sender's (delegating to the real one)."""
+    """Counts the SDK's HTTP calls (its urllib3 pool) made on threads other than the sender's."""
 
     def __init__(self) -> None:
         self.on_caller = 0
-        self._real = requests.Session.request
+        self._real = urllib3.PoolManager.urlopen
 
     def __enter__(self) -> _CallerThreadSpy:
         spy, real = self, self._real
 
-        def request(session: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        def request(pool: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             if not threading.current_thread().name.startswith("galileo-sender-"):
                 spy.on_caller += 1
-            return real(session, method, url, *args, **kwargs)
+            return real(pool, method, url, *args, **kwargs)
 
-        requests.Session.request = request  # type: ignore[method-assign]
+        urllib3.PoolManager.urlopen = request  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        requests.Session.request = self._real  # type: ignore[method-assign]
+        urllib3.PoolManager.urlopen = self._real  # type: ignore[method-assign]
 
 
 #: Nested calls per trace: a trace of a few hundred spans is already a big one.

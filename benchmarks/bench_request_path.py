@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
+import urllib3
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -52,31 +52,31 @@ _REQUEST_PREFIXES = ("uvicorn-", "AnyIO worker")
 
 
 class _NetworkSpy:
-    """Counts requests.Session calls per thread kind (delegating to the real thing)."""
+    """Counts the SDK's HTTP calls (its urllib3 pool) per thread kind (delegating to the real thing)."""
 
     def __init__(self) -> None:
         self.on_request_path = 0
         self.on_sender = 0
         self._lock = threading.Lock()
-        self._real = requests.Session.request
+        self._real = urllib3.PoolManager.urlopen
 
     def install(self) -> None:
         spy = self
         real = self._real
 
-        def request(session: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        def request(pool: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             name = threading.current_thread().name
             with spy._lock:
                 if name.startswith(_SENDER_PREFIX):
                     spy.on_sender += 1
                 elif name.startswith(_REQUEST_PREFIXES):
                     spy.on_request_path += 1
-            return real(session, method, url, *args, **kwargs)
+            return real(pool, method, url, *args, **kwargs)
 
-        requests.Session.request = request  # type: ignore[method-assign]
+        urllib3.PoolManager.urlopen = request  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
-        requests.Session.request = self._real  # type: ignore[method-assign]
+        urllib3.PoolManager.urlopen = self._real  # type: ignore[method-assign]
 
 
 def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette]:

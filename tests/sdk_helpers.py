@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
-import requests
+import urllib3
 
 from galileo import _sender, _transport
 
@@ -40,6 +40,7 @@ class Call:
     url: str
     status: int | None
     started: float = 0.0  # time.monotonic() when the call began
+    headers: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -63,23 +64,33 @@ class HttpSpy:
 
 @pytest.fixture
 def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
+    """Every HTTP call the SDK makes (its transport's urllib3 pool; delegating to the real thing)."""
     spy = HttpSpy()
-    real = requests.Session.request
+    real = urllib3.PoolManager.urlopen
 
-    def request(
-        self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
+    def urlopen(
+        self: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> urllib3.BaseHTTPResponse:
         status = None
         started = time.monotonic()
         try:
             response = real(self, method, url, *args, **kwargs)
-            status = response.status_code
+            status = response.status
             return response
         finally:
             with spy.lock:
-                spy.calls.append(Call(threading.current_thread().name, method, url, status, started))
+                spy.calls.append(
+                    Call(
+                        threading.current_thread().name,
+                        method,
+                        url,
+                        status,
+                        started,
+                        dict(kwargs.get("headers") or {}),
+                    )
+                )
 
-    monkeypatch.setattr(requests.Session, "request", request)
+    monkeypatch.setattr(urllib3.PoolManager, "urlopen", urlopen)
     yield spy
 
 
