@@ -21,9 +21,9 @@ Meanwhile this process samples every half second the records stored by the colle
 read directly), ``galileo.stats()["queued"]`` and ``threading.active_count()``. Printed per phase:
 
 - delivered rec/s: records stored during the measuring window (after the warm-up) ÷ its length, and its
-  ratio to the ceiling (goal ≥ 3x). The ceiling: one thread, one ``requests.Session``
-  (``galileo._transport.Client.write``: the SDK's own transport and body shapes), one span per
-  ``POST /spans``, to the same collector, for ``--ceiling`` seconds, measured before and after the paced
+  ratio to the ceiling (goal ≥ 3x). The ceiling: one thread, one ``requests.Session`` (with the SDK's
+  body shapes; the SDK's client only logs in and resolves the ids), one span per ``POST /spans``, to the
+  same collector, for ``--ceiling`` seconds, measured before and after the paced
   phase (the ratio is against the higher of the two);
 - the largest ``queued`` sampled against the configured bound (GALILEO_QUEUE_SIZE, default 10000), how
   long the sender took to settle after the load, records stored in all (by type) against records logged,
@@ -56,6 +56,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -207,16 +208,25 @@ def _loadgen_main(port: int, connections: int, seconds: float, rate: float) -> N
 
 
 def _ceiling(client: Client, seconds: float) -> tuple[float, int, int]:
-    """(records/s delivered, POSTs acknowledged, POSTs failed) over ``seconds``, one span per POST."""
+    """(records/s delivered, POSTs acknowledged, POSTs failed) over ``seconds``, one span per POST, sent by
+    one thread through one ``requests.Session`` (the SDK's client only logs in and resolves the ids)."""
     target = Target(project="bench", project_id=None, log_stream=_CEILING_STREAM, log_stream_id=None)
     trace_id = schema.new_id()
+    ids = client.resolve(target)
+    url = f"{client.api_url}/v2/projects/{ids.project_id}/spans"
+    session = requests.Session()
+    session.headers.update(
+        {"Authorization": f"Bearer {client._current_token()}", "Content-Type": "application/json"}
+    )
 
     def post() -> bool:
         span = schema.ToolSpan(input="ephemeris(jupiter, step=0)", output=_ANSWER, name="tool-0")
-        body = schema.spans_ingest_body([span], trace_id=trace_id, parent_id=trace_id, log_stream_id=None)
-        return client.write("POST", target, "/spans", body).outcome.value == "ok"
+        body = schema.spans_ingest_body(
+            [span], trace_id=trace_id, parent_id=trace_id, log_stream_id=ids.log_stream_id
+        )
+        return session.post(url, data=json.dumps(body, default=str).encode(), timeout=10).ok
 
-    post()  # login, project and log stream resolution
+    post()
     ok = failed = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -224,6 +234,7 @@ def _ceiling(client: Client, seconds: float) -> tuple[float, int, int]:
             ok += 1
         else:
             failed += 1
+    session.close()
     return ok / (time.perf_counter() - started), ok, failed
 
 
