@@ -511,6 +511,29 @@ class GalileoLogger:
         entry = self._stack.pop()
         record = entry.record
         assert record is not None
+        now = self._finish(entry, output, redacted_output, duration_ns, status_code)
+        if self._stack:
+            self._stack[-1].last_ns = now
+            self._stack[-1].last_wall = _utcnow()
+        if self.mode == "distributed" and self._outbox is not None:
+            if isinstance(record, schema.Trace):
+                self._outbox.complete(record)
+                self._outbox = None
+            else:
+                self._outbox.conclude(record.id)
+
+    def _finish(
+        self,
+        entry: _Open,
+        output: Any,
+        redacted_output: Any,
+        duration_ns: int | None,
+        status_code: int | None,
+    ) -> int:
+        """Give a level's record its final output (its last child's when none), duration and status; the
+        time it was concluded (``_now_ns``) is returned."""
+        record = entry.record
+        assert record is not None
         now = _now_ns()
         kind = record.type
         if output is None and record.output is None:
@@ -526,15 +549,7 @@ class GalileoLogger:
             record.duration_ns = duration_ns
         if status_code is not None:
             record.status_code = status_code
-        if self._stack:
-            self._stack[-1].last_ns = now
-            self._stack[-1].last_wall = _utcnow()
-        if self.mode == "distributed" and self._outbox is not None:
-            if isinstance(record, schema.Trace):
-                self._outbox.complete(record)
-                self._outbox = None
-            else:
-                self._outbox.conclude(record.id)
+        return now
 
     def get_tracing_headers(self) -> dict[str, str]:
         """Headers that make a downstream service continue this trace under the current parent.
@@ -816,22 +831,9 @@ class GalileoLogger:
         if self._disabled:
             return
         with self._lock:
-            entry = frame.level
-            record = entry.record
+            record = frame.level.record
             assert record is not None
-            now = _now_ns()
-            kind = record.type
-            if output is None and record.output is None:
-                children = getattr(record, "spans", None)
-                if children:
-                    output = children[-1].output
-            if output is not None:
-                record.output = self._policy.output(kind, output)
-                record.redacted_output = self._redacted(kind, "output", output, None)
-            if record.duration_ns is None:
-                record.duration_ns = now - entry.start_ns
-            if status_code is not None:
-                record.status_code = status_code
+            now = self._finish(frame.level, output, None, None, status_code)
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
             if self._config.mode == "distributed" and self._outbox is not None:
