@@ -6,17 +6,12 @@ import os
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 from collector_process import CollectorProcess
-from starlette.exceptions import StarletteDeprecationWarning
-
-with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from starlette.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

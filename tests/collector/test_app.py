@@ -11,7 +11,6 @@ import base64
 import json
 import time
 import uuid
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,12 @@ from typing import Any
 import pytest
 import requests
 from collector_process import GOLDEN_DIR, REPO_ROOT, SHARED_API_DIR, CollectorProcess, golden_writes
-from starlette.exceptions import StarletteDeprecationWarning
+from starlette.testclient import TestClient
 
 from galileo import __version__
 from galileo.collector import _auth, create_app
 from galileo.collector._validation import ROOTS, load_schema_document, validate
 from galileo.collector.cli import format_tree
-
-with warnings.catch_warnings():
-    # Starlette's TestClient warns at import time when it runs on httpx rather than httpx2.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 Headers = dict[str, str]
 needs_golden = pytest.mark.skipif(

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import re
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.exceptions import StarletteDeprecationWarning
+from starlette.testclient import TestClient
 
 from galileo.collector import create_app
 from galileo.collector.viewer import pages
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 
 def _id() -> str:

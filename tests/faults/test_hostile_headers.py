@@ -12,7 +12,6 @@ under that trace and parent; otherwise the request opens a new trace of its own,
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,17 +20,13 @@ from collector_process import CollectorProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
-from starlette.exceptions import StarletteDeprecationWarning
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
-
-with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.slow
 

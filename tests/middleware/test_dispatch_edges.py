@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from collector_process import CollectorProcess
 from fastapi import BackgroundTasks, FastAPI
-from starlette.exceptions import StarletteDeprecationWarning
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.testclient import TestClient
 
 import galileo
 from galileo import propagation
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
-
-with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,20 +18,16 @@ from fastapi import FastAPI
 from sdk_helpers import serve, tree_lines
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import StarletteDeprecationWarning
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 import galileo
 from galileo import galileo_context, log
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
 from galileo.propagation import tracing_headers
-
-with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from two_services import make_gateway_app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,20 +15,16 @@ from sdk_helpers import HttpSpy, tree_lines
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import StarletteDeprecationWarning
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 import galileo
 from galileo import propagation
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
-
-with warnings.catch_warnings():  # Starlette's TestClient warns at import when it runs on httpx
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 TRACE = str(uuid.uuid4())
 PARENT = str(uuid.uuid4())
