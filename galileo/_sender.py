@@ -896,6 +896,10 @@ class Sender:
         if isinstance(outbox, TraceOutbox):
             outbox.held = False  # waiting out an outage: new records count against the bound as they come
 
+    def _down(self, client: Client) -> bool:
+        health = self._health.get(client)
+        return health is not None and health.down_since is not None
+
     def _observe(self, client: Client, result: Result, now: float) -> None:
         """Learn from one exchange with ``client``'s API (under the lock)."""
         health = self._health.get(client)
@@ -1015,9 +1019,15 @@ class Sender:
             return busy, sum(ob.pending() for ob in busy)
 
     def drain(self, timeout: float | None) -> int:
-        """Wait until every outbox is idle (bounded); return the records still pending, then report."""
+        """Wait until every outbox is idle (bounded); return the records still pending, then report.
+
+        When every API with something pending is down (paused after failing again and again), nothing could
+        go in time: what is pending is given up at once rather than after ``timeout``, so a service (or a
+        test suite's app) does not wait at every shutdown for a backend that is not there."""
         with self._lock:
             boxes = list(self._outboxes)
+            if boxes and all(self._down(ob.client) for ob in boxes):
+                timeout = 0  # the API is down (see _observe): waiting would only delay the exit
         pending = self.wait(boxes, timeout)
         with self._lock:
             if pending:  # what has not gone yet never will: say so (requests in flight stay "queued")

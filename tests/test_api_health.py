@@ -106,3 +106,18 @@ def test_a_refused_api_key_is_one_error_no_login_storm_and_counted_drops(
     assert all(secret not in r.getMessage() for r in caplog.records)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("auth_failed" in w and "'dropped_by_reason'" in w for w in warnings), warnings
+
+
+def test_a_shutdown_gives_up_at_once_when_the_api_is_down(
+    fresh_collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch, fresh_sdk: None
+) -> None:
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
+    fresh_collector.stop()
+    _log_traces("down-at-exit")
+    fresh_collector.wait_for(lambda: galileo.stats()["retried"] >= _sender.OUTAGE_AFTER, timeout=10)
+    started = time.monotonic()
+    undelivered = galileo.shutdown(timeout=30)
+    assert time.monotonic() - started < 2, "no waiting for an API known to be down"
+    assert undelivered == galileo.stats()["dropped"] == TRACES * 3
+    assert galileo.stats()["dropped_by_reason"] == {"shutdown_timeout": TRACES * 3}
