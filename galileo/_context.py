@@ -40,14 +40,17 @@ class RequestState:
     it (and a malformed header is reported only when it matters).
     """
 
-    __slots__ = ("_ids", "config_source", "finalized", "logger", "scope")
+    __slots__ = ("_ids", "_send", "config_source", "finalized", "logger", "scope", "status")
 
     #: The header parser, ``(raw ASGI headers) -> (trace_id, parent_id)``; set by :mod:`galileo.propagation`.
     parse_headers: ClassVar[Callable[[Iterable[tuple[bytes, bytes]]], tuple[str | None, str | None]]]
 
-    def __init__(self, scope: MutableMapping[str, Any], config_source: Any = None) -> None:
+    def __init__(self, scope: MutableMapping[str, Any], config_source: Any = None, send: Any = None) -> None:
         #: The ASGI scope (method, path, headers and, after routing, the matched route).
         self.scope = scope
+        #: The response's status, once sent through :meth:`send_status` (500 until then).
+        self.status = 500
+        self._send = send
         #: Where the request logger's configuration comes from (the middleware's per-app settings).
         self.config_source = config_source
         self.logger: GalileoLogger | None = None
@@ -56,6 +59,12 @@ class RequestState:
 
     def __repr__(self) -> str:
         return f"<RequestState {self.method} {self.path}>"
+
+    def send_status(self, message: MutableMapping[str, Any]) -> Any:
+        """The ASGI ``send`` given to the app: notes the response's status, hands back send's awaitable."""
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        return self._send(message)
 
     def _context(self) -> tuple[str | None, str | None]:
         ids = self._ids

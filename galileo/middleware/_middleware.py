@@ -128,6 +128,32 @@ class TracingMiddleware(BaseHTTPMiddleware):
             # which ends the process without running atexit hooks: this is the last moment to send.
             await self.app(scope, receive, _drain_on_shutdown(send) if scope["type"] == "lifespan" else send)
             return
+        activity.active += 1
+        if not self._fast:
+            await self._dispatch_path(scope, receive, send)
+            return
+        # The request's state notes the status sent (its bound method is the app's send: no closure).
+        state = RequestState(scope, self._config_source, send)  # _new_state(), inlined
+        token = request_state.set(state)
+        try:
+            await self.app(scope, receive, state.send_status)
+        except BaseException:
+            state.status = 500
+            raise
+        finally:
+            request_state.reset(token)
+            if state.logger is None:  # nothing to finalise: mark it done (later loggers are no-ops)
+                state.finalized = True
+                if state.logger is not None:  # read again: a thread may have created it meanwhile
+                    finalize_request(state, state.status)
+            else:
+                finalize_request(state, state.status)
+            activity.active -= 1  # _request_done(), inlined: this path is timed in microseconds
+            if activity.holding and not activity.active and activity.on_idle is not None:
+                activity.on_idle()
+
+    async def _dispatch_path(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``BaseHTTPMiddleware.__call__`` (running :meth:`dispatch`), then finalisation with the status."""
         status = 500
 
         def send_status(message: Message) -> Awaitable[None]:
@@ -137,37 +163,16 @@ class TracingMiddleware(BaseHTTPMiddleware):
                 status = message["status"]
             return send(message)
 
-        activity.active += 1
-        if not self._fast:
-            try:
-                await super().__call__(scope, receive, send_status)
-            except BaseException:
-                status = 500
-                raise
-            finally:
-                state = scope.pop(_STATE_KEY, None)
-                if state is not None:
-                    finalize_request(state, status)
-                _request_done()
-            return
-        state = RequestState(scope, self._config_source)  # _new_state(), inlined
-        token = request_state.set(state)
         try:
-            await self.app(scope, receive, send_status)
+            await super().__call__(scope, receive, send_status)
         except BaseException:
             status = 500
             raise
         finally:
-            request_state.reset(token)
-            if state.logger is None:  # nothing to finalise: mark it done (later loggers are no-ops)
-                state.finalized = True
-                if state.logger is not None:  # read again: a thread may have created it meanwhile
-                    finalize_request(state, status)
-            else:
+            state = scope.pop(_STATE_KEY, None)
+            if state is not None:
                 finalize_request(state, status)
-            activity.active -= 1  # _request_done(), inlined: this path is timed in microseconds
-            if activity.holding and not activity.active and activity.on_idle is not None:
-                activity.on_idle()
+            _request_done()
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Set the request's trace context around ``call_next``; the logger is finalised after the response.
