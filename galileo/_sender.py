@@ -36,6 +36,9 @@ all. Records still waiting when their retry window ends are given up and counted
 is unreachable (one ERROR when it refuses the API key) and one INFO line says when it answers again.
 
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
+While requests are in flight (TracingMiddleware counts them) records yield to them for up to
+:data:`YIELD_CAP`, and no worker is woken for them unless none would wake within that cap anyway: every
+wake-up is a hand-over of the interpreter taken from a handler. The last request out wakes a worker.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
 connection errors, timeouts, and a parent the server has not seen yet) are retried with exponential backoff
