@@ -69,7 +69,7 @@ _log = logging.getLogger("galileo")
 #: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
 DEFAULT_FLUSH_TIMEOUT = 30.0
 
-_S = TypeVar("_S", bound=schema.Record)
+_S = TypeVar("_S", bound=schema.Span)
 
 
 def _now_ns() -> int:
@@ -724,49 +724,69 @@ class GalileoLogger:
         if self._disabled:
             return span
         with self._lock:
-            now = _now_ns()
-            if not self._stack and self._request is not None and not self._request.finalized:
-                self._open_request_trace(span.input)
-            if not self._stack:
-                _log.warning(
-                    "galileo: %s span %r added with no active trace: call start_trace() first; dropped",
-                    span.type,
-                    span.name,
-                )
-                _sender.get_sender(self._config).note_dropped("no_trace")
-                return span
-            parent = self._parent_entry()
-            if opens_level:
-                span.created_at = created_at or _utcnow()
-                span.duration_ns = duration_ns
-            else:
-                elapsed = duration_ns if duration_ns is not None else now - parent.last_ns
-                span.duration_ns = elapsed
-                wall = _utcnow()
-                if created_at is None:
-                    created_at = wall - _dt.timedelta(microseconds=elapsed // 1000)
-                    if parent.last_wall is not None:  # never before its parent or its previous sibling
-                        created_at = max(created_at, parent.last_wall)
-                span.created_at = created_at
-                parent.last_ns = now
-                parent.last_wall = max(wall, created_at)
-            if isinstance(parent.record, schema.ParentRecord):
-                parent.record.spans.append(span)  # type: ignore[arg-type]  # _S is always a Span here
-            outbox = self._outbox_for_span() if self.mode == "distributed" else None
-            if outbox is not None:
-                outbox.add(span, parent.id)
-            if opens_level:
-                self._stack.append(_Open(span, span.id, now))
+            placed = self._place(span, duration_ns, created_at, opens_level=opens_level)
+            if placed is not None and opens_level:
+                self._stack.append(_Open(span, span.id, placed[2]))
             return span
+
+    def _place(
+        self,
+        span: schema.Span,
+        duration_ns: int | None,
+        created_at: _dt.datetime | None,
+        *,
+        opens_level: bool,
+    ) -> tuple[_Open, _Open, int] | None:
+        """Put ``span`` under the current parent (under the lock): time it, attach it, hand it to the sender.
+
+        Returns (the innermost open level, the parent it went under, the time) — the parent differs from the
+        level while a ``@log`` call runs in this context (see :meth:`_parent_entry`) — or None when there is
+        no trace to add it to (logged and counted). Pushing a level it opens is the caller's business.
+        """
+        now = _now_ns()
+        stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+        if not stack and self._request is not None and not self._request.finalized:
+            self._open_request_trace(span.input)
+        if not stack:
+            _log.warning(
+                "galileo: %s span %r added with no active trace: call start_trace() first; dropped",
+                span.type,
+                span.name,
+            )
+            _sender.get_sender(self._config).note_dropped("no_trace")
+            return None
+        base = stack[-1]
+        parent = self._parent_under(base)
+        if opens_level:
+            span.created_at = created_at or _utcnow()
+            span.duration_ns = duration_ns
+        else:
+            elapsed = duration_ns if duration_ns is not None else now - parent.last_ns
+            span.duration_ns = elapsed
+            wall = _utcnow()
+            if created_at is None:
+                created_at = wall - _dt.timedelta(microseconds=elapsed // 1000)
+                if parent.last_wall is not None:  # never before its parent or its previous sibling
+                    created_at = max(created_at, parent.last_wall)
+            span.created_at = created_at
+            parent.last_ns = now
+            parent.last_wall = max(wall, created_at)
+        if isinstance(parent.record, schema.ParentRecord):
+            parent.record.spans.append(span)
+        outbox = self._outbox_for_span() if self._config.mode == "distributed" else None
+        if outbox is not None:
+            outbox.add(span, parent.id)
+        return base, parent, now
 
     # -- @log (galileo.decorator): spans whose levels follow the context, not this logger's stack ------------
     def _parent_entry(self) -> _Open:
-        """The level a span added in this context goes under (``self._stack`` must not be empty).
+        """The level a span added in this context goes under (``self._stack`` must not be empty)."""
+        return self._parent_under(self._stack[-1])
 
-        The innermost open level, unless a ``@log`` call of this logger is running in this context (see
-        :class:`~galileo._context.SpanFrame`) and the logger opened nothing since: then that call's span.
+    def _parent_under(self, top: _Open) -> _Open:
+        """``top``, the innermost open level, unless a ``@log`` call of this logger is running in this context
+        (see :class:`~galileo._context.SpanFrame`) and the logger opened nothing since: then that call's span.
         """
-        top = self._stack[-1]
         frame = span_frame.get()
         if frame is not None and frame.logger is self and frame.base is top:
             return frame.level
@@ -790,41 +810,11 @@ class GalileoLogger:
         if self._disabled:
             return None
         with self._lock:
-            now = _now_ns()
-            stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
-            if not stack and self._request is not None and not self._request.finalized:
-                self._open_request_trace(span.input)
-            if not stack:
-                _log.warning(
-                    "galileo: %s span %r added with no active trace: dropped", span.type, span.name or "-"
-                )
-                _sender.get_sender(self._config).note_dropped("no_trace")
+            placed = self._place(span, duration_ns, created_at, opens_level=opens_level)
+            if placed is None or not opens_level:
                 return None
-            base = stack[-1]
-            frame = span_frame.get()
-            parent = (
-                frame.level if frame is not None and frame.logger is self and frame.base is base else base
-            )
-            if opens_level:
-                span.created_at = created_at or _utcnow()
-                span.duration_ns = duration_ns
-            else:
-                elapsed = duration_ns if duration_ns is not None else now - parent.last_ns
-                span.duration_ns = elapsed
-                wall = _utcnow()
-                if created_at is None:
-                    created_at = wall - _dt.timedelta(microseconds=elapsed // 1000)
-                span.created_at = created_at
-                parent.last_ns = now
-                parent.last_wall = max(wall, created_at)
-            if isinstance(parent.record, schema.ParentRecord):
-                parent.record.spans.append(span)
-            outbox = self._outbox_for_span() if self._config.mode == "distributed" else None
-            if outbox is not None:
-                outbox.add(span, parent.id)
-            if opens_level:
-                return SpanFrame(self, _Open(span, span.id, now), base, parent)
-            return None
+            base, parent, now = placed
+            return SpanFrame(self, _Open(span, span.id, now), base, parent)
 
     def _conclude_record(self, frame: SpanFrame, output: Any, status_code: int | None) -> None:
         """Conclude the span ``frame`` opened (see :meth:`_add_under`) as :meth:`conclude` closes a level."""
