@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import statistics
 import sys
@@ -25,6 +26,7 @@ __all__ = [
     "cpu_seconds",
     "last_record_seq",
     "median",
+    "next_response",
     "percentile",
     "sender_settled",
     "serve",
@@ -131,3 +133,19 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+
+
+def next_response(buffer: bytes) -> tuple[bool | None, bytes]:
+    """The first whole HTTP/1.1 response in ``buffer`` (for the raw-socket load generators): whether its
+    status is 200, and what follows it; ``(None, buffer)`` while it is incomplete."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None, buffer
+    match = _CONTENT_LENGTH.search(buffer, 0, end + 2)
+    total = end + 4 + (int(match.group(1)) if match else 0)
+    if len(buffer) < total:
+        return None, buffer
+    return buffer[9:12] == b"200", buffer[total:]

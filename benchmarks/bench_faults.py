@@ -45,12 +45,10 @@ from typing import Any
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median, percentile, sender_settled, serve, start_collector, stored_records
-from bench_request_path import _apps, _load, _split_cpus
+from _common import median, percentile, sender_settled, serve, stored_records
+from bench_request_path import _apps, _load, sdk_backend
 
 import galileo
-from galileo import _sender
-from galileo.middleware import _request
 
 #: Records each seed request logs: the request's trace (opened at the first span) and its workflow span.
 RECORDS_PER_REQUEST = 2
@@ -112,21 +110,7 @@ def _wait_settled(deadline_s: float) -> float | None:
 
 def run(scenario: Scenario, clients: int, per_client: int, rounds: int, rate: float) -> Outcome:
     out = Outcome(scenario)
-    _sender.reset(timeout=5)  # a fresh sender: this run's counters only
-    split = _split_cpus()
-    stream = f"faults-{scenario.name.replace(' ', '-')}"
-    with start_collector() as collector:
-        if split is not None:
-            assert collector.pid is not None
-            os.sched_setaffinity(collector.pid, split[1])
-            os.sched_setaffinity(0, split[0])
-        _request.reset()  # request loggers resolve their configuration once per process: read it again
-        os.environ.update(
-            GALILEO_API_URL=collector.url,
-            GALILEO_API_KEY="bench",
-            GALILEO_PROJECT="bench",
-            GALILEO_LOG_STREAM=stream,
-        )
+    with sdk_backend(f"faults-{scenario.name.replace(' ', '-')}") as collector:
         if scenario.retry_window is None:
             os.environ.pop("GALILEO_RETRY_WINDOW", None)
         else:

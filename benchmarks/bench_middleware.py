@@ -42,7 +42,6 @@ import contextlib
 import gc
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -60,7 +59,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import median, serve
+from _common import median, next_response, serve
 
 from galileo.middleware import TracingMiddleware
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER, parse_trace_headers
@@ -211,8 +210,6 @@ async def _in_process(variants: Sequence[Variant], rounds: int, iterations: int)
 # ---------------------------------------------------------------------------------------------------------
 # Over uvicorn: the load generator (a subprocess running this file with --loadgen; stdlib only)
 
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
-
 
 class _Load:
     """Keep-alive connections each sending one request at a time, counting responses."""
@@ -240,18 +237,13 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
+            ok, self.buffer = next_response(self.buffer)
+            if ok is None:
                 return
-            match = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
-            total = end + 4 + (int(match.group(1)) if match else 0)
-            if len(self.buffer) < total:
-                return
-            if self.buffer[9:12] == b"200":
+            if ok:
                 self.load.done += 1
             else:
                 self.load.errors += 1
-            self.buffer = self.buffer[total:]
             if not self.load.stopping and self.transport is not None:
                 self.transport.write(self.load.request)
 

@@ -23,13 +23,14 @@ Loopback only; bounded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
@@ -41,6 +42,7 @@ from starlette.routing import Route
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, percentile, serve, start_collector
+from collector_process import CollectorProcess
 
 import galileo
 from galileo import _sender
@@ -190,15 +192,10 @@ def _wait_delivered(expected_traces: int, collector: Any, deadline_s: float) -> 
     return None
 
 
-def run(
-    latency_ms: float,
-    rate: float,
-    clients: int,
-    per_client: int,
-    rounds: int,
-    report: Callable[[str], None],
-    burst: bool = False,
-) -> None:
+@contextlib.contextmanager
+def sdk_backend(log_stream: str, latency_ms: float = 0.0) -> Iterator[CollectorProcess]:
+    """A fresh sender and a collector on the CPUs the app does not use, the SDK's environment pointed at it
+    (project "bench", ``log_stream``); request loggers read that environment again."""
     _sender.reset(timeout=5)  # a fresh sender: this run's counters only
     split = _split_cpus()
     with start_collector(latency_ms) as collector:
@@ -211,8 +208,21 @@ def run(
             GALILEO_API_URL=collector.url,
             GALILEO_API_KEY="bench",
             GALILEO_PROJECT="bench",
-            GALILEO_LOG_STREAM=f"request-path-{int(latency_ms)}ms",
+            GALILEO_LOG_STREAM=log_stream,
         )
+        yield collector
+
+
+def run(
+    latency_ms: float,
+    rate: float,
+    clients: int,
+    per_client: int,
+    rounds: int,
+    report: Callable[[str], None],
+    burst: bool = False,
+) -> None:
+    with sdk_backend(f"request-path-{int(latency_ms)}ms", latency_ms) as collector:
         sdk_ns: list[int] = []
         with_sdk, without = _apps(sdk_ns)
         spy = _NetworkSpy()

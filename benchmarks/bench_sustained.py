@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -64,7 +63,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_seconds, last_record_seq, sender_settled, serve, start_collector, stored_by_type
+from _common import (
+    cpu_seconds,
+    last_record_seq,
+    next_response,
+    sender_settled,
+    serve,
+    start_collector,
+    stored_by_type,
+)
 from bench_request_path import _other_cpus, _split_cpus
 
 import galileo
@@ -111,8 +118,6 @@ def _app(children: int) -> Starlette:
 # ---------------------------------------------------------------------------------------------------------
 # The load generator (a subprocess running this file with --loadgen; stdlib asyncio)
 
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
-
 
 class _Client(asyncio.Protocol):
     """One keep-alive connection, one request in flight, each naming a new upstream trace; paced or not."""
@@ -158,15 +163,10 @@ class _Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
+            ok, self.buffer = next_response(self.buffer)
+            if ok is None:
                 return
-            match = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
-            total = end + 4 + (int(match.group(1)) if match else 0)
-            if len(self.buffer) < total:
-                return
-            self.counts["done" if self.buffer[9:12] == b"200" else "errors"] += 1
-            self.buffer = self.buffer[total:]
+            self.counts["done" if ok else "errors"] += 1
             self._schedule()
 
     def connection_lost(self, exc: Exception | None) -> None:
