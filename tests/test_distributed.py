@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,17 +167,32 @@ def test_loggers_share_one_sender_and_cost_nothing_to_create(
     assert len(started) <= loggers[0].config.sender_workers
 
 
-def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorProcess) -> None:
-    """Twenty threads log nested traces at once; every ordering rule holds for every request."""
-    collector_env.clear_requests()
+def _traces_in_threads(count: int, log_one: Callable[[int], str]) -> set[str]:
+    """Run ``log_one(i)`` for i in range(count), each in a thread of its own, all at once; the trace ids."""
     trace_ids: set[str] = set()
     lock = threading.Lock()
 
-    def one(i: int) -> None:
+    def run(i: int) -> None:
+        trace_id = log_one(i)
+        with lock:
+            trace_ids.add(trace_id)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trace_ids) == count
+    return trace_ids
+
+
+def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorProcess) -> None:
+    """Twenty threads log nested traces at once; every ordering rule holds for every request."""
+    collector_env.clear_requests()
+
+    def one(i: int) -> str:
         logger = dlogger(log_stream=f"order-{i % 3}")
         trace = logger.start_trace(input=f"q{i}", name=f"t{i}")
-        with lock:
-            trace_ids.add(trace.id)
         for w in range(3):
             logger.add_workflow_span(input="w", name=f"wf{w}")
             for leaf in range(4):
@@ -187,13 +203,9 @@ def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorPr
             logger.conclude()
         logger.conclude(output="done")
         logger.flush(timeout=30)
+        return trace.id
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
+    trace_ids = _traces_in_threads(20, one)
     requests = writes(collector_env)
     check_order(requests, trace_ids)
     for trace_id in trace_ids:
@@ -213,14 +225,10 @@ def test_records_handed_over_while_the_sender_lets_go_are_never_lost(
     """Loggers hand records over without the sender's lock while it holds their outbox; the moment it lets
     an idle outbox go races with the next record. Spread events around that moment: none is left behind."""
     collector_env.clear_requests()
-    trace_ids: set[str] = set()
-    lock = threading.Lock()
 
-    def one(i: int) -> None:
+    def one(i: int) -> str:
         logger = dlogger(log_stream=f"handover-{i % 2}")
         trace = logger.start_trace(input=f"q{i}", name=f"h{i}")
-        with lock:
-            trace_ids.add(trace.id)
         for n in range(12):
             logger.add_workflow_span(input="w", name=f"wf{n}")
             time.sleep((i * 7 + n * 3) % 11 / 1000)  # 0-10 ms: before, during and after each send
@@ -228,13 +236,9 @@ def test_records_handed_over_while_the_sender_lets_go_are_never_lost(
             logger.conclude(output=f"wf{n} done")
         logger.conclude(output="done")
         logger.flush(timeout=30)
+        return trace.id
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
+    trace_ids = _traces_in_threads(16, one)
     requests = writes(collector_env)
     check_order(requests, trace_ids)
     for trace_id in trace_ids:
