@@ -62,7 +62,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from galileo import schema
 from galileo._context import activity
@@ -112,6 +112,7 @@ WARN_INTERVAL = 10.0
 EXIT_TIMEOUT = 5.0
 
 _NEW, _SENDING, _ACKED, _FAILED = range(4)
+_O = TypeVar("_O", bound="Outbox")
 _ADD, _CONCLUDE, _COMPLETE = range(3)
 
 
@@ -1005,18 +1006,9 @@ class Sender:
                     return max(pending, 1)
                 self._done.wait(remaining)
 
-    def pending_of(self, outboxes: Iterable[Outbox]) -> int:
-        """Records of ``outboxes`` not yet delivered nor given up."""
-        with self._lock:
-            return sum(ob.pending() for ob in outboxes)
-
-    def busy(self, outboxes: Iterable[Outbox]) -> list[Outbox]:
-        """The outboxes that still have something to send (the others can be forgotten)."""
-        with self._lock:
-            return [ob for ob in outboxes if not ob.idle]
-
-    def busy_pending(self, outboxes: Iterable[TraceOutbox]) -> tuple[list[TraceOutbox], int]:
-        """The outboxes still busy and their records not yet delivered, in one look under the lock."""
+    def busy_pending(self, outboxes: Iterable[_O]) -> tuple[list[_O], int]:
+        """The outboxes that still have something to send (the others can be forgotten) and their records
+        not yet delivered nor given up, in one look under the lock."""
         with self._lock:
             busy = [ob for ob in outboxes if not ob.idle]
             return busy, sum(ob.pending() for ob in busy)

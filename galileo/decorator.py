@@ -458,7 +458,7 @@ def _hand_over(logger: GalileoLogger) -> None:
         with _handed_lock:
             _handed.extend(outboxes)
             if len(_handed) > _prune_at:  # forget what was delivered; amortised, also with a dead backend
-                _handed[:] = _sender.get_sender(logger.config).busy(_handed)
+                _handed[:] = _sender.get_sender(logger.config).busy_pending(_handed)[0]
                 _prune_at = max(256, 2 * len(_handed))
 
 
@@ -866,7 +866,7 @@ class GalileoContext:
         deadline = None if timeout is None else time.monotonic() + timeout
         for sender, mine in by_sender.items():
             if _must_not_block():
-                pending += sender.pending_of(mine)
+                pending += sender.busy_pending(mine)[1]
             else:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 pending += sender.wait(mine, left)
