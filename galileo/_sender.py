@@ -204,10 +204,9 @@ class Outbox:
 
     def _retry_later(self, result: Result, now: float) -> bool:
         """Schedule a retry; False when the retry window is spent (the caller gives up)."""
-        if self.first_failure is None:
-            self.first_failure = now
-        if now - self.first_failure > self.sender.retry_window:
+        if self.expired(now):
             return False
+        assert self.first_failure is not None  # set by expired()
         self.attempts += 1
         delay = min(BACKOFF_BASE * 2 ** (self.attempts - 1), BACKOFF_MAX) * random.uniform(0.5, 1.0)
         if result.retry_after is not None:
