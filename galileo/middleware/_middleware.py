@@ -68,7 +68,7 @@ def _drain_on_shutdown(send: Send) -> Send:
 
 def _new_state(scope: Scope, config_source: Any) -> RequestState:
     # The headers are parsed (by galileo.propagation's parser) when the request's logger is created.
-    return RequestState(scope, config_source)
+    return RequestState.new(scope, config_source)
 
 
 class TracingMiddleware(BaseHTTPMiddleware):
@@ -133,7 +133,14 @@ class TracingMiddleware(BaseHTTPMiddleware):
             await self._dispatch_path(scope, receive, send)
             return
         # The request's state notes the status sent (its bound method is the app's send: no closure).
-        state = RequestState(scope, self._config_source, send)  # _new_state(), inlined
+        state = RequestState()  # RequestState.new(scope, self._config_source, send), inlined
+        state.scope = scope
+        state.config_source = self._config_source
+        state._send = send
+        state.status = 500
+        state.logger = None
+        state.finalized = False
+        state._ids = None
         token = request_state.set(state)
         try:
             await self.app(scope, receive, state.send_status)
