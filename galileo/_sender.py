@@ -242,6 +242,8 @@ class TraceOutbox(Outbox):
         self.inbox = collections.deque()
         #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
         self.held = False
+        #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
+        self.known = False
 
     # -- events from the logger (any thread, no lock) -----------------------------------------------------
     def add(self, record: schema.Record, parent_id: str | None) -> None:
@@ -702,10 +704,24 @@ class Sender:
         return outbox
 
     def _hand_over(self, outbox: TraceOutbox) -> None:
-        """Take ``outbox``'s inbox in and hold the outbox until it is idle (its logger's thread)."""
+        """Take ``outbox``'s inbox in and hold the outbox until it is idle (its logger's thread).
+
+        The first event of an outbox still lingering (a new trace, on a request path) is only registered: the
+        outbox is held, and a worker takes its inbox in when the linger ends — no planning on the logger's
+        thread. Near the queue's bound the events are taken in (counted, or turned away) at once.
+        """
         with self._lock:
             outbox.held = True
-            self._schedule(outbox)
+            if (
+                outbox.known
+                or outbox.not_before <= time.monotonic()
+                or self._pending + len(outbox.inbox) >= self.queue_size
+            ):
+                self._schedule(outbox)
+                return
+            self._register(outbox)
+            self._start_workers()
+            self._delay(outbox)
 
     def prioritize(self, outbox: TraceOutbox) -> None:
         with self._lock:
@@ -744,9 +760,7 @@ class Sender:
                 outbox.held = True  # ... but one was appended before it could see that: take it in
                 outbox.intake()
         if not outbox.idle:
-            self._outboxes.add(outbox)
-            if isinstance(outbox, TraceOutbox):
-                self._by_trace.setdefault(outbox.trace_id, set()).add(outbox)
+            self._register(outbox)
         elif outbox in self._outboxes:
             self._outboxes.discard(outbox)
             if isinstance(outbox, TraceOutbox):
@@ -762,10 +776,7 @@ class Sender:
         now = time.monotonic()
         self._start_workers()
         if outbox.not_before > now:
-            entry = (outbox.not_before, next(self._seq), outbox)
-            heapq.heappush(self._delayed, entry)
-            if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
-                self._notify(outbox)
+            self._delay(outbox)
             if outbox.not_before - now > LINGER and isinstance(outbox, TraceOutbox):
                 outbox.held = False  # backing off: new records count against the bound as they come
         else:
@@ -774,6 +785,20 @@ class Sender:
                 self._ready.appendleft(outbox)
             else:
                 self._ready.append(outbox)
+            self._notify(outbox)
+
+    def _register(self, outbox: Outbox) -> None:
+        """Count ``outbox`` among those with work (under the lock)."""
+        self._outboxes.add(outbox)
+        if isinstance(outbox, TraceOutbox):
+            outbox.known = True
+            self._by_trace.setdefault(outbox.trace_id, set()).add(outbox)
+
+    def _delay(self, outbox: Outbox) -> None:
+        """Have a worker look at ``outbox`` again at its ``not_before`` (under the lock)."""
+        entry = (outbox.not_before, next(self._seq), outbox)
+        heapq.heappush(self._delayed, entry)
+        if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
             self._notify(outbox)
 
     def _notify(self, outbox: Outbox) -> None:
@@ -834,7 +859,9 @@ class Sender:
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, outbox = heapq.heappop(self._delayed)
                 outbox.intake()
-                if not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
+                if outbox.idle:  # e.g. a new trace whose records the queue bound turned away
+                    self._schedule(outbox)
+                elif not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
                     outbox.in_ready = True
                     self._ready.append(outbox)
             while self._ready:

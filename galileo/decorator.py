@@ -452,7 +452,7 @@ def _context_logger(project: str | None, log_stream: str | None, mode: str | Non
 def _hand_over(logger: GalileoLogger) -> None:
     """Conclude what ``logger`` holds in this context and queue it (never waits); remember the outboxes."""
     with logger._lock:
-        _, outboxes, _ = logger._enqueue_all()
+        _, outboxes = logger._enqueue_all()
     if outboxes:
         global _prune_at
         with _handed_lock:

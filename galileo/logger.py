@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from galileo import _sender, schema
@@ -68,6 +68,9 @@ _log = logging.getLogger("galileo")
 
 #: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
 DEFAULT_FLUSH_TIMEOUT = 30.0
+
+#: A logger's list of outboxes handed over is pruned of delivered ones once it is longer than this.
+_PRUNE_OUTBOXES = 64
 
 _S = TypeVar("_S", bound=schema.Span)
 
@@ -110,11 +113,29 @@ def _check_uuid(name: str, value: str | None) -> str | None:
 
 class FlushResult(list[schema.Trace]):
     """What :meth:`GalileoLogger.flush` returns: the traces flushed, and ``pending``, the records of this
-    logger not yet delivered when flush returned (0 once everything was acknowledged)."""
+    logger not yet delivered (0 once everything was acknowledged).
 
-    def __init__(self, traces: Sequence[schema.Trace] = (), *, pending: int = 0) -> None:
+    After a flush that waited, ``pending`` is what was left when it returned. After one that did not wait
+    (inside a request, on an event loop) it is counted when first read: asking the sender costs a look
+    under its lock, which a request handler that never reads it should not pay for.
+    """
+
+    def __init__(
+        self,
+        traces: Sequence[schema.Trace] = (),
+        *,
+        pending: int = 0,
+        count_pending: Callable[[], int] | None = None,
+    ) -> None:
         super().__init__(traces)
-        self.pending = pending
+        self._pending = pending
+        self._count_pending = count_pending
+
+    @property
+    def pending(self) -> int:
+        if self._count_pending is not None:
+            self._pending, self._count_pending = self._count_pending(), None
+        return self._pending
 
     def __repr__(self) -> str:
         return f"FlushResult({list.__repr__(self)}, pending={self.pending})"
@@ -639,18 +660,27 @@ class GalileoLogger:
         Use :meth:`async_flush` to wait for delivery from async code without blocking the loop.
         """
         with self._lock:
-            traces, outboxes, pending = self._enqueue_all()
-        if outboxes and not _must_not_block():
-            pending = _sender.get_sender(self._config).wait(outboxes, timeout)
+            traces, outboxes = self._enqueue_all()
+        if not outboxes:
+            return FlushResult(traces)
+        sender = _sender.get_sender(self._config)
+        if _must_not_block():
+            return FlushResult(traces, count_pending=lambda: sender.busy_pending(outboxes)[1])
+        pending = sender.wait(outboxes, timeout)
+        if not pending:
+            self._forget(outboxes)
         return FlushResult(traces, pending=pending)
 
     async def async_flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
         """Like :meth:`flush` outside a loop: waits (bounded) for delivery without blocking the event loop."""
         with self._lock:
-            traces, outboxes, pending = self._enqueue_all()
-        if outboxes:
-            sender = _sender.get_sender(self._config)
-            pending = await asyncio.get_running_loop().run_in_executor(None, sender.wait, outboxes, timeout)
+            traces, outboxes = self._enqueue_all()
+        if not outboxes:
+            return FlushResult(traces)
+        sender = _sender.get_sender(self._config)
+        pending = await asyncio.get_running_loop().run_in_executor(None, sender.wait, outboxes, timeout)
+        if not pending:
+            self._forget(outboxes)
         return FlushResult(traces, pending=pending)
 
     def terminate(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> None:
@@ -660,10 +690,21 @@ class GalileoLogger:
             self._outboxes.clear()
             self._traces.clear()
 
-    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox], int]:
-        """Conclude, hand over; (traces since the last flush, outboxes still busy, their pending records)."""
+    def _forget(self, outboxes: Sequence[_sender.Outbox]) -> None:
+        """Forget outboxes found idle (delivered): a later flush has nothing to wait for in them."""
+        done = set(outboxes)
+        with self._lock:
+            self._outboxes = [ob for ob in self._outboxes if ob not in done]
+
+    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox]]:
+        """Conclude and hand over: (traces since the last flush, the outboxes that may still have work).
+
+        Takes no sender lock: the caller asks the sender what is pending only if it wants to know. A
+        long-lived logger's list of outboxes is pruned of delivered ones here once it grows past
+        :data:`_PRUNE_OUTBOXES` (and by a flush that waited them out).
+        """
         if self._disabled:
-            return [], [], 0
+            return [], []
         owned = self._stack[0].record if self._stack else None
         if owned is not None and owned is self._auto_trace and not self._finalizing:
             # Inside a request the trace completes with the response's status (at finalisation).
@@ -676,14 +717,13 @@ class GalileoLogger:
         if self._stack and isinstance(self._stack[0].record, schema.Trace):
             self._traces.append(self._stack[0].record)  # the request's trace, still open
         if self.mode == "distributed":
-            busy, pending = sender.busy_pending(self._outboxes)
-            self._outboxes = busy[:]
-            return traces, list(busy), pending
+            if len(self._outboxes) > _PRUNE_OUTBOXES:
+                self._outboxes = sender.busy_pending(self._outboxes)[0]
+            return traces, list(self._outboxes)
         if not traces:
-            return [], [], 0
+            return [], []
         records = sum(_count_records(t) for t in traces)
-        outbox = sender.submit_batch(get_client(self._config), self._target, traces, records)
-        return traces, [outbox], outbox.pending()
+        return traces, [sender.submit_batch(get_client(self._config), self._target, traces, records)]
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
