@@ -158,17 +158,21 @@ span_frame: ContextVar[SpanFrame | None] = ContextVar("galileo_span_frame", defa
 
 
 class Activity:
-    """How many requests this process is serving through ``TracingMiddleware`` right now.
+    """How many requests this process is serving through ``TracingMiddleware`` right now, and has served.
 
-    The sender yields to them: while requests are in flight it holds records back (briefly, see
-    ``galileo._sender.YIELD_CAP``) and ``on_idle``, called by the middleware when the last request in
-    flight ends, releases them. A hint only: it is updated without a lock by the event loop's thread.
+    The sender yields to them: while requests are in flight, and until none has ended for a moment (a burst
+    of requests is served one after another, with the event loop idle for an instant between two), it holds
+    records back (briefly, see ``galileo._sender.YIELD_CAP`` and ``QUIET``); ``on_idle``, called by the
+    middleware when the last request in flight ends while the sender holds records, lets it look again.
+    A hint only: it is updated without a lock by the threads serving requests.
     """
 
-    __slots__ = ("active", "holding", "on_idle")
+    __slots__ = ("active", "holding", "on_idle", "served")
 
     def __init__(self) -> None:
         self.active = 0
+        #: Requests ended since the process started (the sender notices a change: requests are coming).
+        self.served = 0
         #: Set by the sender while it holds records back; the middleware calls ``on_idle`` only then.
         self.holding = False
         self.on_idle: Callable[[], None] | None = None

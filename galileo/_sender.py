@@ -36,8 +36,9 @@ all. Records still waiting when their retry window ends are given up and counted
 is unreachable (one ERROR when it refuses the API key) and one INFO line says when it answers again.
 
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
-While requests are in flight (TracingMiddleware counts them) records yield to them for up to
-:data:`YIELD_CAP`, and no worker is woken for them unless none would wake within that cap anyway: every
+While requests are in flight (TracingMiddleware counts them) records yield to them, and then until no
+request has ended for :data:`QUIET` (a burst is served one request after another), for up to
+:data:`YIELD_CAP` in all; no worker is woken for them unless none would wake within that cap anyway: every
 wake-up is a hand-over of the interpreter taken from a handler. The last request out wakes a worker.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
@@ -102,6 +103,10 @@ LINGER = 0.005
 #: the last request in flight ends, but never longer than this: the sender's CPU work does not compete with
 #: handlers, and a long or never-ending stream of requests only delays records by this much.
 YIELD_CAP = 0.05
+#: ... and, once no request is in flight, until none has ended for this long: an event loop serves a burst
+#: of requests one after another, idle for an instant between two, and a sender woken in such an instant
+#: would compete with the rest of the burst for the interpreter.
+QUIET = 0.002
 #: Events a logger appends to an outbox the sender holds before it takes the lock to hand them over.
 INBOX_MAX = 256
 #: At most this many records in one request body.
@@ -612,6 +617,8 @@ class Sender:
         self._threads: list[threading.Thread] = []
         self._generation = 0  # workers of an older generation exit (see close)
         self._quiet = False  # a wake-up was skipped while requests were in flight (see _notify)
+        self._seen_served = 0  # activity.served when the sender last saw it change, and when (_served_lately)
+        self._seen_at = -math.inf
         self._timer_at = math.inf  # when the first worker waiting with a timeout wakes
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
@@ -814,29 +821,49 @@ class Sender:
 
     # -- workers -------------------------------------------------------------------------------------------
     def _yield(self, outbox: Outbox, now: float) -> bool:
-        """Hold ``outbox`` back while requests are in flight, up to :data:`YIELD_CAP` (under the lock)."""
+        """Hold ``outbox`` back while this process serves requests (under the lock): while requests are in
+        flight (released by the last one out), then until none ended for :data:`QUIET`; at most
+        :data:`YIELD_CAP` in all. False: it may go now."""
+        if not activity.active and not self._served_lately(now):
+            return False
         if outbox.deferred_at is None:
             outbox.deferred_at = now
         until = outbox.deferred_at + YIELD_CAP
         if now >= until:
             return False
+        if activity.active:
+            self._yielding.add(outbox)
+            activity.holding = True
+        else:
+            until = min(until, now + QUIET)
         outbox.not_before = until
         heapq.heappush(self._delayed, (until, next(self._seq), outbox))
-        self._yielding.add(outbox)
-        activity.holding = True
         return True
 
+    def _served_lately(self, now: float) -> bool:
+        """Whether a request ended less than :data:`QUIET` ago, as far as the sender can tell: it counts from
+        when it first saw the number of requests served change (under the lock)."""
+        served = activity.served
+        if served != self._seen_served:
+            self._seen_served = served
+            self._seen_at = now
+            return True
+        return now - self._seen_at < QUIET
+
     def _requests_idle(self) -> None:
-        """The last request in flight ended: release what yielded to it (called by the middleware)."""
+        """The last request in flight ended: what yielded to it goes once no other came for :data:`QUIET`
+        (called by the middleware)."""
         with self._lock:
             activity.holding = False
             if self._quiet:
                 self._quiet = False
                 self._wake.notify(max(1, min(len(self._ready), self.workers)))
             held, self._yielding = self._yielding, set()
+            now = time.monotonic()
             for outbox in held:
-                if outbox.deferred_at is not None and outbox.not_before == outbox.deferred_at + YIELD_CAP:
-                    outbox.not_before = 0.0  # a backoff set meanwhile is kept
+                cap = None if outbox.deferred_at is None else outbox.deferred_at + YIELD_CAP
+                if outbox.not_before == cap:  # (a backoff set meanwhile is kept)
+                    outbox.not_before = min(cap, now + QUIET)
                     self._schedule(outbox)
 
     def _start_workers(self) -> None:
@@ -871,7 +898,7 @@ class Sender:
                 if outbox.not_before > now:
                     heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
                     continue
-                if activity.active and not outbox.priority and self._yield(outbox, now):
+                if not outbox.priority and self._yield(outbox, now):
                     continue
                 health = self._health.get(outbox.client)
                 if health is not None and health.blocks(now):
@@ -1155,7 +1182,7 @@ def _after_fork_in_child() -> None:
     global _sender, _sender_lock
     _sender = None
     _sender_lock = threading.Lock()
-    activity.active, activity.on_idle = 0, None
+    activity.active, activity.served, activity.on_idle = 0, 0, None
     reset_clients()
 
 

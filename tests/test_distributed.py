@@ -469,6 +469,35 @@ def test_trace_completes_after_other_loggers_of_this_process(collector_env: Coll
     assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
 
 
+def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from galileo._context import activity
+
+    # Wide margins for a loaded machine: quiet means no request ended for 50 ms, and the cap is far away.
+    monkeypatch.setattr(_sender, "QUIET", 0.05)
+    monkeypatch.setattr(_sender, "YIELD_CAP", 10.0)
+    stop = threading.Event()
+
+    def burst() -> None:  # requests served one after another: none is in flight when the sender looks
+        while not stop.is_set():
+            activity.served += 1
+            time.sleep(0.002)
+
+    serving = threading.Thread(target=burst)
+    serving.start()
+    try:
+        logger = dlogger()
+        trace = logger.start_trace(input="q")
+        logger.conclude(output="a")
+        time.sleep(0.5)
+        assert collector_env.trace(trace.id) is None, "held back while requests keep being served"
+    finally:
+        stop.set()
+        serving.join()
+    collector_env.wait_for(lambda: (collector_env.trace(trace.id) or {}).get("is_complete"), timeout=5)
+
+
 def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
     from galileo._context import activity
 

@@ -48,6 +48,7 @@ _STATE_KEY: Final = "galileo.request_state"
 def _request_done() -> None:
     """One request fewer in flight; the last one out lets the sender go (it yields to requests)."""
     activity.active -= 1
+    activity.served += 1
     if activity.holding and not activity.active and activity.on_idle is not None:
         activity.on_idle()
 
@@ -156,6 +157,7 @@ class TracingMiddleware(BaseHTTPMiddleware):
             else:
                 finalize_request(state, state.status)
             activity.active -= 1  # _request_done(), inlined: this path is timed in microseconds
+            activity.served += 1
             if activity.holding and not activity.active and activity.on_idle is not None:
                 activity.on_idle()
 
