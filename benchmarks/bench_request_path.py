@@ -276,7 +276,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3, help="requests per client per round (default 3)")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     parser.add_argument("--rate", type=float, default=100.0, help="paced load, requests/s (default 100)")
+    parser.add_argument(
+        "--latencies", default="0,300", help="added backend latencies in ms, comma-separated (default 0,300)"
+    )
+    parser.add_argument(
+        "--loads", default="spread,bursts,saturating", help="loads, comma-separated (default: all three)"
+    )
     args = parser.parse_args()
+    loads = {
+        "spread": (args.rate, False),  # spread evenly at --rate
+        "bursts": (args.clients * 4.0, True),  # all clients at once, 4 bursts a second
+        "saturating": (0.0, False),  # back to back
+    }
     print(
         f"seed handler on uvicorn, loopback; {args.clients} concurrent clients (another process) x "
         f"{args.requests} requests, {args.rounds} interleaved rounds per app; ratios: median over rounds"
@@ -286,9 +297,9 @@ def main() -> int:
         "p50 ms bare / SDK | p50 ratio | p99 ratio | all records arrived after load | sender |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for latency in (0.0, 300.0):
-        # spread at --rate; bursts of all clients at once, 4 a second; back to back
-        for rate, burst in ((args.rate, False), (args.clients * 4.0, True), (0.0, False)):
+    for latency in (float(ms) for ms in args.latencies.split(",")):
+        for load in args.loads.split(","):
+            rate, burst = loads[load]
             run(latency, rate, args.clients, args.requests, args.rounds, print, burst)
     return 0
 

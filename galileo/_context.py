@@ -14,6 +14,7 @@ when asked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -158,7 +159,7 @@ span_frame: ContextVar[SpanFrame | None] = ContextVar("galileo_span_frame", defa
 
 
 class Activity:
-    """How many requests this process is serving through ``TracingMiddleware`` right now, and has served.
+    """How many requests this process serves through ``TracingMiddleware`` right now; when one last ended.
 
     The sender yields to them: while requests are in flight, and until none has ended for a moment (a burst
     of requests is served one after another, with the event loop idle for an instant between two), it holds
@@ -167,12 +168,12 @@ class Activity:
     A hint only: it is updated without a lock by the threads serving requests.
     """
 
-    __slots__ = ("active", "holding", "on_idle", "served")
+    __slots__ = ("active", "ended_at", "holding", "on_idle")
 
     def __init__(self) -> None:
         self.active = 0
-        #: Requests ended since the process started (the sender notices a change: requests are coming).
-        self.served = 0
+        #: When the last request ended (``time.monotonic()``).
+        self.ended_at = -math.inf
         #: Set by the sender while it holds records back; the middleware calls ``on_idle`` only then.
         self.holding = False
         self.on_idle: Callable[[], None] | None = None

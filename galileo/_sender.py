@@ -249,6 +249,8 @@ class TraceOutbox(Outbox):
         self.held = False
         #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
         self.known = False
+        #: Events handed over with its registration, counted in ``Sender._fresh`` until taken in.
+        self.fresh = 0
 
     # -- events from the logger (any thread, no lock) -----------------------------------------------------
     def add(self, record: schema.Record, parent_id: str | None) -> None:
@@ -269,11 +271,18 @@ class TraceOutbox(Outbox):
         # Read after the append: if the sender still holds the outbox here, it takes the event in later.
         # Near the queue's bound, records go through the lock at once, to be counted (or turned away).
         sender = self.sender
-        if not self.held or len(inbox) >= INBOX_MAX or sender._pending + len(inbox) >= sender.queue_size:
+        if (
+            not self.held
+            or len(inbox) >= INBOX_MAX
+            or sender._pending + sender._fresh + len(inbox) >= sender.queue_size
+        ):
             sender._hand_over(self)
 
     # -- taking the events in (under the lock) ------------------------------------------------------------
     def intake(self) -> None:
+        if self.fresh:
+            self.sender._fresh -= self.fresh
+            self.fresh = 0
         inbox = self.inbox
         while inbox:
             kind, a, b = inbox.popleft()
@@ -617,11 +626,10 @@ class Sender:
         self._threads: list[threading.Thread] = []
         self._generation = 0  # workers of an older generation exit (see close)
         self._quiet = False  # a wake-up was skipped while requests were in flight (see _notify)
-        self._seen_served = 0  # activity.served when the sender last saw it change, and when (_served_lately)
-        self._seen_at = -math.inf
         self._timer_at = math.inf  # when the first worker waiting with a timeout wakes
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
+        self._fresh = 0  # records of new outboxes registered without being taken in yet (see _hand_over)
         self._inflight = 0  # requests being sent
         self._counters: collections.Counter[str] = collections.Counter()
         self._dropped: collections.Counter[str] = collections.Counter()
@@ -722,10 +730,13 @@ class Sender:
             if (
                 outbox.known
                 or outbox.not_before <= time.monotonic()
-                or self._pending + len(outbox.inbox) >= self.queue_size
+                or self._pending + self._fresh + len(outbox.inbox) >= self.queue_size
+                or outbox.client in self._health  # the API is in trouble: count records as they come
             ):
                 self._schedule(outbox)
                 return
+            outbox.fresh = len(outbox.inbox)  # counted against the bound until taken in
+            self._fresh += outbox.fresh
             self._register(outbox)
             self._start_workers()
             self._delay(outbox)
@@ -824,7 +835,7 @@ class Sender:
         """Hold ``outbox`` back while this process serves requests (under the lock): while requests are in
         flight (released by the last one out), then until none ended for :data:`QUIET`; at most
         :data:`YIELD_CAP` in all. False: it may go now."""
-        if not activity.active and not self._served_lately(now):
+        if not activity.active and now - activity.ended_at >= QUIET:
             return False
         if outbox.deferred_at is None:
             outbox.deferred_at = now
@@ -839,16 +850,6 @@ class Sender:
         outbox.not_before = until
         heapq.heappush(self._delayed, (until, next(self._seq), outbox))
         return True
-
-    def _served_lately(self, now: float) -> bool:
-        """Whether a request ended less than :data:`QUIET` ago, as far as the sender can tell: it counts from
-        when it first saw the number of requests served change (under the lock)."""
-        served = activity.served
-        if served != self._seen_served:
-            self._seen_served = served
-            self._seen_at = now
-            return True
-        return now - self._seen_at < QUIET
 
     def _requests_idle(self) -> None:
         """The last request in flight ended: what yielded to it goes once no other came for :data:`QUIET`
@@ -1182,7 +1183,7 @@ def _after_fork_in_child() -> None:
     global _sender, _sender_lock
     _sender = None
     _sender_lock = threading.Lock()
-    activity.active, activity.served, activity.on_idle = 0, 0, None
+    activity.active, activity.ended_at, activity.on_idle = 0, -math.inf, None
     reset_clients()
 
 

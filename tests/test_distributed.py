@@ -481,7 +481,7 @@ def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
 
     def burst() -> None:  # requests served one after another: none is in flight when the sender looks
         while not stop.is_set():
-            activity.served += 1
+            activity.ended_at = time.monotonic()
             time.sleep(0.002)
 
     serving = threading.Thread(target=burst)
