@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def test_write_logs_in_resolves_and_posts(collector: CollectorProcess, http_spy:
     assert client.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
     assert client.resolve(TARGET) is ids, "ids are cached on the client"
     assert http_spy.count("POST", "/login/api_key") == 1
+    write = http_spy.calls[-1]
+    assert (write.method, write.url) == ("POST", f"{collector.url}/v2/projects/{ids.project_id}/traces")
+    assert write.body is not None and write.headers["Authorization"].startswith("Bearer ")
+    sent = json.loads(write.body)
+    assert (sent["log_stream_id"], sent["traces"][0]["input"]) == (ids.log_stream_id, "q")
 
 
 def test_token_is_refreshed_before_it_expires(tmp_path: Path, http_spy: HttpSpy) -> None:
@@ -62,11 +68,13 @@ def test_revoked_token_gets_one_fresh_login(tmp_path: Path, http_spy: HttpSpy) -
     assert http_spy.count("POST", "/login/api_key") == 2
 
 
-def test_unreachable_backend_is_transient_never_raises() -> None:
+def test_unreachable_backend_is_transient_never_raises(http_spy: HttpSpy) -> None:
     client = Client(f"http://127.0.0.1:{free_port()}", "key", timeout=2)
     result = client.write("POST", TARGET, "/traces", _trace_body())
     assert result.outcome is Outcome.RETRY
     assert "ConnectionError" in result.detail
+    # one exchange (the health check), its immediate connection retries inside it
+    assert [(c.method, c.status) for c in http_spy.calls] == [("GET", None)]
 
 
 def test_schema_error_is_rejected_with_detail(collector: CollectorProcess) -> None:
@@ -125,6 +133,7 @@ def test_extra_headers_and_sdk_header_are_sent(collector: CollectorProcess, http
     )
     client = Client(config.api_url, config.api_key, extra_headers=config.extra_headers)
     assert client.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
+    assert any(r["path"].endswith("/traces") for r in collector.requests())  # (not the SDK's: not spied)
     assert http_spy.calls
     for call in http_spy.calls:  # every exchange: the health check, login, look-ups and the write
         assert call.headers["X-Gateway"] == "yes"
@@ -132,7 +141,7 @@ def test_extra_headers_and_sdk_header_are_sent(collector: CollectorProcess, http
 
 
 def test_proxy_settings_from_the_environment_are_honoured(
-    collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+    collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch, http_spy: HttpSpy
 ) -> None:
     dead_proxy = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("HTTP_PROXY", dead_proxy)
@@ -140,6 +149,8 @@ def test_proxy_settings_from_the_environment_are_honoured(
     monkeypatch.delenv("no_proxy", raising=False)
     via_proxy = Client(collector.url, "key", timeout=2)
     assert via_proxy.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.RETRY
+    # the proxy's pool was asked for the whole URL (a proxy's request form), and got no answer
+    assert [(c.url, c.status) for c in http_spy.calls] == [(f"{collector.url}/healthcheck", None)]
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     direct = Client(collector.url, "key", timeout=2)
     assert direct.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
