@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
+import threading
 import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests.utils
+import urllib3
 from collector_process import CollectorProcess, free_port
 from sdk_helpers import HttpSpy
 
@@ -154,3 +161,92 @@ def test_proxy_settings_from_the_environment_are_honoured(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     direct = Client(collector.url, "key", timeout=2)
     assert direct.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", None])
+def test_https_is_verified_against_the_environment_s_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str | None
+) -> None:
+    for name in (
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    bundle = str(tmp_path / "ca.pem")
+    if variable is not None:
+        monkeypatch.setenv(variable, bundle)
+    pool = Client("https://api.example.invalid/api", "key")._connect().pool  # (no connection made yet)
+    assert isinstance(pool, urllib3.HTTPSConnectionPool)
+    assert (pool.host, pool.port) == ("api.example.invalid", 443)
+    assert pool.ca_certs == (bundle if variable else requests.utils.DEFAULT_CA_BUNDLE_PATH)
+    assert pool.cert_reqs == "CERT_REQUIRED"
+
+
+class _EncodingServer(http.server.ThreadingHTTPServer):
+    """A stand-in API that answers compressed (``Content-Encoding``), and remembers the paths it saw."""
+
+    daemon_threads = True
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(("127.0.0.1", 0), _EncodingHandler)
+        self.encoding = encoding
+        self.paths: list[str] = []
+
+
+class _EncodingHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _EncodingServer
+
+    def _answer(self, status: int, payload: object) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.server.paths.append(self.path)
+        raw = json.dumps(payload).encode()
+        body = gzip.compress(raw) if self.server.encoding == "gzip" else zlib.compress(raw)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", self.server.encoding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(200, {"status": "ok"})
+
+    def do_POST(self) -> None:
+        if self.path.endswith("/login/api_key"):
+            self._answer(200, {"access_token": "not.a-jwt.token"})
+        else:
+            self._answer(422, {"detail": "parent_id 1234 not found"})
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(params=["gzip", "deflate"])
+def encoding_server(request: pytest.FixtureRequest) -> Iterator[_EncodingServer]:
+    server = _EncodingServer(request.param)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_compressed_answers_are_decoded_and_the_api_url_path_is_kept(
+    encoding_server: _EncodingServer,
+) -> None:
+    client = Client(f"http://127.0.0.1:{encoding_server.server_port}/api/", "key")
+    target = Target(project=None, project_id="p", log_stream=None, log_stream_id="s")
+    span = schema.ToolSpan(input="x", output="y")
+    body = schema.spans_ingest_body([span], trace_id=schema.new_id(), parent_id="1234", log_stream_id=None)
+    result = client.write("POST", target, "/spans", body)  # the login's JSON answer was compressed too
+    assert (result.outcome, result.status) == (Outcome.PARENT_MISSING, 422)
+    assert result.detail == 'HTTP 422: {"detail": "parent_id 1234 not found"}'
+    assert encoding_server.paths == ["/api/healthcheck", "/api/login/api_key", "/api/v2/projects/p/spans"]
