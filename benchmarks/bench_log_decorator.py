@@ -32,6 +32,7 @@ import urllib3
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, start_collector
+from sdk_helpers import called_by_the_sdk
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -44,25 +45,29 @@ from galileo.middleware import TracingMiddleware
 
 
 class _CallerThreadSpy:
-    """Counts the SDK's HTTP calls (its urllib3 pool) made on threads other than the sender's."""
+    """Counts the SDK's HTTP exchanges (its urllib3 pool's ``urlopen``) made on threads other than the
+    sender's (the tests' ``http_spy`` tells them from urllib3's retries and from ``requests``)."""
 
     def __init__(self) -> None:
         self.on_caller = 0
-        self._real = urllib3.PoolManager.urlopen
+        self._real = urllib3.HTTPConnectionPool.urlopen
 
     def __enter__(self) -> _CallerThreadSpy:
         spy, real = self, self._real
 
-        def request(pool: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if not threading.current_thread().name.startswith("galileo-sender-"):
+        def request(
+            pool: urllib3.HTTPConnectionPool, method: str, url: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            sender = threading.current_thread().name.startswith("galileo-sender-")
+            if not sender and called_by_the_sdk(sys._getframe(1)):
                 spy.on_caller += 1
             return real(pool, method, url, *args, **kwargs)
 
-        urllib3.PoolManager.urlopen = request  # type: ignore[method-assign]
+        urllib3.HTTPConnectionPool.urlopen = request  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        urllib3.PoolManager.urlopen = self._real  # type: ignore[method-assign]
+        urllib3.HTTPConnectionPool.urlopen = self._real  # type: ignore[method-assign]
 
 
 #: Nested calls per trace: a trace of a few hundred spans is already a big one.

@@ -43,6 +43,7 @@ from starlette.routing import Route
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, percentile, serve, start_collector
 from collector_process import CollectorProcess
+from sdk_helpers import called_by_the_sdk
 
 import galileo
 from galileo import _sender
@@ -54,31 +55,35 @@ _REQUEST_PREFIXES = ("uvicorn-", "AnyIO worker")
 
 
 class _NetworkSpy:
-    """Counts the SDK's HTTP calls (its urllib3 pool) per thread kind (delegating to the real thing)."""
+    """Counts the SDK's HTTP exchanges (its urllib3 pool's ``urlopen``) per thread kind (delegating to the
+    real thing; the tests' ``http_spy`` tells them from urllib3's retries and from ``requests``)."""
 
     def __init__(self) -> None:
         self.on_request_path = 0
         self.on_sender = 0
         self._lock = threading.Lock()
-        self._real = urllib3.PoolManager.urlopen
+        self._real = urllib3.HTTPConnectionPool.urlopen
 
     def install(self) -> None:
         spy = self
         real = self._real
 
-        def request(pool: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            name = threading.current_thread().name
-            with spy._lock:
-                if name.startswith(_SENDER_PREFIX):
-                    spy.on_sender += 1
-                elif name.startswith(_REQUEST_PREFIXES):
-                    spy.on_request_path += 1
+        def request(
+            pool: urllib3.HTTPConnectionPool, method: str, url: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            if called_by_the_sdk(sys._getframe(1)):
+                name = threading.current_thread().name
+                with spy._lock:
+                    if name.startswith(_SENDER_PREFIX):
+                        spy.on_sender += 1
+                    elif name.startswith(_REQUEST_PREFIXES):
+                        spy.on_request_path += 1
             return real(pool, method, url, *args, **kwargs)
 
-        urllib3.PoolManager.urlopen = request  # type: ignore[method-assign]
+        urllib3.HTTPConnectionPool.urlopen = request  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
-        urllib3.PoolManager.urlopen = self._real  # type: ignore[method-assign]
+        urllib3.HTTPConnectionPool.urlopen = self._real  # type: ignore[method-assign]
 
 
 def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette]:

@@ -1,4 +1,4 @@
-"""Helpers for SDK tests: an HTTP spy on requests, and tree comparison against what the collector stored."""
+"""Helpers for SDK tests: a spy on the SDK's HTTP exchanges, trees compared with what the collector stored."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import attrs
@@ -21,6 +22,7 @@ from two_services import serve
 __all__ = [
     "Call",
     "HttpSpy",
+    "called_by_the_sdk",
     "fresh_sdk",
     "http_spy",
     "sent_shape",
@@ -41,11 +43,12 @@ class Call:
     status: int | None
     started: float = 0.0  # time.monotonic() when the call began
     headers: dict[str, str] = attrs.field(factory=dict)
+    body: bytes | None = None
 
 
 @attrs.define
 class HttpSpy:
-    """Records every HTTP call made through requests (delegating to the real thing)."""
+    """Records every HTTP exchange the SDK makes (delegating to the real thing)."""
 
     calls: list[Call] = attrs.field(factory=list)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
@@ -62,15 +65,43 @@ class HttpSpy:
         return sum(1 for p in self.paths(method) if ("/" + p).endswith(path_suffix))
 
 
+def called_by_the_sdk(caller: FrameType | None) -> bool:
+    """Whether a connection pool's ``urlopen`` called from ``caller`` is one of the SDK's exchanges.
+
+    The SDK's transport calls the API host's ``HTTPConnectionPool.urlopen`` once per exchange, itself or
+    through its ``PoolManager`` (a ``ProxyManager`` behind a proxy), whose ``urlopen`` calls the pool's.
+    The other callers are urllib3 retrying inside the same exchange (the pool's ``urlopen`` calls itself
+    again) and ``requests``, which the tests and benchmarks use to talk to the collector: neither is an
+    exchange of the SDK.
+    """
+    while caller is not None and caller.f_globals.get("__name__") == "urllib3.poolmanager":
+        caller = caller.f_back
+    return caller is not None and caller.f_globals.get("__name__") == "galileo._transport"
+
+
+def _url(pool: urllib3.HTTPConnectionPool, url: str) -> str:
+    """The absolute URL of a request target given to ``pool.urlopen`` (a path, or already absolute)."""
+    if not url.startswith("/"):
+        return url
+    host = f"[{pool.host}]" if ":" in pool.host else pool.host
+    return f"{pool.scheme}://{host}:{pool.port}{url}"
+
+
 @pytest.fixture
 def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
-    """Every HTTP call the SDK makes (its transport's urllib3 pool; delegating to the real thing)."""
+    """Every HTTP exchange the SDK makes, once each (immediate retries inside it are not counted apart).
+
+    It wraps ``urllib3.HTTPConnectionPool.urlopen`` (HTTPS pools inherit it), which the SDK's transport
+    calls for each exchange, and delegates to the real thing.
+    """
     spy = HttpSpy()
-    real = urllib3.PoolManager.urlopen
+    real = urllib3.HTTPConnectionPool.urlopen
 
     def urlopen(
-        self: urllib3.PoolManager, method: str, url: str, *args: Any, **kwargs: Any
+        self: urllib3.HTTPConnectionPool, method: str, url: str, *args: Any, **kwargs: Any
     ) -> urllib3.BaseHTTPResponse:
+        if not called_by_the_sdk(sys._getframe(1)):
+            return real(self, method, url, *args, **kwargs)
         status = None
         started = time.monotonic()
         try:
@@ -78,19 +109,22 @@ def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
             status = response.status
             return response
         finally:
+            body = kwargs.get("body", args[0] if args else None)
+            headers = kwargs.get("headers", args[1] if len(args) > 1 else None)
             with spy.lock:
                 spy.calls.append(
                     Call(
                         threading.current_thread().name,
                         method,
-                        url,
+                        _url(self, url),
                         status,
                         started,
-                        dict(kwargs.get("headers") or {}),
+                        dict(headers or {}),
+                        body,
                     )
                 )
 
-    monkeypatch.setattr(urllib3.PoolManager, "urlopen", urlopen)
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", urlopen)
     yield spy
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
+import json
+import threading
 import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests.utils
+import urllib3
 from collector_process import CollectorProcess, free_port
 from sdk_helpers import HttpSpy
 
@@ -29,6 +37,11 @@ def test_write_logs_in_resolves_and_posts(collector: CollectorProcess, http_spy:
     assert client.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
     assert client.resolve(TARGET) is ids, "ids are cached on the client"
     assert http_spy.count("POST", "/login/api_key") == 1
+    write = http_spy.calls[-1]
+    assert (write.method, write.url) == ("POST", f"{collector.url}/v2/projects/{ids.project_id}/traces")
+    assert write.body is not None and write.headers["Authorization"].startswith("Bearer ")
+    sent = json.loads(write.body)
+    assert (sent["log_stream_id"], sent["traces"][0]["input"]) == (ids.log_stream_id, "q")
 
 
 def test_token_is_refreshed_before_it_expires(tmp_path: Path, http_spy: HttpSpy) -> None:
@@ -62,11 +75,13 @@ def test_revoked_token_gets_one_fresh_login(tmp_path: Path, http_spy: HttpSpy) -
     assert http_spy.count("POST", "/login/api_key") == 2
 
 
-def test_unreachable_backend_is_transient_never_raises() -> None:
+def test_unreachable_backend_is_transient_never_raises(http_spy: HttpSpy) -> None:
     client = Client(f"http://127.0.0.1:{free_port()}", "key", timeout=2)
     result = client.write("POST", TARGET, "/traces", _trace_body())
     assert result.outcome is Outcome.RETRY
     assert "ConnectionError" in result.detail
+    # one exchange (the health check), its immediate connection retries inside it
+    assert [(c.method, c.status) for c in http_spy.calls] == [("GET", None)]
 
 
 def test_schema_error_is_rejected_with_detail(collector: CollectorProcess) -> None:
@@ -125,6 +140,7 @@ def test_extra_headers_and_sdk_header_are_sent(collector: CollectorProcess, http
     )
     client = Client(config.api_url, config.api_key, extra_headers=config.extra_headers)
     assert client.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
+    assert any(r["path"].endswith("/traces") for r in collector.requests())  # (not the SDK's: not spied)
     assert http_spy.calls
     for call in http_spy.calls:  # every exchange: the health check, login, look-ups and the write
         assert call.headers["X-Gateway"] == "yes"
@@ -132,7 +148,7 @@ def test_extra_headers_and_sdk_header_are_sent(collector: CollectorProcess, http
 
 
 def test_proxy_settings_from_the_environment_are_honoured(
-    collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+    collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch, http_spy: HttpSpy
 ) -> None:
     dead_proxy = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("HTTP_PROXY", dead_proxy)
@@ -140,6 +156,97 @@ def test_proxy_settings_from_the_environment_are_honoured(
     monkeypatch.delenv("no_proxy", raising=False)
     via_proxy = Client(collector.url, "key", timeout=2)
     assert via_proxy.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.RETRY
+    # the proxy's pool was asked for the whole URL (a proxy's request form), and got no answer
+    assert [(c.url, c.status) for c in http_spy.calls] == [(f"{collector.url}/healthcheck", None)]
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     direct = Client(collector.url, "key", timeout=2)
     assert direct.write("POST", TARGET, "/traces", _trace_body()).outcome is Outcome.OK
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", None])
+def test_https_is_verified_against_the_environment_s_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str | None
+) -> None:
+    for name in (
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    bundle = str(tmp_path / "ca.pem")
+    if variable is not None:
+        monkeypatch.setenv(variable, bundle)
+    pool = Client("https://api.example.invalid/api", "key")._connect().pool  # (no connection made yet)
+    assert isinstance(pool, urllib3.HTTPSConnectionPool)
+    assert (pool.host, pool.port) == ("api.example.invalid", 443)
+    assert pool.ca_certs == (bundle if variable else requests.utils.DEFAULT_CA_BUNDLE_PATH)
+    assert pool.cert_reqs == "CERT_REQUIRED"
+
+
+class _EncodingServer(http.server.ThreadingHTTPServer):
+    """A stand-in API that answers compressed (``Content-Encoding``), and remembers the paths it saw."""
+
+    daemon_threads = True
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(("127.0.0.1", 0), _EncodingHandler)
+        self.encoding = encoding
+        self.paths: list[str] = []
+
+
+class _EncodingHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _EncodingServer
+
+    def _answer(self, status: int, payload: object) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.server.paths.append(self.path)
+        raw = json.dumps(payload).encode()
+        body = gzip.compress(raw) if self.server.encoding == "gzip" else zlib.compress(raw)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", self.server.encoding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(200, {"status": "ok"})
+
+    def do_POST(self) -> None:
+        if self.path.endswith("/login/api_key"):
+            self._answer(200, {"access_token": "not.a-jwt.token"})
+        else:
+            self._answer(422, {"detail": "parent_id 1234 not found"})
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(params=["gzip", "deflate"])
+def encoding_server(request: pytest.FixtureRequest) -> Iterator[_EncodingServer]:
+    server = _EncodingServer(request.param)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_compressed_answers_are_decoded_and_the_api_url_path_is_kept(
+    encoding_server: _EncodingServer,
+) -> None:
+    client = Client(f"http://127.0.0.1:{encoding_server.server_port}/api/", "key")
+    target = Target(project=None, project_id="p", log_stream=None, log_stream_id="s")
+    span = schema.ToolSpan(input="x", output="y")
+    body = schema.spans_ingest_body([span], trace_id=schema.new_id(), parent_id="1234", log_stream_id=None)
+    result = client.write("POST", target, "/spans", body)  # the login's JSON answer was compressed too
+    assert (result.outcome, result.status) == (Outcome.PARENT_MISSING, 422)
+    assert result.detail == 'HTTP 422: {"detail": "parent_id 1234 not found"}'
+    assert encoding_server.paths == ["/api/healthcheck", "/api/login/api_key", "/api/v2/projects/p/spans"]
