@@ -172,7 +172,7 @@ class Activity:
 
     def __init__(self) -> None:
         self.active = 0
-        #: When the last request ended (``time.monotonic()``).
+        #: When the last request that logged something ended (``time.monotonic()``).
         self.ended_at = -math.inf
         #: Set by the sender while it holds records back; the middleware calls ``on_idle`` only then.
         self.holding = False

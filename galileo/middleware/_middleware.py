@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from time import monotonic as _monotonic
 from typing import Any, Final
 
 import anyio.to_thread
@@ -49,7 +48,6 @@ _STATE_KEY: Final = "galileo.request_state"
 def _request_done() -> None:
     """One request fewer in flight; the last one out lets the sender go (it yields to requests)."""
     activity.active -= 1
-    activity.ended_at = _monotonic()
     if activity.holding and not activity.active and activity.on_idle is not None:
         activity.on_idle()
 
@@ -158,7 +156,6 @@ class TracingMiddleware(BaseHTTPMiddleware):
             else:
                 finalize_request(state, state.status)
             activity.active -= 1  # _request_done(), inlined: this path is timed in microseconds
-            activity.ended_at = _monotonic()
             if activity.holding and not activity.active and activity.on_idle is not None:
                 activity.on_idle()
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import attrs
 
-from galileo._context import RequestState, current_request
+from galileo._context import RequestState, activity, current_request
 from galileo.config import DEFAULT_LOCAL_URL, GalileoConfig
 from galileo.logger import GalileoLogger
 
@@ -126,6 +127,9 @@ def finalize_request(state: RequestState, status_code: int) -> None:
             logger._finalized_request = True
     if logger is None:
         return
+    # A request that logged ended: the sender waits for a quiet moment (see galileo._sender.QUIET). Requests
+    # that log nothing are not timed: that would cost every request of the service, traced or not.
+    activity.ended_at = time.monotonic()
     try:
         logger._finalize_request(status_code)
     except Exception:
