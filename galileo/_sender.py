@@ -1067,6 +1067,13 @@ class Sender:
             busy = [ob for ob in outboxes if not ob.idle]
             return busy, sum(ob.pending() for ob in busy)
 
+    def prune(self, outboxes: list[_O], floor: int) -> tuple[list[_O], int]:
+        """Forget the delivered outboxes of a list kept to wait on later: (those still busy, the length at
+        which to prune again). Callers prune only past that length, so the work is amortised, also while a
+        dead backend keeps every outbox busy."""
+        busy = self.busy_pending(outboxes)[0]
+        return busy, max(floor, 2 * len(busy))
+
     def drain(self, timeout: float | None) -> int:
         """Wait until every outbox is idle (bounded); return the records still pending, then report.
 

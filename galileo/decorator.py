@@ -458,8 +458,7 @@ def _hand_over(logger: GalileoLogger) -> None:
         with _handed_lock:
             _handed.extend(outboxes)
             if len(_handed) > _prune_at:  # forget what was delivered; amortised, also with a dead backend
-                _handed[:] = _sender.get_sender(logger.config).busy_pending(_handed)[0]
-                _prune_at = max(256, 2 * len(_handed))
+                _handed[:], _prune_at = _sender.get_sender(logger.config).prune(_handed, 256)
 
 
 def _current_logger() -> GalileoLogger:

@@ -69,7 +69,7 @@ _log = logging.getLogger("galileo")
 #: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
 DEFAULT_FLUSH_TIMEOUT = 30.0
 
-#: A logger's list of outboxes handed over is pruned of delivered ones once it is longer than this.
+#: A logger's list of outboxes handed over is pruned of delivered ones once it is longer than this (at least).
 _PRUNE_OUTBOXES = 64
 
 _S = TypeVar("_S", bound=schema.Span)
@@ -216,6 +216,7 @@ class GalileoLogger:
         self._upstream_parent_id = upstream_parent or upstream_trace
         self._outbox: _sender.TraceOutbox | None = None
         self._outboxes: list[_sender.TraceOutbox] = []
+        self._prune_at = _PRUNE_OUTBOXES  # see _enqueue_all
         # Set for the request logger of TracingMiddleware (see _for_request):
         self._request: RequestState | None = None
         self._auto_trace: schema.Trace | None = None
@@ -701,7 +702,7 @@ class GalileoLogger:
 
         Takes no sender lock: the caller asks the sender what is pending only if it wants to know. A
         long-lived logger's list of outboxes is pruned of delivered ones here once it grows past
-        :data:`_PRUNE_OUTBOXES` (and by a flush that waited them out).
+        ``_prune_at`` (:meth:`Sender.prune`: amortised), and by a flush that waited them out.
         """
         if self._disabled:
             return [], []
@@ -717,8 +718,8 @@ class GalileoLogger:
         if self._stack and isinstance(self._stack[0].record, schema.Trace):
             self._traces.append(self._stack[0].record)  # the request's trace, still open
         if self.mode == "distributed":
-            if len(self._outboxes) > _PRUNE_OUTBOXES:
-                self._outboxes = sender.busy_pending(self._outboxes)[0]
+            if len(self._outboxes) > self._prune_at:
+                self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
             return traces, list(self._outboxes)
         if not traces:
             return [], []
