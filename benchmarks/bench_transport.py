@@ -88,7 +88,7 @@ class _BeforeClient(Client):
             with self._manager_lock:
                 manager = self._manager
                 if manager is None:
-                    manager = self._manager = _pool_manager(self.api_url, self.timeout)
+                    manager = self._manager = _pool_manager(self.api_url, self._timeout)
         return manager
 
     def _exchange(

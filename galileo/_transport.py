@@ -210,7 +210,7 @@ def _json_body(response: urllib3.BaseHTTPResponse) -> Any:
     return json.loads(_content(response))
 
 
-def _pool_manager(api_url: str, timeout: float) -> urllib3.PoolManager:
+def _pool_manager(api_url: str, timeout: urllib3.Timeout) -> urllib3.PoolManager:
     """A connection pool for ``api_url`` with the environment's proxy and CA settings (requests' rules)."""
     environ = os.environ
     ca_bundle = (
@@ -222,7 +222,7 @@ def _pool_manager(api_url: str, timeout: float) -> urllib3.PoolManager:
         "num_pools": 4,
         "maxsize": 16,
         "retries": _RETRY,
-        "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+        "timeout": timeout,
         "cert_reqs": "CERT_REQUIRED",
         "ca_certs": ca_bundle,
     }
@@ -313,7 +313,7 @@ class Client:
         with self._route_lock:
             route = self._route
             if route is None:
-                manager = _pool_manager(self.api_url, self.timeout)
+                manager = _pool_manager(self.api_url, self._timeout)
                 if isinstance(manager, urllib3.ProxyManager):
                     route = _Route(manager, None, self.api_url)
                 else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import anyio.to_thread
 from starlette.middleware.base import BaseHTTPMiddleware, DispatchFunction, RequestResponseEndpoint
@@ -64,11 +64,6 @@ def _drain_on_shutdown(send: Send) -> Send:
         await send(message)
 
     return lifespan_send
-
-
-def _new_state(scope: Scope, config_source: Any) -> RequestState:
-    # The headers are parsed (by galileo.propagation's parser) when the request's logger is created.
-    return RequestState.new(scope, config_source)
 
 
 class TracingMiddleware(BaseHTTPMiddleware):
@@ -190,7 +185,8 @@ class TracingMiddleware(BaseHTTPMiddleware):
         response (and its background tasks) is done, with the status actually sent, whatever the override
         did to the response.
         """
-        state = _new_state(request.scope, self._config_source)
+        # The headers are parsed (by galileo.propagation's parser) when the request's logger is created.
+        state = RequestState.new(request.scope, self._config_source)
         request.scope[_STATE_KEY] = state
         token = request_state.set(state)
         try:
