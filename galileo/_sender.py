@@ -14,7 +14,12 @@ for the next request, send it without holding any lock, then settle the outcome.
   concluded after its POST started gets a PATCH once that POST is acknowledged.
 - The trace's ``is_complete`` PATCH goes last, after every record of the trace from this process (its own
   outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
-- Records of different traces never share a request.
+- Records of different traces never share a span POST. Trace POSTs are the exception the API allows: a
+  ``traces`` list may hold several traces, so traces of different outboxes to one API and target that are
+  ready at one moment (each with its subtree not sent yet) go in one ``POST /traces``
+  (:meth:`Sender._coalesce`). Each trace still gets its own ``is_complete`` PATCH. A combined POST the
+  API rejects outright (422, 413, other 4xx) is sent again trace by trace: one bad trace never sinks the
+  others.
 
 A logger hands its records over without taking the sender's lock when it can (:meth:`TraceOutbox.add` and
 friends): each event is appended to the outbox's *inbox*, a deque (appending is atomic), and only an outbox
@@ -111,6 +116,8 @@ QUIET = 0.002
 INBOX_MAX = 256
 #: At most this many records in one request body.
 MAX_RECORDS_PER_REQUEST = 500
+#: At most this many traces (of different outboxes) in one ``POST /traces``.
+MAX_TRACES_PER_REQUEST = 64
 #: Drops and failures are reported at WARNING at most once per this many seconds.
 WARN_INTERVAL = 10.0
 #: How long the interpreter-exit drain waits for pending records.
@@ -139,15 +146,22 @@ class _Node:
 class _Request:
     """A planned request: made under the sender lock, serialised and sent outside it."""
 
-    __slots__ = ("kind", "nodes", "parent_id", "roots")
+    __slots__ = ("kind", "nodes", "parent_id", "parts", "roots")
 
     def __init__(
-        self, kind: str, roots: list[_Node], nodes: list[_Node], parent_id: str | None = None
+        self,
+        kind: str,
+        roots: list[_Node],
+        nodes: list[_Node],
+        parent_id: str | None = None,
+        parts: list[tuple[TraceOutbox, _Request]] | None = None,
     ) -> None:
         self.kind = kind  # "traces", "spans", "span_update", "trace_update" or "batch"
         self.roots = roots
         self.nodes = nodes
         self.parent_id = parent_id
+        #: A ``POST /traces`` of several outboxes' traces: each outbox's own request (see Sender._coalesce).
+        self.parts = parts
 
 
 class Outbox:
@@ -251,6 +265,8 @@ class TraceOutbox(Outbox):
         self.known = False
         #: Events handed over with its registration, counted in ``Sender._fresh`` until taken in.
         self.fresh = 0
+        #: Set once a POST its trace shared with other traces was rejected: from then on it goes on its own.
+        self.solo = False
 
     # -- events from the logger (any thread, no lock) -----------------------------------------------------
     def add(self, record: schema.Record, parent_id: str | None) -> None:
@@ -362,23 +378,15 @@ class TraceOutbox(Outbox):
         if ready is not None:
             nodes: list[_Node] = []
             if ready.parent_id is None:
-                roots = [ready]
                 self._subtree(ready, nodes)
-                kind = "traces"
-            else:
-                roots = []
-                for i in self._new:
-                    node = self.nodes[i]
-                    if node.parent_id == ready.parent_id and len(nodes) < MAX_RECORDS_PER_REQUEST:
-                        roots.append(node)
-                        self._subtree(node, nodes)
-                kind = "spans"
-            for node in nodes:
-                node.state = _SENDING
-                node.needs_patch = False
-                del self._new[node.record.id]
-            self.inflight += 1
-            return _Request(kind, roots, nodes, ready.parent_id)
+                return self._taken("traces", [ready], nodes, None)
+            roots = []
+            for i in self._new:
+                node = self.nodes[i]
+                if node.parent_id == ready.parent_id and len(nodes) < MAX_RECORDS_PER_REQUEST:
+                    roots.append(node)
+                    self._subtree(node, nodes)
+            return self._taken("spans", roots, nodes, ready.parent_id)
         if self._patches:
             record_id = next(iter(self._patches))
             del self._patches[record_id]
@@ -397,6 +405,28 @@ class TraceOutbox(Outbox):
             return _Request("trace_update", [], [])
         return None
 
+    def take_trace(self, room: int) -> _Request | None:
+        """The trace record with its subtree not sent yet, if it is what this outbox would send next and
+        that is at most ``room`` records: to share a ``POST /traces`` with other traces."""
+        root = self.nodes.get(self.trace_id)
+        if root is None or root.state != _NEW or not self.owned or self.solo:
+            return None
+        if self.first_failure is not None:  # a retry keeps its own backoff
+            return None
+        nodes: list[_Node] = []
+        self._subtree(root, nodes)
+        if len(nodes) > room:
+            return None
+        return self._taken("traces", [root], nodes, None)
+
+    def _taken(self, kind: str, roots: list[_Node], nodes: list[_Node], parent_id: str | None) -> _Request:
+        for node in nodes:
+            node.state = _SENDING
+            node.needs_patch = False
+            del self._new[node.record.id]
+        self.inflight += 1
+        return _Request(kind, roots, nodes, parent_id)
+
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
         if request.kind == "span_update":
             span = request.roots[0].record
@@ -408,6 +438,17 @@ class TraceOutbox(Outbox):
             assert self.completion is not None
             body = schema.trace_update_body(self.completion, log_stream_id=None, is_complete=True)
             return "PATCH", f"/traces/{self.trace_id}", body
+        wires = self.wires(request)
+        if request.kind == "traces":
+            return "POST", "/traces", schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
+        assert request.parent_id is not None
+        body = schema.spans_ingest_body(
+            wires, trace_id=self.trace_id, parent_id=request.parent_id, log_stream_id=None
+        )
+        return "POST", "/spans", body
+
+    def wires(self, request: _Request) -> list[dict[str, Any]]:
+        """The JSON of a POST's roots, each with the records of ``request`` below it nested."""
         included = {id(n) for n in request.nodes}
 
         def wire(node: _Node) -> dict[str, Any]:
@@ -416,14 +457,7 @@ class TraceOutbox(Outbox):
                 data["spans"] = [wire(self.nodes[c]) for c in node.children if id(self.nodes[c]) in included]
             return data
 
-        wires = [wire(root) for root in request.roots]
-        if request.kind == "traces":
-            return "POST", "/traces", schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
-        assert request.parent_id is not None
-        body = schema.spans_ingest_body(
-            wires, trace_id=self.trace_id, parent_id=request.parent_id, log_stream_id=None
-        )
-        return "POST", "/spans", body
+        return [wire(root) for root in request.roots]
 
     # -- outcomes -----------------------------------------------------------------------------------------
     def settle(self, request: _Request, result: Result, now: float) -> None:
@@ -621,6 +655,7 @@ class Sender:
         self._seq = itertools.count()
         self._outboxes: set[Outbox] = set()  # not idle
         self._yielding: set[Outbox] = set()  # held back while requests are in flight
+        self._deferred: set[Outbox] = set()  # held back for requests, in flight or just ended (see _yield)
         self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
         self._health: dict[Client, _ApiHealth] = {}
         self._threads: list[threading.Thread] = []
@@ -781,6 +816,7 @@ class Sender:
             self._register(outbox)
         elif outbox in self._outboxes:
             self._outboxes.discard(outbox)
+            self._deferred.discard(outbox)
             if isinstance(outbox, TraceOutbox):
                 same_trace = self._by_trace.get(outbox.trace_id, set())
                 same_trace.discard(outbox)
@@ -839,6 +875,7 @@ class Sender:
             return False
         if outbox.deferred_at is None:
             outbox.deferred_at = now
+            self._deferred.add(outbox)
         until = outbox.deferred_at + YIELD_CAP
         if now >= until:
             return False
@@ -905,13 +942,17 @@ class Sender:
                 if health is not None and health.blocks(now):
                     self._wait_out(outbox, health, now)
                     continue
-                outbox.deferred_at = None
+                if outbox.deferred_at is not None:
+                    outbox.deferred_at = None
+                    self._deferred.discard(outbox)
                 request = outbox.take()
                 if request is None:
                     self._schedule(outbox)
                     continue
                 if health is not None and health.down_since is not None:
                     health.probing = True  # this request tells whether the API is back
+                elif request.kind == "traces" and isinstance(outbox, TraceOutbox) and not outbox.solo:
+                    request = self._coalesce(outbox, request, now)
                 self._schedule(outbox)  # more ready work of this outbox goes to another worker
                 self._inflight += 1
                 return outbox, request
@@ -937,6 +978,68 @@ class Sender:
             self._wake.wait(timeout)
             if self._timer_at <= time.monotonic():
                 self._timer_at = math.inf
+
+    def _coalesce(self, first: TraceOutbox, request: _Request, now: float) -> _Request:
+        """``request``, the ``POST /traces`` of ``first``'s trace, joined by the traces of other outboxes
+        to the same API and target that may go now or only yield to requests (under the lock).
+
+        Each joins with its subtree not sent yet, up to :data:`MAX_RECORDS_PER_REQUEST` records and
+        :data:`MAX_TRACES_PER_REQUEST` traces. What stays apart: an outbox lingering (its request may still
+        be logging), backing off or waiting out an outage, one that sends something else first, or one whose
+        trace was in a combined POST the API rejected (``solo``). Returns ``request`` itself when none joins;
+        else a request whose ``parts`` are each outbox's own.
+        """
+        room = MAX_RECORDS_PER_REQUEST - len(request.nodes)
+        parts: list[tuple[TraceOutbox, _Request]] = [(first, request)]
+        from_ready: set[Outbox] = set()
+        for outbox in [*self._ready, *self._deferred]:
+            if len(parts) >= MAX_TRACES_PER_REQUEST or room <= 0:
+                break
+            if (
+                outbox is first
+                or not isinstance(outbox, TraceOutbox)
+                or outbox.client is not first.client
+                or outbox.target != first.target
+                or (outbox.not_before > now and outbox.deferred_at is None)  # lingering or backing off
+            ):
+                continue
+            outbox.intake()
+            taken = outbox.take_trace(room)
+            if taken is None:
+                continue
+            room -= len(taken.nodes)
+            parts.append((outbox, taken))
+            if outbox.in_ready:
+                outbox.in_ready = False
+                from_ready.add(outbox)
+            if outbox.deferred_at is not None:
+                outbox.deferred_at = None
+                self._deferred.discard(outbox)
+                self._yielding.discard(outbox)
+        if len(parts) == 1:
+            return request
+        if from_ready:
+            self._ready = collections.deque(ob for ob in self._ready if ob not in from_ready)
+        for outbox, _ in parts[1:]:
+            self._schedule(outbox)
+        return _Request("traces", [], [], parts=parts)
+
+    def _settle(self, outbox: Outbox, request: _Request, result: Result, now: float) -> None:
+        """Settle one exchange's outcome (under the lock), for each outbox of a combined POST."""
+        if request.parts is None:
+            outbox.settle(request, result, now)
+            self._schedule(outbox)
+            return
+        if result.outcome is Outcome.REJECTED:  # maybe for one trace's sake: each goes again on its own
+            for part_outbox, part in request.parts:
+                part_outbox.inflight -= 1
+                part_outbox.solo = True
+                part_outbox._requeue(part)
+                self._schedule(part_outbox)
+            return
+        for part_outbox, part in request.parts:
+            part_outbox.settle(part, result, now)
+            self._schedule(part_outbox)
 
     # -- the API's health -----------------------------------------------------------------------------------
     def _wait_out(self, outbox: Outbox, health: _ApiHealth, now: float) -> None:
@@ -1033,7 +1136,12 @@ class Sender:
                 return
             outbox, request = taken
             try:
-                method, path, body = outbox.build(request)
+                if request.parts is None:
+                    method, path, body = outbox.build(request)
+                else:
+                    wires = [wire for part_outbox, part in request.parts for wire in part_outbox.wires(part)]
+                    method, path = "POST", "/traces"
+                    body = schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
                 result = outbox.client.write(method, outbox.target, path, body)
             except Exception as exc:  # a bug in building a body must not kill the worker
                 _log.debug("galileo: could not build a request", exc_info=True)
@@ -1042,8 +1150,7 @@ class Sender:
                 self._inflight -= 1
                 now = time.monotonic()
                 self._observe(outbox.client, result, now)
-                outbox.settle(request, result, now)
-                self._schedule(outbox)
+                self._settle(outbox, request, result, now)
 
     # -- waiting -------------------------------------------------------------------------------------------
     def wait(self, outboxes: Iterable[Outbox], timeout: float | None) -> int:

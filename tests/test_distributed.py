@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import trio
 from collector_process import CollectorProcess, free_port
 from schema_validation import validate
@@ -23,6 +24,7 @@ from sdk_helpers import WRITE_ROOTS, HttpSpy, kind, tree_lines, writes
 
 import galileo
 from galileo import GalileoLogger, _sender, schema
+from galileo._context import activity
 
 pytestmark = pytest.mark.usefixtures("fresh_sdk")
 
@@ -217,6 +219,78 @@ def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorPr
     posts = sum(1 for r in requests if r["method"] == "POST")
     assert records == 20 * 22
     assert posts < records, "siblings and subtrees were coalesced"
+
+
+def _traces_while_a_request_runs(
+    count: int, collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """``count`` small traces logged by as many loggers while a request is in flight (as TracingMiddleware
+    counts them), held back for it however slow this machine is; then the request ends. Returns their ids
+    once every logger's flush has waited for delivery."""
+    monkeypatch.setattr(_sender, "YIELD_CAP", 30.0)
+    loggers, trace_ids = [], []
+    activity.active += 1
+    try:
+        for i in range(count):
+            logger = dlogger()
+            trace = logger.start_trace(input=f"q{i}", name=f"busy{i}")
+            logger.add_tool_span(input="x", output=f"y{i}", name="tool")
+            logger.conclude(output=f"done {i}")
+            loggers.append(logger)
+            trace_ids.append(trace.id)
+        time.sleep(0.2)  # well past the linger: now they only wait for the request
+        assert not writes(collector), "nothing goes while the request runs"
+    finally:  # what the middleware does when the request ends
+        activity.active -= 1
+        activity.ended_at = time.monotonic()
+        if activity.on_idle is not None:
+            activity.on_idle()
+    for logger in loggers:
+        assert logger.flush(timeout=10).pending == 0
+    return trace_ids
+
+
+def test_traces_ready_together_share_one_post(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Traces of different loggers ready at one moment go in one ``POST /traces`` (its ``traces`` is a
+    list); each still gets its own is_complete PATCH, after its records."""
+    collector_env.clear_requests()
+    trace_ids = _traces_while_a_request_runs(12, collector_env, monkeypatch)
+    sent = writes(collector_env)
+    check_order(sent, set(trace_ids))
+    posts = [r for r in sent if kind(r) == ("POST", "traces")]
+    assert len(posts) == 1
+    assert [t["id"] for t in posts[0]["body"]["traces"]] == trace_ids
+    assert [len(t["spans"]) for t in posts[0]["body"]["traces"]] == [1] * 12  # each with its own subtree
+    patched = [r["body"]["trace_id"] for r in sent if kind(r) == ("PATCH", "traces")]
+    assert sorted(patched) == sorted(trace_ids)
+    for i, trace_id in enumerate(trace_ids):
+        stored = collector_env.trace(trace_id)
+        assert stored is not None and stored["is_complete"] and stored["output"] == f"done {i}"
+        assert [s["output"] for s in stored["spans"]] == [f"y{i}"]
+    assert galileo.stats()["dropped"] == 0
+
+
+def test_a_shared_post_the_api_rejects_goes_again_trace_by_trace(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One bad trace must not sink the traces it shared a POST with: when the API rejects a combined POST
+    outright (here a 422), each trace goes again on its own."""
+    collector_env.clear_requests()
+    faults = f"{collector_env.url}/api/faults"
+    requests.put(faults, json={"fail_count": 1, "fail_status": 422}, timeout=5).raise_for_status()
+    try:
+        trace_ids = _traces_while_a_request_runs(5, collector_env, monkeypatch)
+    finally:
+        requests.delete(faults, timeout=5).raise_for_status()
+    posts = [r for r in writes(collector_env) if kind(r) == ("POST", "traces")]
+    assert sorted(t["id"] for r in posts for t in r["body"]["traces"]) == sorted(trace_ids)
+    assert [len(r["body"]["traces"]) for r in posts] == [1] * 5, "after the rejection, one trace per POST"
+    for trace_id in trace_ids:
+        stored = collector_env.trace(trace_id)
+        assert stored is not None and stored["is_complete"]
+    assert galileo.stats()["dropped"] == 0
 
 
 def test_records_handed_over_while_the_sender_lets_go_are_never_lost(
