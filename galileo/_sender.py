@@ -169,17 +169,18 @@ class Outbox:
 
     #: Events handed over without the lock (see the module docstring); only trace outboxes have any.
     inbox: collections.deque[tuple[int, Any, Any]] | tuple[()] = ()
+    # Scalar state starts as these class attributes: an outbox is made per trace, on a request path.
+    attempts = 0
+    not_before = 0.0
+    first_failure: float | None = None
+    in_ready = False
+    priority = False
+    deferred_at: float | None = None  # when it first yielded to requests in flight
 
     def __init__(self, sender: Sender, client: Client, target: Target) -> None:
         self.sender = sender
         self.client = client
         self.target = target
-        self.attempts = 0
-        self.not_before = 0.0
-        self.first_failure: float | None = None
-        self.in_ready = False
-        self.priority = False
-        self.deferred_at: float | None = None  # when it first yielded to requests in flight
 
     # The following run under the sender lock.
     def intake(self) -> None:
@@ -246,6 +247,19 @@ class TraceOutbox(Outbox):
     """Distributed mode: the records of one trace from one logger, sent as soon as their parent is in."""
 
     inbox: collections.deque[tuple[int, Any, Any]]
+    completion: schema.Trace | None = None  # set when the trace was concluded (owned only)
+    completion_sent = False
+    inflight = 0
+    #: ids of records the queue bound turned away (and their children); a set of its own once there are any.
+    _refused: frozenset[str] | set[str] = frozenset()
+    #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
+    held = False
+    #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
+    known = False
+    #: Events handed over with its registration, counted in ``Sender._fresh`` until taken in.
+    fresh = 0
+    #: Set once a POST its trace shared with other traces was rejected: from then on it goes on its own.
+    solo = False
 
     def __init__(self, sender: Sender, client: Client, target: Target, trace_id: str, *, owned: bool) -> None:
         super().__init__(sender, client, target)
@@ -254,19 +268,7 @@ class TraceOutbox(Outbox):
         self.nodes: dict[str, _Node] = {}
         self._new: dict[str, None] = {}  # ids of NEW nodes, in arrival order
         self._patches: dict[str, None] = {}  # ids of ACKED nodes needing a PATCH
-        self.completion: schema.Trace | None = None  # set when the trace was concluded (owned only)
-        self.completion_sent = False
-        self.inflight = 0
-        self._refused: set[str] = set()  # ids of records the queue bound turned away (and their children)
         self.inbox = collections.deque()
-        #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
-        self.held = False
-        #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
-        self.known = False
-        #: Events handed over with its registration, counted in ``Sender._fresh`` until taken in.
-        self.fresh = 0
-        #: Set once a POST its trace shared with other traces was rejected: from then on it goes on its own.
-        self.solo = False
 
     # -- events from the logger (any thread, no lock) -----------------------------------------------------
     def add(self, record: schema.Record, parent_id: str | None) -> None:
@@ -306,7 +308,7 @@ class TraceOutbox(Outbox):
                 if self.sender._admit(1):
                     self._add(a, b)
                 else:
-                    self._refused.add(a.id)
+                    self._refuse(a.id)
             elif kind == _CONCLUDE:
                 self._conclude(a)
             else:
@@ -317,7 +319,7 @@ class TraceOutbox(Outbox):
         self.nodes[record.id] = node
         self._new[record.id] = None
         if parent_id in self._refused:  # its parent was dropped: never send it as an orphan
-            self._refused.add(record.id)
+            self._refuse(record.id)
             self._fail([node], "parent_failed", None)
             return
         parent = self.nodes.get(parent_id) if parent_id else None
@@ -325,6 +327,11 @@ class TraceOutbox(Outbox):
             parent.children.append(record.id)
             if parent.state == _FAILED:
                 self._fail([node], "parent_failed", None)
+
+    def _refuse(self, record_id: str) -> None:
+        if not isinstance(self._refused, set):
+            self._refused = set()
+        self._refused.add(record_id)
 
     def _conclude(self, record_id: str) -> bool:
         node = self.nodes.get(record_id)
@@ -450,14 +457,15 @@ class TraceOutbox(Outbox):
     def wires(self, request: _Request) -> list[dict[str, Any]]:
         """The JSON of a POST's roots, each with the records of ``request`` below it nested."""
         included = {id(n) for n in request.nodes}
+        return [self._wire(root, included) for root in request.roots]
 
-        def wire(node: _Node) -> dict[str, Any]:
-            data = node.record.to_wire(include_children=False)
-            if "spans" in data:
-                data["spans"] = [wire(self.nodes[c]) for c in node.children if id(self.nodes[c]) in included]
-            return data
-
-        return [wire(root) for root in request.roots]
+    def _wire(self, node: _Node, included: set[int]) -> dict[str, Any]:
+        # A method, not a closure calling itself: that would be a reference cycle, garbage for the collector.
+        data = node.record.to_wire(include_children=False)
+        if "spans" in data:
+            children = [self.nodes[c] for c in node.children]
+            data["spans"] = [self._wire(child, included) for child in children if id(child) in included]
+        return data
 
     # -- outcomes -----------------------------------------------------------------------------------------
     def settle(self, request: _Request, result: Result, now: float) -> None:
@@ -1134,23 +1142,27 @@ class Sender:
                 taken = self._next(generation)
             if taken is None:
                 return
-            outbox, request = taken
-            try:
-                if request.parts is None:
-                    method, path, body = outbox.build(request)
-                else:
-                    wires = [wire for part_outbox, part in request.parts for wire in part_outbox.wires(part)]
-                    method, path = "POST", "/traces"
-                    body = schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
-                result = outbox.client.write(method, outbox.target, path, body)
-            except Exception as exc:  # a bug in building a body must not kill the worker
-                _log.debug("galileo: could not build a request", exc_info=True)
-                result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
-            with self._lock:
-                self._inflight -= 1
-                now = time.monotonic()
-                self._observe(outbox.client, result, now)
-                self._settle(outbox, request, result, now)
+            self._exchange(*taken)
+            del taken  # an idle worker holds no outbox: what was delivered is freed at once
+
+    def _exchange(self, outbox: Outbox, request: _Request) -> None:
+        """Build and send one planned request (no lock held), then settle its outcome (under the lock)."""
+        try:
+            if request.parts is None:
+                method, path, body = outbox.build(request)
+            else:
+                wires = [wire for part_outbox, part in request.parts for wire in part_outbox.wires(part)]
+                method, path = "POST", "/traces"
+                body = schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
+            result = outbox.client.write(method, outbox.target, path, body)
+        except Exception as exc:  # a bug in building a body must not kill the worker
+            _log.debug("galileo: could not build a request", exc_info=True)
+            result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
+        with self._lock:
+            self._inflight -= 1
+            now = time.monotonic()
+            self._observe(outbox.client, result, now)
+            self._settle(outbox, request, result, now)
 
     # -- waiting -------------------------------------------------------------------------------------------
     def wait(self, outboxes: Iterable[Outbox], timeout: float | None) -> int:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import logging
 import sys
 import threading
@@ -56,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from galileo import _sender, schema
-from galileo._context import RequestState, SpanFrame, current_request, span_frame
+from galileo._context import RequestState, SpanFrame, request_state, span_frame
 from galileo._transport import Target, get_client
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
@@ -75,8 +76,8 @@ _PRUNE_OUTBOXES = 64
 _S = TypeVar("_S", bound=schema.Span)
 
 
-def _now_ns() -> int:
-    return time.perf_counter_ns()
+#: The monotonic clock of durations (the C function itself: request paths call it several times).
+_now_ns: Callable[[], int] = time.perf_counter_ns
 
 
 def _must_not_block() -> bool:
@@ -84,7 +85,7 @@ def _must_not_block() -> bool:
 
     There a blocking wait would delay a response or stall every request on the loop.
     """
-    if current_request() is not None:
+    if request_state.get() is not None:  # current_request(), without a call: it runs on request paths
         return True
     try:
         asyncio.get_running_loop()
@@ -205,6 +206,8 @@ class GalileoLogger:
                 "continuing an upstream trace (trace_id=...) needs mode='distributed'",
                 config.mode,
             )
+        # A request's logger copies these from a template (see _for_request): a mutable attribute added here
+        # must be listed in _PER_LOGGER, or every request's logger would share it.
         self._config = config
         self._policy = config.payload_policy
         self._target = Target.from_config(config)
@@ -282,16 +285,20 @@ class GalileoLogger:
         external_id: str | None = None,
     ) -> schema.Trace:
         """Open a trace (a continuing logger has its upstream trace already: it warns and sends nothing)."""
+        policy = self._policy
         trace = schema.Trace(
-            input=self._policy.input("trace", input),
-            redacted_input=self._redacted("trace", "input", input, redacted_input),
+            input=policy.input("trace", input),
             name=name or "",
             created_at=created_at or _utcnow(),
-            user_metadata=self._policy.metadata(metadata),
-            tags=self._policy.tags(tags),
             duration_ns=duration_ns,
             external_id=external_id,
         )
+        if redacted_input is not None or policy.redact is not None:
+            trace.redacted_input = self._redacted("trace", "input", input, redacted_input)
+        if metadata is not None:
+            trace.user_metadata = policy.metadata(metadata)
+        if tags is not None:
+            trace.tags = policy.tags(tags)
         if self._disabled:
             return trace
         with self._lock:
@@ -308,10 +315,11 @@ class GalileoLogger:
                 self._conclude_all()
             self._stack.append(_Open(trace, trace.id, _now_ns()))
             self._traces.append(trace)
-            if self.mode != "distributed" and self not in _unflushed:
-                _unflushed.add(self)
-                _sender.at_exit(_flush_unflushed)
-            if self.mode == "distributed":
+            if self._config.mode != "distributed":
+                if self not in _unflushed:
+                    _unflushed.add(self)
+                    _sender.at_exit(_flush_unflushed)
+            else:
                 sender = _sender.get_sender(self._config)
                 self._outbox = sender.open_trace(get_client(self._config), self._target, trace.id, owned=True)
                 self._outboxes.append(self._outbox)
@@ -537,7 +545,7 @@ class GalileoLogger:
         if self._stack:
             self._stack[-1].last_ns = now
             self._stack[-1].last_wall = _utcnow()
-        if self.mode == "distributed" and self._outbox is not None:
+        if self._config.mode == "distributed" and self._outbox is not None:
             if isinstance(record, schema.Trace):
                 self._outbox.complete(record)
                 self._outbox = None
@@ -564,7 +572,8 @@ class GalileoLogger:
                 output = children[-1].output
         if output is not None:
             record.output = self._policy.output(kind, output)
-            record.redacted_output = self._redacted(kind, "output", output, redacted_output)
+            if redacted_output is not None or self._policy.redact is not None:
+                record.redacted_output = self._redacted(kind, "output", output, redacted_output)
         if record.duration_ns is None:
             record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
         elif duration_ns is not None:
@@ -610,8 +619,16 @@ class GalileoLogger:
             import attrs
 
             config = attrs.evolve(config, mode="distributed")
-        logger = cls(config=config)
-        logger._request = state
+        # One logger per request: copy the settings a logger of this config starts with (see _template)
+        # instead of validating and deriving them again.
+        logger = object.__new__(cls)
+        fields = logger.__dict__
+        fields.update(_template(cls, config))
+        fields["_lock"] = threading.RLock()
+        fields["_traces"] = []
+        fields["_stack"] = []
+        fields["_outboxes"] = []
+        fields["_request"] = state
         if state.trace_id is not None:  # ids the header parser already validated and normalised
             logger._upstream_trace_id = state.trace_id
             logger._upstream_parent_id = state.parent_id or state.trace_id
@@ -621,8 +638,8 @@ class GalileoLogger:
     def _open_request_trace(self, first_input: Any) -> None:
         state = self._request
         assert state is not None
-        name = f"{state.method} {state.route_path()}"
-        self._auto_trace = self.start_trace(input=schema.to_text(first_input), name=name)
+        text = first_input if type(first_input) is str else schema.to_text(first_input)
+        self._auto_trace = self.start_trace(input=text, name=f"{state.method} {state.route_path()}")
 
     def _finalize_request(self, status_code: int) -> None:
         """Conclude what the handler left open and complete the request's trace; enqueue only, never wait."""
@@ -643,6 +660,10 @@ class GalileoLogger:
                 self._enqueue_all()
             finally:
                 self._finalizing = False
+                # The request is over: let go of its state. It refers to this logger, and a reference cycle
+                # would keep the request's records, outboxes and ASGI scope alive until the garbage collector
+                # runs (under the lock: readers check ``_request`` and its ``finalized`` under it too).
+                self._request = None
 
     # -- sending -------------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
@@ -717,7 +738,7 @@ class GalileoLogger:
         traces, self._traces = self._traces, []
         if self._stack and isinstance(self._stack[0].record, schema.Trace):
             self._traces.append(self._stack[0].record)  # the request's trace, still open
-        if self.mode == "distributed":
+        if self._config.mode == "distributed":
             if len(self._outboxes) > self._prune_at:
                 self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
             return traces, list(self._outboxes)
@@ -737,13 +758,15 @@ class GalileoLogger:
     def _payload(
         self, kind: str, input: Any, output: Any, redacted_input: Any, redacted_output: Any
     ) -> dict[str, Any]:
-        """A span's input and output in its kind's shape, and their redacted copies."""
-        return {
-            "input": self._policy.input(kind, input),
-            "output": self._policy.output(kind, output),
-            "redacted_input": self._redacted(kind, "input", input, redacted_input),
-            "redacted_output": self._redacted(kind, "output", output, redacted_output),
-        }
+        """A span's input and output in its kind's shape, and their redacted copies (when there are any)."""
+        policy = self._policy
+        payload = {"input": policy.input(kind, input)}
+        if output is not None:
+            payload["output"] = policy.output(kind, output)
+        if policy.redact is not None or redacted_input is not None or redacted_output is not None:
+            payload["redacted_input"] = self._redacted(kind, "input", input, redacted_input)
+            payload["redacted_output"] = self._redacted(kind, "output", output, redacted_output)
+        return payload
 
     def _common(
         self,
@@ -752,12 +775,18 @@ class GalileoLogger:
         status_code: int | None,
         step_number: int | None,
     ) -> dict[str, Any]:
-        return {
-            "user_metadata": self._policy.metadata(metadata),
-            "tags": self._policy.tags(tags),
-            "status_code": status_code,
-            "step_number": step_number,
-        }
+        """A span's metadata, tags, status and step, those given only (the record's defaults stand for the
+        rest: fewer arguments to pass on a request path)."""
+        common: dict[str, Any] = {}
+        if metadata is not None:
+            common["user_metadata"] = self._policy.metadata(metadata)
+        if tags is not None:
+            common["tags"] = self._policy.tags(tags)
+        if status_code is not None:
+            common["status_code"] = status_code
+        if step_number is not None:
+            common["step_number"] = step_number
+        return common
 
     def _add(
         self, span: _S, duration_ns: int | None, created_at: _dt.datetime | None, *, opens_level: bool
@@ -880,6 +909,23 @@ class GalileoLogger:
         return self._outbox
 
 
+#: The attributes a new logger of a config starts with, but those _for_request makes anew (mutable state):
+#: id(config) -> (config, attributes). A service has one config or a few (one per middleware).
+_templates: dict[int, tuple[GalileoConfig, dict[str, Any]]] = {}
+_PER_LOGGER = frozenset({"_lock", "_traces", "_stack", "_outboxes", "_request"})
+
+
+def _template(cls: type[GalileoLogger], config: GalileoConfig) -> dict[str, Any]:
+    entry = _templates.get(id(config))
+    if entry is None or entry[0] is not config:
+        made = cls(config=config)
+        if len(_templates) >= 64:  # configs made per request by a caller: do not keep them all
+            _templates.clear()
+        fields = {k: v for k, v in vars(made).items() if k not in _PER_LOGGER}
+        entry = _templates[id(config)] = (config, fields)
+    return entry[1]
+
+
 #: Batch-mode loggers that started a trace (weakly held): what they never flushed goes at interpreter exit.
 _unflushed: weakref.WeakSet[GalileoLogger] = weakref.WeakSet()
 
@@ -891,8 +937,8 @@ def _flush_unflushed() -> None:
             logger._enqueue_all()
 
 
-def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+#: Now, in UTC (a partial of the C method: no Python frame on request paths).
+_utcnow: Callable[[], _dt.datetime] = functools.partial(_dt.datetime.now, _dt.timezone.utc)
 
 
 def _count_records(record: schema.Record) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -538,3 +540,24 @@ def test_requests_in_flight_are_counted_and_released(collector_env: CollectorPro
             assert client.get("/").status_code == 500
     assert during == [before + 1, before + 1], "one request in flight while each ran"
     assert activity.active == before, "released on success and on error, on both paths"
+
+
+def test_a_finished_request_leaves_no_garbage_for_the_collector(collector_env: CollectorProcess) -> None:
+    """Once a request is over, its logger (and with it the request's state and ASGI scope) is freed by
+    reference counting, at once, and its records once delivered: no reference cycle is left for Python's
+    garbage collector, whose pauses would land in some later request."""
+    seen: dict[str, Any] = {}
+    with TestClient(seed_app(seen)) as client:
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):
+                assert client.get("/items/1").status_code == 200
+                (outbox,) = [weakref.ref(ob) for ob in seen["logger"]._outboxes]
+                logger = weakref.ref(seen.pop("logger"))
+                assert logger() is None, "the request's logger outlived its request"
+                # and the sender lets go of the trace's outbox (and records) once they are delivered
+                collector_env.wait_for(lambda: outbox() is None)  # noqa: B023
+        finally:
+            gc.enable()
+    assert stored(collector_env, seen["trace"])["is_complete"]
