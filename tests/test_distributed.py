@@ -572,6 +572,33 @@ def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
     collector_env.wait_for(lambda: (collector_env.trace(trace.id) or {}).get("is_complete"), timeout=5)
 
 
+def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorProcess) -> None:
+    """While the service serves requests that log, one worker is on duty (waiting with a short timeout), so a
+    record logged during a request never wakes a worker: on the request's CPU that would preempt the handler.
+    The record still goes within the cap."""
+    logger = dlogger()
+    first = logger.start_trace(input="warm-up")
+    logger.conclude(output="a")
+    activity.ended_at = time.monotonic()  # as if a request that logged had just ended
+    assert logger.flush(timeout=10).pending == 0  # the workers send it and go idle, one on duty
+    sender = _sender.get_sender(logger.config)
+    time.sleep(0.2)  # the workers settle into their waits
+    wakes: list[int] = []
+    real_notify = sender._wake.notify
+    sender._wake.notify = lambda n=1: (wakes.append(n), real_notify(n))  # type: ignore[method-assign]
+    activity.active += 1  # as TracingMiddleware does while a request is served
+    try:
+        trace = logger.start_trace(input="q")
+        logger.add_tool_span(input="x", output="y")
+        logger.conclude(output="done")
+        assert wakes == [], "a worker was woken in the middle of a request"
+    finally:
+        activity.active -= 1
+        del sender._wake.notify
+    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["is_complete"] and t)
+    assert stored["output"] == "done" and collector_env.trace(first.id) is not None
+
+
 def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
     from galileo._context import activity
 
