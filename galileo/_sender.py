@@ -43,8 +43,11 @@ is unreachable (one ERROR when it refuses the API key) and one INFO line says wh
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
 While requests are in flight (TracingMiddleware counts them) records yield to them, and then until no
 request has ended for :data:`QUIET` (a burst is served one request after another), for up to
-:data:`YIELD_CAP` in all; no worker is woken for them unless none would wake within that cap anyway: every
-wake-up is a hand-over of the interpreter taken from a handler. The last request out wakes a worker.
+:data:`YIELD_CAP` in all. No worker is woken for them unless none would wake within that cap anyway, not
+even by the last request out (in a burst the next request is already waiting): on the application's CPU a
+woken worker preempts the handler or event loop, and every wake-up hands the interpreter over. While requests
+that log keep coming, one idle worker stays on duty (:data:`DUTY`) so that some worker always wakes within the
+cap; a worker settling an exchange takes the work it makes itself rather than waking another.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
 connection errors, timeouts, and a parent the server has not seen yet) are retried with exponential backoff
@@ -675,6 +678,7 @@ class Sender:
         self._threads: list[threading.Thread] = []
         self._generation = 0  # workers of an older generation exit (see close)
         self._quiet = False  # a wake-up was skipped while requests were in flight (see _notify)
+        self._settling = False  # a worker settles an exchange, and looks for work next (see _notify)
         self._timer_at = math.inf  # when the first worker waiting with a timeout wakes
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
@@ -870,8 +874,13 @@ class Sender:
             self._notify(outbox)
 
     def _notify(self, outbox: Outbox) -> None:
-        """Wake a worker for ``outbox`` — unless requests are in flight: a worker woken now would take the
-        interpreter from a handler only to yield to it; the last request out wakes one instead."""
+        """Wake a worker for ``outbox`` — unless one looks soon enough anyway: the worker settling an
+        exchange (it looks for work next), or, while requests are in flight, a worker whose timer fires
+        within :data:`YIELD_CAP` (a worker woken now would take the interpreter from a handler only to yield
+        to it)."""
+        if self._settling:  # the first work a settled exchange makes is this worker's own
+            self._settling = False
+            return
         if activity.active and not outbox.priority:
             now = time.monotonic()
             if now < self._timer_at <= now + YIELD_CAP:  # a worker wakes soon enough anyway
@@ -903,20 +912,25 @@ class Sender:
         return True
 
     def _requests_idle(self) -> None:
-        """The last request in flight ended: what yielded to it goes once no other came for :data:`QUIET`
-        (called by the middleware)."""
+        """The last request in flight ended: what yielded to it may go once no other came for :data:`QUIET`
+        (called by the middleware).
+
+        It goes when a worker next looks after that. A worker is woken here only when none would wake
+        within :data:`YIELD_CAP` anyway: in a burst the last request in flight ends again and again, with the
+        next one already waiting, and a worker woken then preempts the event loop serving it.
+        """
         with self._lock:
             activity.holding = False
-            if self._quiet:
-                self._quiet = False
-                self._wake.notify(max(1, min(len(self._ready), self.workers)))
             held, self._yielding = self._yielding, set()
             now = time.monotonic()
             for outbox in held:
                 cap = None if outbox.deferred_at is None else outbox.deferred_at + YIELD_CAP
                 if outbox.not_before == cap:  # (a backoff set meanwhile is kept)
                     outbox.not_before = min(cap, now + QUIET)
-                    self._schedule(outbox)
+                    heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+            if (held or self._quiet) and not now < self._timer_at <= now + YIELD_CAP:
+                self._wake.notify(max(1, min(len(self._ready), self.workers)))
+            self._quiet = False
 
     def _start_workers(self) -> None:
         if self._threads or self._stopping:
@@ -1173,7 +1187,11 @@ class Sender:
             self._inflight -= 1
             now = time.monotonic()
             self._observe(outbox.client, result, now)
-            self._settle(outbox, request, result, now)
+            self._settling = True
+            try:
+                self._settle(outbox, request, result, now)
+            finally:
+                self._settling = False
 
     # -- waiting -------------------------------------------------------------------------------------------
     def wait(self, outboxes: Iterable[Outbox], timeout: float | None) -> int:

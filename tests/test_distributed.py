@@ -225,8 +225,9 @@ def _traces_while_a_request_runs(
     count: int, collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> list[str]:
     """``count`` small traces logged by as many loggers while a request is in flight (as TracingMiddleware
-    counts them), held back for it however slow this machine is; then the request ends. Returns their ids
-    once every logger's flush has waited for delivery."""
+    counts them), held back for it however slow this machine is; then one more trace whose
+    ``get_tracing_headers()`` sends it at once (another service is about to point at it), and the request
+    ends. Returns the ids, that trace's last, once every logger's flush has waited for delivery."""
     monkeypatch.setattr(_sender, "YIELD_CAP", 30.0)
     loggers, trace_ids = [], []
     activity.active += 1
@@ -240,6 +241,13 @@ def _traces_while_a_request_runs(
             trace_ids.append(trace.id)
         time.sleep(0.2)  # well past the linger: now they only wait for the request
         assert not writes(collector), "nothing goes while the request runs"
+        calling = dlogger()
+        trace = calling.start_trace(input="q", name="calling")
+        calling.add_tool_span(input="x", output=f"y{count}", name="tool")
+        assert calling.get_tracing_headers()
+        calling.conclude(output=f"done {count}")
+        loggers.append(calling)
+        trace_ids.append(trace.id)
     finally:  # what the middleware does when the request ends
         activity.active -= 1
         activity.ended_at = time.monotonic()
@@ -261,8 +269,8 @@ def test_traces_ready_together_share_one_post(
     check_order(sent, set(trace_ids))
     posts = [r for r in sent if kind(r) == ("POST", "traces")]
     assert len(posts) == 1
-    assert [t["id"] for t in posts[0]["body"]["traces"]] == trace_ids
-    assert [len(t["spans"]) for t in posts[0]["body"]["traces"]] == [1] * 12  # each with its own subtree
+    assert sorted(t["id"] for t in posts[0]["body"]["traces"]) == sorted(trace_ids)
+    assert [len(t["spans"]) for t in posts[0]["body"]["traces"]] == [1] * 13  # each with its own subtree
     patched = [r["body"]["trace_id"] for r in sent if kind(r) == ("PATCH", "traces")]
     assert sorted(patched) == sorted(trace_ids)
     for i, trace_id in enumerate(trace_ids):
@@ -286,7 +294,7 @@ def test_a_shared_post_the_api_rejects_goes_again_trace_by_trace(
         requests.delete(faults, timeout=5).raise_for_status()
     posts = [r for r in writes(collector_env) if kind(r) == ("POST", "traces")]
     assert sorted(t["id"] for r in posts for t in r["body"]["traces"]) == sorted(trace_ids)
-    assert [len(r["body"]["traces"]) for r in posts] == [1] * 5, "after the rejection, one trace per POST"
+    assert [len(r["body"]["traces"]) for r in posts] == [1] * 6, "after the rejection, one trace per POST"
     for trace_id in trace_ids:
         stored = collector_env.trace(trace_id)
         assert stored is not None and stored["is_complete"]
@@ -574,8 +582,8 @@ def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
 
 def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorProcess) -> None:
     """While the service serves requests that log, one worker is on duty (waiting with a short timeout), so a
-    record logged during a request never wakes a worker: on the request's CPU that would preempt the handler.
-    The record still goes within the cap."""
+    record logged during a request never wakes a worker, nor does the request's end: on the request's CPU
+    that would preempt the handler, or the next request of a burst. The record still goes within the cap."""
     logger = dlogger()
     first = logger.start_trace(input="warm-up")
     logger.conclude(output="a")
@@ -592,8 +600,14 @@ def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorP
         logger.add_tool_span(input="x", output="y")
         logger.conclude(output="done")
         assert wakes == [], "a worker was woken in the middle of a request"
+        time.sleep(0.1)  # the records now wait for the request
+        activity.active -= 1  # the request ends, as the middleware ends it
+        activity.ended_at = time.monotonic()
+        if activity.holding and activity.on_idle is not None:
+            activity.on_idle()
+        assert wakes == [], "a worker was woken as the request ended (the next one may be waiting)"
     finally:
-        activity.active -= 1
+        activity.active = max(0, activity.active)
         del sender._wake.notify
     stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["is_complete"] and t)
     assert stored["output"] == "done" and collector_env.trace(first.id) is not None
