@@ -43,11 +43,12 @@ is unreachable (one ERROR when it refuses the API key) and one INFO line says wh
 A new trace's first records linger :data:`LINGER` (5 ms) so that what a request logs together goes together.
 While requests are in flight (TracingMiddleware counts them) records yield to them, and then until no
 request has ended for :data:`QUIET` (a burst is served one request after another), for up to
-:data:`YIELD_CAP` in all. No worker is woken for them unless none would wake within that cap anyway, not
-even by the last request out (in a burst the next request is already waiting): on the application's CPU a
-woken worker preempts the handler or event loop, and every wake-up hands the interpreter over. While requests
-that log keep coming, one idle worker stays on duty (:data:`DUTY`) so that some worker always wakes within the
-cap; a worker settling an exchange takes the work it makes itself rather than waking another.
+:data:`YIELD_CAP` in all. No worker is woken for them while a request is in flight unless none would wake
+within that cap anyway: on the application's CPU a woken worker preempts the handler or event loop, and every
+wake-up hands the interpreter over. The last request out has one woken QUIET later by a timer on its event
+loop, if no other request came meanwhile (in a burst the next request is already waiting when one ends).
+While requests that log keep coming, one idle worker stays on duty (:data:`DUTY`) so that some worker always
+wakes within the cap; a worker settling an exchange takes the work it makes itself rather than waking another.
 Waiting never sleeps in a worker: a request that must wait (backoff, Retry-After, a paused login) puts its
 outbox aside with a not-before time, and the worker takes other work. Transient failures (408, 429, 5xx,
 connection errors, timeouts, and a parent the server has not seen yet) are retried with exponential backoff
@@ -59,6 +60,7 @@ configured queue size: beyond it new records are dropped and counted, never queu
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
 import contextlib
@@ -912,12 +914,14 @@ class Sender:
         return True
 
     def _requests_idle(self) -> None:
-        """The last request in flight ended: what yielded to it may go once no other came for :data:`QUIET`
-        (called by the middleware).
+        """The last request in flight ended (called by the middleware, on the thread that served it): what
+        yielded to requests goes once no other came for :data:`QUIET`.
 
-        It goes when a worker next looks after that. A worker is woken here only when none would wake
-        within :data:`YIELD_CAP` anyway: in a burst the last request in flight ends again and again, with the
-        next one already waiting, and a worker woken then preempts the event loop serving it.
+        The worker that sends it is woken QUIET later, by a timer on the event loop that served the request,
+        and only if no request came meanwhile (else the next request out looks again): in a burst the next
+        request is already waiting when one ends, and a worker woken then would preempt the event loop
+        serving it. Nothing is woken when a worker looks within QUIET anyway; off an event loop (trio, a
+        thread) a worker is woken at once.
         """
         with self._lock:
             activity.holding = False
@@ -928,9 +932,32 @@ class Sender:
                 if outbox.not_before == cap:  # (a backoff set meanwhile is kept)
                     outbox.not_before = min(cap, now + QUIET)
                     heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
-            if (held or self._quiet) and not now < self._timer_at <= now + YIELD_CAP:
+                    self._quiet = True
+            if not self._quiet:
+                return
+            if now < self._timer_at <= now + QUIET:  # a worker looks by then anyway
+                self._quiet = False
+                return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake_quiet()
+            return
+        loop.call_later(QUIET, self._after_quiet)
+
+    def _after_quiet(self) -> None:
+        """QUIET after the last request out, on its event loop: wake a worker if no request came since."""
+        if activity.active or time.monotonic() - activity.ended_at < QUIET:
+            activity.holding = True  # not quiet yet: the next request out looks again
+            return
+        self._wake_quiet()
+
+    def _wake_quiet(self) -> None:
+        """Wake the workers owed a wake-up since requests held them back (see :meth:`_notify`)."""
+        with self._lock:
+            if self._quiet:
+                self._quiet = False
                 self._wake.notify(max(1, min(len(self._ready), self.workers)))
-            self._quiet = False
 
     def _start_workers(self) -> None:
         if self._threads or self._stopping:

@@ -582,8 +582,9 @@ def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
 
 def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorProcess) -> None:
     """While the service serves requests that log, one worker is on duty (waiting with a short timeout), so a
-    record logged during a request never wakes a worker, nor does the request's end: on the request's CPU
-    that would preempt the handler, or the next request of a burst. The record still goes within the cap."""
+    record logged during a request never wakes a worker: on the request's CPU that would preempt the handler.
+    Nor does the request's end (the next request of a burst may be waiting): the event loop that served it
+    wakes one QUIET later, when no other request came meanwhile."""
     logger = dlogger()
     first = logger.start_trace(input="warm-up")
     logger.conclude(output="a")
@@ -591,25 +592,33 @@ def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorP
     assert logger.flush(timeout=10).pending == 0  # the workers send it and go idle, one on duty
     sender = _sender.get_sender(logger.config)
     time.sleep(0.2)  # the workers settle into their waits
-    wakes: list[int] = []
+    wakes: list[float] = []
     real_notify = sender._wake.notify
-    sender._wake.notify = lambda n=1: (wakes.append(n), real_notify(n))  # type: ignore[method-assign]
-    activity.active += 1  # as TracingMiddleware does while a request is served
-    try:
+    sender._wake.notify = lambda n=1: (wakes.append(time.monotonic()), real_notify(n))  # type: ignore[method-assign]
+
+    async def request() -> tuple[str, float]:
+        activity.active += 1  # as TracingMiddleware does while a request is served
         trace = logger.start_trace(input="q")
         logger.add_tool_span(input="x", output="y")
         logger.conclude(output="done")
         assert wakes == [], "a worker was woken in the middle of a request"
-        time.sleep(0.1)  # the records now wait for the request
+        await asyncio.sleep(0.1)  # the records now wait for the request
         activity.active -= 1  # the request ends, as the middleware ends it
-        activity.ended_at = time.monotonic()
+        activity.ended_at = ended = time.monotonic()
         if activity.holding and activity.on_idle is not None:
             activity.on_idle()
-        assert wakes == [], "a worker was woken as the request ended (the next one may be waiting)"
+        assert wakes == [], "a worker was woken as the request ended"
+        await asyncio.sleep(0.2)  # the loop stays idle: quiet
+        return trace.id, ended
+
+    try:
+        trace_id, ended = asyncio.run(request())
     finally:
         activity.active = max(0, activity.active)
         del sender._wake.notify
-    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["is_complete"] and t)
+    # (none at all when the worker on duty looked within QUIET anyway)
+    assert all(wake - ended >= _sender.QUIET for wake in wakes), "woken only once the loop was quiet"
+    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace_id)) and t["is_complete"] and t)
     assert stored["output"] == "done" and collector_env.trace(first.id) is not None
 
 
