@@ -12,6 +12,12 @@ prints:
   same run, interleaved (goal ≤ 1.2x);
 - how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
 
+A calibration line follows the table: how much slower straight-line Python runs in a handler under the
+spread load than back to back, on this machine, in this run. It times a plain-Python reference snippet (no
+SDK code) both ways, and the seed's SDK calls back to back: when the CPU idles between requests (10 ms apart
+at 100 requests/s), caches and branch predictors go cold and every instruction is slower, which is what the
+spread rows' "SDK µs" include.
+
 Saturating load measures throughput more than overhead: a trivial handler costs ~0.3 ms of CPU, and each
 traced request's records cost the sender CPU of their own on the same cores, so the ratio there shows how
 much CPU the SDK adds per request rather than what a request waits for.
@@ -26,11 +32,13 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import urllib3
@@ -47,6 +55,7 @@ from sdk_helpers import called_by_the_sdk
 
 import galileo
 from galileo import _sender
+from galileo._context import RequestState, request_state
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
 
 _SENDER_PREFIX = "galileo-sender-"
@@ -86,13 +95,18 @@ class _NetworkSpy:
         urllib3.HTTPConnectionPool.urlopen = self._real  # type: ignore[method-assign]
 
 
+def _seed_calls() -> None:
+    """The seed handler's SDK calls."""
+    logger = get_request_logger()
+    logger.add_workflow_span(input="What did Galileo see?", name="answer")
+    logger.conclude(output="Jupiter's moons")
+    logger.flush()
+
+
 def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette]:
     async def seed(request: Request) -> JSONResponse:
         started = time.perf_counter_ns()
-        logger = get_request_logger()
-        logger.add_workflow_span(input="What did Galileo see?", name="answer")
-        logger.conclude(output="Jupiter's moons")
-        logger.flush()
+        _seed_calls()
         sdk_ns.append(time.perf_counter_ns() - started)
         return JSONResponse({"answer": "Jupiter's moons"})
 
@@ -275,6 +289,87 @@ def run(
     )
 
 
+class _Record:
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+_ids = random.Random(0)
+
+
+def _reference_snippet() -> None:
+    """Plain Python of the kind the SDK's calls run, without SDK code: two small records with random ids
+    and timestamps, one under the other (about 4 µs back to back on the development machine)."""
+    method, path = "GET", "/ask"
+    question = "What did Galileo see?"
+    trace = _Record(id=f"{_ids.getrandbits(128):032x}", name=f"{method} {path}", input=question)
+    trace.created_at = datetime.now(timezone.utc)
+    span = _Record(id=f"{_ids.getrandbits(128):032x}", name="answer", input=trace.input, spans=[])
+    span.created_at = datetime.now(timezone.utc)
+    trace.spans = [span]
+    span.output = trace.output = "Jupiter's moons"
+
+
+def _back_to_back_us(fn: Callable[[], None], n: int = 2000) -> float:
+    """µs per call of ``fn`` in a tight loop: the median of 5 rounds' medians."""
+    rounds = []
+    for _ in range(5):
+        times = []
+        for _ in range(n):
+            started = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - started)
+        rounds.append(median(times) / 1000)
+    return median(rounds)
+
+
+def _seed_back_to_back_us() -> float:
+    """µs per request of the seed's SDK calls back to back, in a request context as the middleware sets it
+    (the sender runs: its records go to a collector of their own)."""
+    scope = {"type": "http", "method": "GET", "path": "/ask", "headers": [(b"host", b"bench")]}
+
+    def one() -> None:
+        token = request_state.set(RequestState.new(scope))
+        try:
+            _seed_calls()
+        finally:
+            request_state.reset(token)
+
+    with sdk_backend("calibration"):
+        us = _back_to_back_us(one, 400)  # 2,000 traces in all: well within the sender's queue
+        galileo.shutdown(timeout=30)
+    return us
+
+
+def calibrate(clients: int, per_client: int, rate: float, report: Callable[[str], None]) -> None:
+    """The reference snippet back to back and in a handler under the spread load; the seed's SDK calls back
+    to back (see the module docstring)."""
+    handler_ns: list[int] = []
+
+    async def reference(request: Request) -> JSONResponse:
+        started = time.perf_counter_ns()
+        _reference_snippet()
+        handler_ns.append(time.perf_counter_ns() - started)
+        return JSONResponse({"answer": "Jupiter's moons"})
+
+    split = _split_cpus()
+    if split is not None:
+        os.sched_setaffinity(0, split[0])
+    warm = _back_to_back_us(_reference_snippet)
+    with serve(Starlette(routes=[Route("/ask", reference)])) as url:
+        _load(url, 2, 5)
+        handler_ns.clear()
+        for _ in range(2):
+            _load(url, clients, per_client, rate)
+    loaded = median(handler_ns) / 1000
+    seed = _seed_back_to_back_us()
+    report(
+        f"calibration: a plain-Python reference snippet takes {warm:.1f} µs back to back and {loaded:.1f} µs "
+        f"p50 in a handler at {rate:.0f} requests/s spread ({loaded / warm:.1f}x); the seed's SDK calls take "
+        f"{seed:.1f} µs back to back"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
@@ -306,6 +401,8 @@ def main() -> int:
         for load in args.loads.split(","):
             rate, burst = loads[load]
             run(latency, rate, args.clients, args.requests, args.rounds, print, burst)
+    if "spread" in args.loads.split(","):
+        calibrate(args.clients, args.requests, args.rate, print)
     return 0
 
 
