@@ -641,7 +641,16 @@ class _ApiHealth:
     they reach :data:`OUTAGE_AFTER` (or credentials were refused), the pause and the outboxes waiting it out.
     Changed under the sender lock only."""
 
-    __slots__ = ("down_since", "failed_probes", "failures", "paused_until", "probing", "reason", "waiting")
+    __slots__ = (
+        "announced",
+        "down_since",
+        "failed_probes",
+        "failures",
+        "paused_until",
+        "probing",
+        "reason",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.failures = 0
@@ -650,6 +659,7 @@ class _ApiHealth:
         self.probing = False
         self.down_since: float | None = None
         self.reason = ""  # "unreachable" or "auth"
+        self.announced = False  # the outage was reported at WARNING (so its end is reported at INFO)
         self.waiting: set[Outbox] = set()
 
     def blocks(self, now: float) -> bool:
@@ -677,6 +687,7 @@ class Sender:
         self._deferred: set[Outbox] = set()  # held back for requests, in flight or just ended (see _yield)
         self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
         self._health: dict[Client, _ApiHealth] = {}
+        self._outage_said: dict[Client, float] = {}  # when an API was last reported unreachable
         self._threads: list[threading.Thread] = []
         self._generation = 0  # workers of an older generation exit (see close)
         self._quiet = False  # a wake-up was skipped while requests were in flight (see _notify)
@@ -1130,7 +1141,8 @@ class Sender:
             health = self._health[client] = _ApiHealth()
         if result.outcome is not Outcome.AUTH and not _api_trouble(result):  # it answered: it is up
             if health.down_since is not None:
-                _log.info(
+                _log.log(
+                    logging.INFO if health.announced else logging.DEBUG,
                     "galileo: the Galileo API at %s answers again after %.0f s: sending resumed",
                     client.api_url,
                     now - health.down_since,
@@ -1173,7 +1185,13 @@ class Sender:
                     self.retry_window,
                 )
             else:
-                _log.warning(
+                # An API going down and up again (a server restarting, draining) is reported once per
+                # WARN_INTERVAL; the drops it causes are reported (and counted) as always.
+                health.announced = now - self._outage_said.get(client, -math.inf) >= WARN_INTERVAL
+                if health.announced:
+                    self._outage_said[client] = now
+                _log.log(
+                    logging.WARNING if health.announced else logging.DEBUG,
                     "galileo: the Galileo API at %s is unreachable (%s, %d failures in a row): sending is "
                     "paused and retried with backoff; records are kept for up to %.0f s (%d queued)",
                     client.api_url,

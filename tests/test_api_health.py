@@ -121,3 +121,32 @@ def test_a_shutdown_gives_up_at_once_when_the_api_is_down(
     assert time.monotonic() - started < 2, "no waiting for an API known to be down"
     assert undelivered == galileo.stats()["dropped"] == TRACES * 3
     assert galileo.stats()["dropped_by_reason"] == {"shutdown_timeout": TRACES * 3}
+
+
+def test_an_api_going_down_again_soon_after_is_reported_once(
+    fresh_collector: CollectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_sdk: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server restarting or draining can fail, answer, and fail again: one WARNING (and one INFO when it
+    answers) per 10 s, the repeats at DEBUG; nothing is lost."""
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
+    caplog.set_level(logging.DEBUG, logger="galileo")
+    ids = []
+    for flap in range(2):
+        faults = {"fail_count": _sender.OUTAGE_AFTER + 2, "fail_status": 503}
+        requests.put(f"{fresh_collector.url}/api/faults", json=faults, timeout=5).raise_for_status()
+        ids += _log_traces(f"flap-{flap}")
+        fresh_collector.wait_for(
+            lambda: all((fresh_collector.trace(i) or {}).get("is_complete") for i in ids),  # noqa: B023
+            timeout=20,
+        )
+
+    def said(text: str) -> list[int]:
+        return [r.levelno for r in caplog.records if text in r.getMessage()]
+
+    assert said("is unreachable") == [logging.WARNING, logging.DEBUG]
+    assert said("answers again") == [logging.INFO, logging.DEBUG]
+    assert galileo.stats()["dropped"] == 0
