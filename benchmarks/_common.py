@@ -23,6 +23,7 @@ from collector_process import CollectorProcess
 from sdk_helpers import serve
 
 __all__ = [
+    "complete_traces",
     "cpu_seconds",
     "last_record_seq",
     "median",
@@ -76,6 +77,16 @@ def last_record_seq(collector: CollectorProcess) -> int:
     try:
         row = db.execute("SELECT MAX(seq) FROM records").fetchone()
         return int(row[0] or 0)
+    finally:
+        db.close()
+
+
+def complete_traces(collector: CollectorProcess) -> int:
+    """Traces the collector holds marked complete, read directly (read-only): any number of them."""
+    db = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT COUNT(*) FROM records WHERE type = 'trace' AND is_complete = 1").fetchone()
+        return int(row[0])
     finally:
         db.close()
 

@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import median, percentile, serve, start_collector
+from _common import complete_traces, median, percentile, serve, start_collector
 from collector_process import CollectorProcess
 from sdk_helpers import called_by_the_sdk
 
@@ -204,8 +204,7 @@ def _wait_delivered(expected_traces: int, collector: Any, deadline_s: float) -> 
     """Seconds until the collector holds ``expected_traces`` complete traces, or None past the deadline."""
     started = time.monotonic()
     while time.monotonic() - started < deadline_s:
-        traces = collector.traces(limit=1000)
-        if sum(1 for t in traces if t["is_complete"]) >= expected_traces and galileo.stats()["queued"] == 0:
+        if complete_traces(collector) >= expected_traces and galileo.stats()["queued"] == 0:
             return time.monotonic() - started
         time.sleep(0.1)
     return None
@@ -373,7 +372,13 @@ def calibrate(clients: int, per_client: int, rate: float, report: Callable[[str]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=3, help="requests per client per round (default 3)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=0,
+        help="requests per client per round (default: 3 paced or in bursts, 10 saturating, whose rounds "
+        "would otherwise last some 30 ms: too short to be steady)",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     parser.add_argument("--rate", type=float, default=100.0, help="paced load, requests/s (default 100)")
     parser.add_argument(
@@ -383,14 +388,15 @@ def main() -> int:
         "--loads", default="spread,bursts,saturating", help="loads, comma-separated (default: all three)"
     )
     args = parser.parse_args()
-    loads = {
-        "spread": (args.rate, False),  # spread evenly at --rate
-        "bursts": (args.clients * 4.0, True),  # all clients at once, 4 bursts a second
-        "saturating": (0.0, False),  # back to back
+    loads = {  # (rate, burst, requests per client per round)
+        "spread": (args.rate, False, args.requests or 3),  # spread evenly at --rate
+        "bursts": (args.clients * 4.0, True, args.requests or 3),  # all clients at once, 4 bursts a second
+        "saturating": (0.0, False, args.requests or 10),  # back to back
     }
     print(
         f"seed handler on uvicorn, loopback; {args.clients} concurrent clients (another process) x "
-        f"{args.requests} requests, {args.rounds} interleaved rounds per app; ratios: median over rounds"
+        f"{args.requests or '3 (10 saturating)'} requests, {args.rounds} interleaved rounds per app; "
+        "ratios: median over rounds"
     )
     print(
         "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
@@ -399,10 +405,10 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for latency in (float(ms) for ms in args.latencies.split(",")):
         for load in args.loads.split(","):
-            rate, burst = loads[load]
-            run(latency, rate, args.clients, args.requests, args.rounds, print, burst)
+            rate, burst, requests = loads[load]
+            run(latency, rate, args.clients, requests, args.rounds, print, burst)
     if "spread" in args.loads.split(","):
-        calibrate(args.clients, args.requests, args.rate, print)
+        calibrate(args.clients, loads["spread"][2], args.rate, print)
     return 0
 
 
