@@ -572,7 +572,9 @@ class GalileoLogger:
                 output = children[-1].output
         if output is not None:
             record.output = self._policy.output(kind, output)
-            if redacted_output is not None or self._policy.redact is not None:
+            if redacted_output is None and self._policy.redact is None:
+                record.redacted_output = None  # what _redacted gives then, without the calls
+            else:
                 record.redacted_output = self._redacted(kind, "output", output, redacted_output)
         if record.duration_ns is None:
             record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
@@ -644,6 +646,7 @@ class GalileoLogger:
     def _finalize_request(self, status_code: int) -> None:
         """Conclude what the handler left open and complete the request's trace; enqueue only, never wait."""
         if self._disabled:
+            self._request = None  # (see below)
             return
         with self._lock:
             self._finalizing = True
@@ -760,9 +763,7 @@ class GalileoLogger:
     ) -> dict[str, Any]:
         """A span's input and output in its kind's shape, and their redacted copies (when there are any)."""
         policy = self._policy
-        payload = {"input": policy.input(kind, input)}
-        if output is not None:
-            payload["output"] = policy.output(kind, output)
+        payload = {"input": policy.input(kind, input), "output": policy.output(kind, output)}
         if policy.redact is not None or redacted_input is not None or redacted_output is not None:
             payload["redacted_input"] = self._redacted(kind, "input", input, redacted_input)
             payload["redacted_output"] = self._redacted(kind, "output", output, redacted_output)
