@@ -622,6 +622,36 @@ def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorP
     assert stored["output"] == "done" and collector_env.trace(first.id) is not None
 
 
+def test_a_new_trace_in_a_request_never_waits_for_the_senders_lock(collector_env: CollectorProcess) -> None:
+    """A handler's first span of a request (a new trace) reaches the sender without its lock: it never waits
+    for a worker planning or settling under it."""
+    logger = dlogger()
+    first = logger.start_trace(input="warm-up")
+    logger.conclude(output="a")
+    activity.ended_at = time.monotonic()  # as if a request that logged had just ended: a worker on duty
+    assert logger.flush(timeout=10).pending == 0
+    time.sleep(0.2)
+    sender = _sender.get_sender(logger.config)
+    traces: list[str] = []
+
+    def handler() -> None:
+        trace = dlogger().start_trace(input="q")  # a new trace: its outbox's first record
+        traces.append(trace.id)
+
+    activity.active += 1  # a request in flight
+    try:
+        with sender._lock:  # as a worker holds it while it plans
+            thread = threading.Thread(target=handler)
+            thread.start()
+            thread.join(timeout=5)
+            assert not thread.is_alive(), "the handler waited for the sender's lock"
+    finally:
+        activity.active -= 1
+        thread.join()
+    collector_env.wait_for(lambda: collector_env.trace(traces[0]) is not None)
+    assert collector_env.trace(first.id) is not None
+
+
 def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
     from galileo._context import activity
 
