@@ -1051,8 +1051,12 @@ class Sender:
                 elif request.kind == "traces" and isinstance(outbox, TraceOutbox) and not outbox.solo:
                     request = self._coalesce(outbox, request, now)
                 self._schedule(outbox)  # more ready work of this outbox goes to another worker
-                if self._ready:  # and so does that of others
+                # This worker leaves for an exchange: another takes what is ready, or watches the time of what
+                # waits (which may have arrived, without a wake-up of its own, while this one watched it).
+                if self._ready:
                     self._notify(self._ready[0])
+                elif self._delayed and not now < self._timer_at <= self._delayed[0][0]:
+                    self._wake.notify()
                 self._inflight += 1
                 return outbox, request
             if self._stopping:

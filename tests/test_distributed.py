@@ -652,6 +652,34 @@ def test_a_new_trace_in_a_request_never_waits_for_the_senders_lock(collector_env
     assert collector_env.trace(first.id) is not None
 
 
+def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env: CollectorProcess) -> None:
+    """Records that arrive while a worker watches the clock for others need no wake-up of their own; when
+    that worker leaves to send (here for a second), another one watches: the second trace's records go when
+    their linger ends, not after the first trace's exchange."""
+    warm = dlogger()
+    warm.start_trace(input="warm-up")
+    warm.conclude(output="a")
+    assert warm.flush(timeout=10).pending == 0  # logged in, project and log stream resolved
+    collector_env.clear_requests()
+    faults = f"{collector_env.url}/api/faults"
+    requests.put(faults, json={"latency_ms": 1000}, timeout=5).raise_for_status()
+    try:
+        first = dlogger()
+        a = first.start_trace(input="a")
+        first.conclude(output="a")
+        time.sleep(_sender.LINGER * 0.6)  # within a's linger (a worker waits for its end), ending before b's
+        upstream = schema.new_id()
+        second = dlogger(trace_id=upstream)  # its span POST cannot share a's trace POST
+        second.add_tool_span(input="x", output="y")
+        assert first.flush(timeout=10).pending == 0 and second.flush(timeout=10).pending == 0
+    finally:
+        requests.delete(faults, timeout=5).raise_for_status()
+    sent = writes(collector_env)
+    (post_a,) = [r for r in sent if kind(r) == ("POST", "traces") and r["body"]["traces"][0]["id"] == a.id]
+    (post_b,) = [r for r in sent if kind(r) == ("POST", "spans") and r["body"]["trace_id"] == upstream]
+    assert post_b["received_at"] - post_a["received_at"] < 0.5, "the second waited for the first's exchange"
+
+
 def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
     from galileo._context import activity
 
