@@ -580,11 +580,16 @@ def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
     collector_env.wait_for(lambda: (collector_env.trace(trace.id) or {}).get("is_complete"), timeout=5)
 
 
-def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorProcess) -> None:
+def test_records_logged_during_requests_wake_no_worker(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While the service serves requests that log, one worker is on duty (waiting with a short timeout), so a
     record logged during a request never wakes a worker: on the request's CPU that would preempt the handler.
     Nor does the request's end (the next request of a burst may be waiting): the event loop that served it
     wakes one QUIET later, when no other request came meanwhile."""
+    # The worker on duty wakes every YIELD_CAP: make that rare, so that it does not happen to wake (and be
+    # between two timers) just while the request below logs, however slow this machine is.
+    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)
     logger = dlogger()
     first = logger.start_trace(input="warm-up")
     logger.conclude(output="a")
@@ -622,9 +627,12 @@ def test_records_logged_during_requests_wake_no_worker(collector_env: CollectorP
     assert stored["output"] == "done" and collector_env.trace(first.id) is not None
 
 
-def test_a_new_trace_in_a_request_never_waits_for_the_senders_lock(collector_env: CollectorProcess) -> None:
+def test_a_new_trace_in_a_request_never_waits_for_the_senders_lock(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A handler's first span of a request (a new trace) reaches the sender without its lock: it never waits
     for a worker planning or settling under it."""
+    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)  # the worker on duty's timer: well ahead (see above)
     logger = dlogger()
     first = logger.start_trace(input="warm-up")
     logger.conclude(output="a")
@@ -646,7 +654,10 @@ def test_a_new_trace_in_a_request_never_waits_for_the_senders_lock(collector_env
             thread.join(timeout=5)
             assert not thread.is_alive(), "the handler waited for the sender's lock"
     finally:
-        activity.active -= 1
+        activity.active -= 1  # the request ends, as the middleware ends it
+        activity.ended_at = time.monotonic()
+        if activity.holding and activity.on_idle is not None:
+            activity.on_idle()
         thread.join()
     collector_env.wait_for(lambda: collector_env.trace(traces[0]) is not None)
     assert collector_env.trace(first.id) is not None
