@@ -21,18 +21,16 @@ for the next request, send it without holding any lock, then settle the outcome.
   API rejects outright (422, 413, other 4xx) is sent again trace by trace: one bad trace never sinks the
   others.
 
-A logger hands its records over without taking the sender's lock (:meth:`TraceOutbox.add` and friends):
-each event is appended to the outbox's *inbox*, a deque (appending is atomic). A new trace's outbox joins
-the sender's *arrivals*, another deque, with its first record (:meth:`Sender._arrive`); a worker registers
-and plans the arrivals before anything else it does. Only an outbox the sender let go (the first record after
-it went idle), one whose linger is over, and records near the queue's bound or while the API is in trouble
-take the lock. The sender takes an inbox in under its lock whenever it looks at the outbox (before planning a
+A logger hands its records over without taking the sender's lock when it can (:meth:`TraceOutbox.add` and
+friends): each event is appended to the outbox's *inbox*, a deque (appending is atomic), and only an outbox
+the sender does not hold yet — its first record, or the first after it went idle — takes the lock to be
+registered. The sender takes the inbox in under its lock whenever it looks at the outbox (before planning a
 request, after settling one), and an outbox goes idle only once its inbox is empty, rechecked after the flag
-is cleared, so no event is ever left behind. Records count against the queue bound when taken in: when a
-worker takes the arrivals in (at the latest when the linger ends), at the latest every :data:`INBOX_MAX`
-events, at once for an outbox backing off or waiting out an outage, which takes no events without the lock,
-and once the queue is near its bound. A request handler thus takes no lock of the sender's in the common
-case, and never waits for a worker holding it.
+is cleared, so no event is ever left behind. Records count against the queue bound when taken in: at once
+for an outbox's first record, at the latest every :data:`INBOX_MAX` events, and at once for an outbox
+backing off or waiting out an outage, which takes no events without the lock, and once the queue is near its
+bound. A request handler thus pays
+one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
 
 When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
 (refused connections, timeouts, 5xx, 429), or credentials refused even after a fresh login — the sender
@@ -267,8 +265,10 @@ class TraceOutbox(Outbox):
     _refused: frozenset[str] | set[str] = frozenset()
     #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
     held = False
-    #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._schedule`).
+    #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
     known = False
+    #: Events handed over with its registration, counted in ``Sender._fresh`` until taken in.
+    fresh = 0
     #: Set once a POST its trace shared with other traces was rejected: from then on it goes on its own.
     solo = False
 
@@ -300,17 +300,18 @@ class TraceOutbox(Outbox):
         # Read after the append: if the sender still holds the outbox here, it takes the event in later.
         # Near the queue's bound, records go through the lock at once, to be counted (or turned away).
         sender = self.sender
-        room = sender._pending + len(sender._arrivals) + len(inbox) < sender.queue_size
-        if self.held:
-            if room and len(inbox) < INBOX_MAX:
-                return
-        elif room and not self.known and not sender._health:  # a new trace's first record: no lock
-            sender._arrive(self)
-            return
-        sender._hand_over(self)
+        if (
+            not self.held
+            or len(inbox) >= INBOX_MAX
+            or sender._pending + sender._fresh + len(inbox) >= sender.queue_size
+        ):
+            sender._hand_over(self)
 
     # -- taking the events in (under the lock) ------------------------------------------------------------
     def intake(self) -> None:
+        if self.fresh:
+            self.sender._fresh -= self.fresh
+            self.fresh = 0
         inbox = self.inbox
         while inbox:
             kind, a, b = inbox.popleft()
@@ -694,9 +695,7 @@ class Sender:
         self._timer_at = math.inf  # when the first worker waiting with a timeout wakes
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
-        #: New outboxes whose first records were handed over without the lock (see _arrive).
-        self._arrivals: collections.deque[TraceOutbox] = collections.deque()
-        self._gathering = False  # a worker takes arrivals in, and looks for work next (see _notify)
+        self._fresh = 0  # records of new outboxes registered without being taken in yet (see _hand_over)
         self._inflight = 0  # requests being sent
         self._counters: collections.Counter[str] = collections.Counter()
         self._dropped: collections.Counter[str] = collections.Counter()
@@ -744,9 +743,7 @@ class Sender:
 
     def _stats_locked(self) -> dict[str, Any]:
         return {
-            "queued": self._pending
-            + sum(ob.handed() for ob in self._outboxes)
-            + sum(ob.handed() for ob in list(self._arrivals) if not ob.known),
+            "queued": self._pending + sum(ob.handed() for ob in self._outboxes),
             "sent": self._counters["sent"],
             "retried": self._counters["retried"],
             "dropped": sum(self._dropped.values()),
@@ -788,47 +785,27 @@ class Sender:
         return outbox
 
     def _hand_over(self, outbox: TraceOutbox) -> None:
-        """Take ``outbox``'s inbox in and hold the outbox until it is idle (its logger's thread, under the
-        lock): when the sender did not hold it, near the queue's bound (the events are counted, or turned
-        away, at once) and while the API is in trouble. A new trace's first records arrive without the
-        lock instead (:meth:`_arrive`)."""
+        """Take ``outbox``'s inbox in and hold the outbox until it is idle (its logger's thread).
+
+        The first event of an outbox still lingering (a new trace, on a request path) is only registered: the
+        outbox is held, and a worker takes its inbox in when the linger ends — no planning on the logger's
+        thread. Near the queue's bound the events are taken in (counted, or turned away) at once.
+        """
         with self._lock:
             outbox.held = True
-            self._schedule(outbox)
-
-    def _arrive(self, outbox: TraceOutbox) -> None:
-        """A new trace's first record, handed over without the lock (its logger's thread, on a request path),
-        unless its linger is over already.
-
-        The outbox joins ``_arrivals``, which a worker takes in (registers, counts against the bound, plans
-        for the end of the linger) before anything else it does. A worker is woken only when none wakes
-        by the time the records may go anyway: the end of the linger, or, while requests are in flight
-        (one worker is on duty then, see :data:`DUTY`), the yield cap. ``_timer_at`` is read without the
-        lock: a worker that resets it after this read has not yet looked at ``_arrivals``, so it sees this
-        outbox.
-        """
-        now = time.monotonic()
-        if outbox.not_before <= now:  # no linger left (e.g. its headers were asked for): it goes now
-            self._hand_over(outbox)
-            return
-        outbox.held = True
-        self._arrivals.append(outbox)
-        if now < self._timer_at <= (now + YIELD_CAP if activity.active else outbox.not_before):
-            if activity.active:  # the last request out looks again (see _requests_idle): hints only
-                self._quiet = True
-                activity.holding = True
-            return
-        with self._lock:
-            self._start_workers()
-            self._wake.notify()
-
-    def _take_arrivals(self) -> None:
-        """Register and plan the outboxes that arrived without the lock (under the lock)."""
-        arrivals = self._arrivals
-        while arrivals:
-            outbox = arrivals.popleft()
-            if not outbox.known:  # (one that went through the lock meanwhile was registered then)
+            if (
+                outbox.known
+                or outbox.not_before <= time.monotonic()
+                or self._pending + self._fresh + len(outbox.inbox) >= self.queue_size
+                or outbox.client in self._health  # the API is in trouble: count records as they come
+            ):
                 self._schedule(outbox)
+                return
+            outbox.fresh = len(outbox.inbox)  # counted against the bound until taken in
+            self._fresh += outbox.fresh
+            self._register(outbox)
+            self._start_workers()
+            self._delay(outbox)
 
     def prioritize(self, outbox: TraceOutbox) -> None:
         with self._lock:
@@ -914,8 +891,6 @@ class Sender:
         exchange (it looks for work next), or, while requests are in flight, a worker whose timer fires
         within :data:`YIELD_CAP` (a worker woken now would take the interpreter from a handler only to yield
         to it)."""
-        if self._gathering:  # a worker taking arrivals in looks at them itself, next
-            return
         if self._settling:  # the first work a settled exchange makes is this worker's own
             self._settling = False
             return
@@ -1011,54 +986,11 @@ class Sender:
         while True:
             if generation != self._generation:
                 return None
-            if self._arrivals:
-                self._gathering = True
-                try:
-                    self._take_arrivals()
-                finally:
-                    self._gathering = False
             now = time.monotonic()
-            while self._delayed and self._delayed[0][0] <= now:
-                _, _, outbox = heapq.heappop(self._delayed)
-                outbox.intake()
-                if outbox.idle:  # e.g. a new trace whose records the queue bound turned away
-                    self._schedule(outbox)
-                elif not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
-                    outbox.in_ready = True
-                    self._ready.append(outbox)
-            while self._ready:
-                outbox = self._ready.popleft()
-                outbox.in_ready = False
-                outbox.intake()
-                if outbox.not_before > now:
-                    heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
-                    continue
-                if not outbox.priority and self._yield(outbox, now):
-                    continue
-                health = self._health.get(outbox.client)
-                if health is not None and health.blocks(now):
-                    self._wait_out(outbox, health, now)
-                    continue
-                if outbox.deferred_at is not None:
-                    outbox.deferred_at = None
-                    self._deferred.discard(outbox)
-                request = outbox.take()
-                if request is None:
-                    self._schedule(outbox)
-                    continue
-                if health is not None and health.down_since is not None:
-                    health.probing = True  # this request tells whether the API is back
-                elif request.kind == "traces" and isinstance(outbox, TraceOutbox) and not outbox.solo:
-                    request = self._coalesce(outbox, request, now)
-                self._schedule(outbox)  # more ready work of this outbox goes to another worker
-                # This worker leaves for an exchange: another takes what is ready, or watches the time of what
-                # waits (which may have arrived, without a wake-up of its own, while this one watched it).
-                if self._ready:
-                    self._notify(self._ready[0])
-                elif self._delayed and not now < self._timer_at <= self._delayed[0][0]:
-                    self._wake.notify()
-                self._inflight += 1
-                return outbox, request
+            self._release_due(now)
+            taken = self._take_ready(now)
+            if taken is not None:
+                return taken
             if self._stopping:
                 return None
             timeout = self._delayed[0][0] - now if self._delayed else None
@@ -1086,6 +1018,57 @@ class Sender:
             # time it set no longer holds (another worker's later time is lost: one extra wake-up at most).
             if self._timer_at == deadline or self._timer_at <= time.monotonic():
                 self._timer_at = math.inf
+
+    # Two steps of _next, methods of their own so that a worker waiting in _next holds no outbox in a local
+    # variable (what was delivered is freed at once; see _work).
+    def _release_due(self, now: float) -> None:
+        """Move the outboxes whose time has come from the timers to the ready queue (under the lock)."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, outbox = heapq.heappop(self._delayed)
+            outbox.intake()
+            if outbox.idle:  # e.g. a new trace whose records the queue bound turned away
+                self._schedule(outbox)
+            elif not outbox.in_ready and outbox.not_before <= now and outbox.has_ready():
+                outbox.in_ready = True
+                self._ready.append(outbox)
+
+    def _take_ready(self, now: float) -> tuple[Outbox, _Request] | None:
+        """The next request of a ready outbox that may go now (under the lock); None when none may."""
+        while self._ready:
+            outbox = self._ready.popleft()
+            outbox.in_ready = False
+            outbox.intake()
+            if outbox.not_before > now:
+                heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+                continue
+            if not outbox.priority and self._yield(outbox, now):
+                continue
+            health = self._health.get(outbox.client)
+            if health is not None and health.blocks(now):
+                self._wait_out(outbox, health, now)
+                continue
+            if outbox.deferred_at is not None:  # it yielded, and goes now (its cap, or the quiet moment)
+                outbox.deferred_at = None
+                self._deferred.discard(outbox)
+                self._yielding.discard(outbox)  # (under endless requests, nothing else would let go of it)
+            request = outbox.take()
+            if request is None:
+                self._schedule(outbox)
+                continue
+            if health is not None and health.down_since is not None:
+                health.probing = True  # this request tells whether the API is back
+            elif request.kind == "traces" and isinstance(outbox, TraceOutbox) and not outbox.solo:
+                request = self._coalesce(outbox, request, now)
+            self._schedule(outbox)  # more ready work of this outbox goes to another worker
+            # This worker leaves for an exchange: another takes what is ready, or watches the time of what
+            # waits (which may have arrived, without a wake-up of its own, while this one watched it).
+            if self._ready:
+                self._notify(self._ready[0])
+            elif self._delayed and not now < self._timer_at <= self._delayed[0][0]:
+                self._wake.notify()
+            self._inflight += 1
+            return outbox, request
+        return None
 
     def _coalesce(self, first: TraceOutbox, request: _Request, now: float) -> _Request:
         """``request``, the ``POST /traces`` of ``first``'s trace, joined by the traces of other outboxes
@@ -1311,7 +1294,6 @@ class Sender:
         go in time: what is pending is given up at once rather than after ``timeout``, so a service (or a
         test suite's app) does not wait at every shutdown for a backend that is not there."""
         with self._lock:
-            self._take_arrivals()
             boxes = list(self._outboxes)
             if boxes and all(self._down(ob.client) for ob in boxes):
                 timeout = 0  # the API is down (see _observe): waiting would only delay the exit

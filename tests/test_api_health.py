@@ -147,6 +147,9 @@ def test_an_api_going_down_again_soon_after_is_reported_once(
     def said(text: str) -> list[int]:
         return [r.levelno for r in caplog.records if text in r.getMessage()]
 
-    assert said("is unreachable") == [logging.WARNING, logging.DEBUG]
-    assert said("answers again") == [logging.INFO, logging.DEBUG]
+    # (a flap may go down and up more than once, as the injected failures and the retries interleave)
+    unreachable, answers = said("is unreachable"), said("answers again")
+    assert unreachable[0] == logging.WARNING and logging.DEBUG in unreachable[1:], unreachable
+    assert unreachable.count(logging.WARNING) == 1, unreachable
+    assert answers[0] == logging.INFO and answers.count(logging.INFO) == 1, answers
     assert galileo.stats()["dropped"] == 0

@@ -627,42 +627,6 @@ def test_records_logged_during_requests_wake_no_worker(
     assert stored["output"] == "done" and collector_env.trace(first.id) is not None
 
 
-def test_a_new_trace_in_a_request_never_waits_for_the_senders_lock(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A handler's first span of a request (a new trace) reaches the sender without its lock: it never waits
-    for a worker planning or settling under it."""
-    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)  # the worker on duty's timer: well ahead (see above)
-    logger = dlogger()
-    first = logger.start_trace(input="warm-up")
-    logger.conclude(output="a")
-    activity.ended_at = time.monotonic()  # as if a request that logged had just ended: a worker on duty
-    assert logger.flush(timeout=10).pending == 0
-    time.sleep(0.2)
-    sender = _sender.get_sender(logger.config)
-    traces: list[str] = []
-
-    def handler() -> None:
-        trace = dlogger().start_trace(input="q")  # a new trace: its outbox's first record
-        traces.append(trace.id)
-
-    activity.active += 1  # a request in flight
-    try:
-        with sender._lock:  # as a worker holds it while it plans
-            thread = threading.Thread(target=handler)
-            thread.start()
-            thread.join(timeout=5)
-            assert not thread.is_alive(), "the handler waited for the sender's lock"
-    finally:
-        activity.active -= 1  # the request ends, as the middleware ends it
-        activity.ended_at = time.monotonic()
-        if activity.holding and activity.on_idle is not None:
-            activity.on_idle()
-        thread.join()
-    collector_env.wait_for(lambda: collector_env.trace(traces[0]) is not None)
-    assert collector_env.trace(first.id) is not None
-
-
 def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env: CollectorProcess) -> None:
     """Records that arrive while a worker watches the clock for others need no wake-up of their own; when
     that worker leaves to send (here for a second), another one watches: the second trace's records go when
@@ -691,9 +655,10 @@ def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env
     assert post_b["received_at"] - post_a["received_at"] < 0.5, "the second waited for the first's exchange"
 
 
-def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
-    from galileo._context import activity
-
+def test_the_sender_yields_to_requests_in_flight_but_never_long(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)  # held while "in flight", however slow this machine is
     logger = dlogger()
     sender = _sender.get_sender(logger.config)
     saved = activity.active
@@ -708,12 +673,15 @@ def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: C
         activity.active -= 1
         sender._requests_idle()
         collector_env.wait_for(lambda: collector_env.trace(trace.id))
-        # a request that never ends delays records by YIELD_CAP at most
+        # a request that never ends delays records by YIELD_CAP at most; and lets go of them once sent
+        monkeypatch.setattr(_sender, "YIELD_CAP", 0.2)
         activity.active += 1
         other = dlogger()
         other_trace = other.start_trace(input="q")
+        other_outbox = other._outbox
         other.conclude(output="a")
         assert other.flush(timeout=10).pending == 0
         assert collector_env.trace(other_trace.id)["is_complete"]  # type: ignore[index]
+        assert other_outbox not in sender._yielding
     finally:
         activity.active = saved
