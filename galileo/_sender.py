@@ -26,11 +26,12 @@ friends): each event is appended to the outbox's *inbox*, a deque (appending is 
 the sender does not hold yet — its first record, or the first after it went idle — takes the lock to be
 registered. The sender takes the inbox in under its lock whenever it looks at the outbox (before planning a
 request, after settling one), and an outbox goes idle only once its inbox is empty, rechecked after the flag
-is cleared, so no event is ever left behind. Records count against the queue bound when taken in: at once
-for an outbox's first record, at the latest every :data:`INBOX_MAX` events, and at once for an outbox
-backing off or waiting out an outage, which takes no events without the lock, and once the queue is near its
-bound. A request handler thus pays
-one lock round trip per trace instead of one per call, and never waits for a worker holding the lock.
+is cleared, so no event is ever left behind. Every record handed over is counted at once, without the lock
+(``next`` on an itertools.count is atomic), and admitted when taken in, where the records still in inboxes
+hold their room: what is queued (admitted, or handed over and not taken in) never exceeds the bound. Near
+the bound, and for an outbox backing off or waiting out an outage, records go through the lock at once, to
+be admitted or turned away. A request handler thus pays one lock round trip per trace instead of one per
+call, and never waits for a worker holding the lock.
 
 When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
 (refused connections, timeouts, 5xx, 429), or credentials refused even after a fresh login — the sender
@@ -267,8 +268,6 @@ class TraceOutbox(Outbox):
     held = False
     #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
     known = False
-    #: Events handed over with its registration, counted in ``Sender._fresh`` until taken in.
-    fresh = 0
     #: Set once a POST its trace shared with other traces was rejected: from then on it goes on its own.
     solo = False
 
@@ -300,22 +299,22 @@ class TraceOutbox(Outbox):
         # Read after the append: if the sender still holds the outbox here, it takes the event in later.
         # Near the queue's bound, records go through the lock at once, to be counted (or turned away).
         sender = self.sender
+        if kind == _ADD:  # counted at once (see Sender._unadmitted), taken in (and admitted) later
+            sender._handed = next(sender._handed_count)
         if (
             not self.held
             or len(inbox) >= INBOX_MAX
-            or sender._pending + sender._fresh + len(inbox) >= sender.queue_size
+            or sender._pending + sender._handed - sender._taken >= sender.queue_size  # (_unadmitted, inlined)
         ):
             sender._hand_over(self)
 
     # -- taking the events in (under the lock) ------------------------------------------------------------
     def intake(self) -> None:
-        if self.fresh:
-            self.sender._fresh -= self.fresh
-            self.fresh = 0
         inbox = self.inbox
         while inbox:
             kind, a, b = inbox.popleft()
             if kind == _ADD:
+                self.sender._taken += 1
                 if self.sender._admit(1):
                     self._add(a, b)
                 else:
@@ -695,7 +694,11 @@ class Sender:
         self._timer_at = math.inf  # when the first worker waiting with a timeout wakes
         self._stopping = False
         self._pending = 0  # records admitted and neither delivered nor given up
-        self._fresh = 0  # records of new outboxes registered without being taken in yet (see _hand_over)
+        # Records handed over to inboxes in all (a count loggers advance without the lock: ``next`` on an
+        # itertools.count is atomic) and taken in (under the lock): see _unadmitted.
+        self._handed_count = itertools.count(1)
+        self._handed = 0  # the last value a logger drew from _handed_count (a hint: may lag by a record)
+        self._taken = 0
         self._inflight = 0  # requests being sent
         self._counters: collections.Counter[str] = collections.Counter()
         self._dropped: collections.Counter[str] = collections.Counter()
@@ -771,8 +774,14 @@ class Sender:
             self._drop(reason, n, None)
 
     # -- events --------------------------------------------------------------------------------------------
+    def _unadmitted(self) -> int:
+        """Records handed over to inboxes and not taken in yet (read without the lock: may lag by a few)."""
+        return max(0, self._handed - self._taken)
+
     def _admit(self, n: int) -> bool:
-        if self._pending + n > self.queue_size:
+        """Count ``n`` records against the bound, or turn them away. Records still in inboxes hold their
+        room: ``queued`` (admitted plus handed over) stays within the bound."""
+        if self._pending + n + self._unadmitted() > self.queue_size:
             self._drop("queue_full", n, None)
             return False
         self._pending += n
@@ -796,13 +805,11 @@ class Sender:
             if (
                 outbox.known
                 or outbox.not_before <= time.monotonic()
-                or self._pending + self._fresh + len(outbox.inbox) >= self.queue_size
+                or self._pending + self._unadmitted() >= self.queue_size
                 or outbox.client in self._health  # the API is in trouble: count records as they come
             ):
                 self._schedule(outbox)
                 return
-            outbox.fresh = len(outbox.inbox)  # counted against the bound until taken in
-            self._fresh += outbox.fresh
             self._register(outbox)
             self._start_workers()
             self._delay(outbox)
