@@ -455,7 +455,10 @@ class TraceOutbox(Outbox):
             assert self.completion is not None
             body = schema.trace_update_body(self.completion, log_stream_id=None, is_complete=True)
             return "PATCH", f"/traces/{self.trace_id}", body
-        wires = self.wires(request)
+        if request.parts is not None:  # a POST /traces this trace shares with others (see Sender._coalesce)
+            wires = [wire for part_outbox, part in request.parts for wire in part_outbox.wires(part)]
+        else:
+            wires = self.wires(request)
         if request.kind == "traces":
             return "POST", "/traces", schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
         assert request.parent_id is not None
@@ -886,11 +889,12 @@ class Sender:
             outbox.known = True
             self._by_trace.setdefault(outbox.trace_id, set()).add(outbox)
 
-    def _delay(self, outbox: Outbox) -> None:
-        """Have a worker look at ``outbox`` again at its ``not_before`` (under the lock)."""
+    def _delay(self, outbox: Outbox, *, wake: bool = True) -> None:
+        """Have a worker look at ``outbox`` again at its ``not_before`` (under the lock); with ``wake``, tell
+        one when that is sooner than what the workers wait for (without: the caller knows one looks)."""
         entry = (outbox.not_before, next(self._seq), outbox)
         heapq.heappush(self._delayed, entry)
-        if self._delayed[0] is entry:  # sooner than what the workers are waiting for: tell one
+        if wake and self._delayed[0] is entry:
             self._notify(outbox)
 
     def _notify(self, outbox: Outbox) -> None:
@@ -928,8 +932,16 @@ class Sender:
         else:
             until = min(until, now + QUIET)
         outbox.not_before = until
-        heapq.heappush(self._delayed, (until, next(self._seq), outbox))
+        self._delay(outbox, wake=False)  # (this worker sets its timer from the heap)
         return True
+
+    def _stop_yielding(self, outbox: Outbox) -> None:
+        """``outbox`` goes now: it no longer yields to requests (under the lock). Under requests that never
+        end, nothing else would let go of it."""
+        if outbox.deferred_at is not None:
+            outbox.deferred_at = None
+            self._deferred.discard(outbox)
+            self._yielding.discard(outbox)
 
     def _requests_idle(self) -> None:
         """The last request in flight ended (called by the middleware, on the thread that served it): what
@@ -949,7 +961,7 @@ class Sender:
                 cap = None if outbox.deferred_at is None else outbox.deferred_at + YIELD_CAP
                 if outbox.not_before == cap:  # (a backoff set meanwhile is kept)
                     outbox.not_before = min(cap, now + QUIET)
-                    heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+                    self._delay(outbox, wake=False)  # woken below, when owed
                     self._quiet = True
             if not self._quiet:
                 return
@@ -1046,7 +1058,7 @@ class Sender:
             outbox.in_ready = False
             outbox.intake()
             if outbox.not_before > now:
-                heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+                self._delay(outbox, wake=False)  # (this worker sets its timer from the heap)
                 continue
             if not outbox.priority and self._yield(outbox, now):
                 continue
@@ -1054,10 +1066,7 @@ class Sender:
             if health is not None and health.blocks(now):
                 self._wait_out(outbox, health, now)
                 continue
-            if outbox.deferred_at is not None:  # it yielded, and goes now (its cap, or the quiet moment)
-                outbox.deferred_at = None
-                self._deferred.discard(outbox)
-                self._yielding.discard(outbox)  # (under endless requests, nothing else would let go of it)
+            self._stop_yielding(outbox)  # it goes now (its cap, or the quiet moment)
             request = outbox.take()
             if request is None:
                 self._schedule(outbox)
@@ -1110,10 +1119,7 @@ class Sender:
             if outbox.in_ready:
                 outbox.in_ready = False
                 from_ready.add(outbox)
-            if outbox.deferred_at is not None:
-                outbox.deferred_at = None
-                self._deferred.discard(outbox)
-                self._yielding.discard(outbox)
+            self._stop_yielding(outbox)
         if len(parts) == 1:
             return request
         if from_ready:
@@ -1151,7 +1157,7 @@ class Sender:
             health.waiting.add(outbox)
         else:  # paused: look again when the pause ends
             outbox.not_before = max(outbox.not_before, health.paused_until)
-            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+            self._delay(outbox, wake=False)  # (this worker sets its timer from the heap)
         if isinstance(outbox, TraceOutbox):
             outbox.held = False  # waiting out an outage: new records count against the bound as they come
 
@@ -1229,7 +1235,7 @@ class Sender:
                 )
         for outbox in health.waiting:  # look again when the pause ends: one of them probes
             outbox.not_before = max(outbox.not_before, health.paused_until)
-            heapq.heappush(self._delayed, (outbox.not_before, next(self._seq), outbox))
+            self._delay(outbox, wake=False)
         health.waiting.clear()
         self._wake.notify()
 
@@ -1245,12 +1251,7 @@ class Sender:
     def _exchange(self, outbox: Outbox, request: _Request) -> None:
         """Build and send one planned request (no lock held), then settle its outcome (under the lock)."""
         try:
-            if request.parts is None:
-                method, path, body = outbox.build(request)
-            else:
-                wires = [wire for part_outbox, part in request.parts for wire in part_outbox.wires(part)]
-                method, path = "POST", "/traces"
-                body = schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
+            method, path, body = outbox.build(request)
             result = outbox.client.write(method, outbox.target, path, body)
         except Exception as exc:  # a bug in building a body must not kill the worker
             _log.debug("galileo: could not build a request", exc_info=True)
