@@ -572,10 +572,7 @@ class GalileoLogger:
                 output = children[-1].output
         if output is not None:
             record.output = self._policy.output(kind, output)
-            if redacted_output is None and self._policy.redact is None:
-                record.redacted_output = None  # what _redacted gives then, without the calls
-            else:
-                record.redacted_output = self._redacted(kind, "output", output, redacted_output)
+            record.redacted_output = self._redacted(kind, "output", output, redacted_output)
         if record.duration_ns is None:
             record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
         elif duration_ns is not None:
@@ -754,7 +751,7 @@ class GalileoLogger:
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
         if given is not None:
             return self._policy.input(kind, given) if field == "input" else self._policy.output(kind, given)
-        if value is None:
+        if value is None or self._policy.redact is None:  # no copy to make (without a call: request paths)
             return None
         return self._policy.redacted(kind, field, value)
 
