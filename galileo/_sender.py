@@ -13,11 +13,18 @@ for the next request, send it without holding any lock, then settle the outcome.
   not sent yet travels nested in its root. A span concluded before it went out goes once, concluded; a span
   concluded after its POST started gets a PATCH once that POST is acknowledged.
 - The trace's ``is_complete`` PATCH goes last, after every record of the trace from this process (its own
-  outbox's and those of other loggers continuing the same trace here) was acknowledged or given up.
+  outbox's and those of other loggers continuing the same trace here) was acknowledged or given up. A trace
+  concluded before it went out goes once, complete, as a span does: when its ``POST /traces`` carries every
+  record of the trace this process has (nothing else of it queued, in flight, or held by another logger
+  here) and they are all concluded, the POST says ``is_complete: true`` (the API's default for that field)
+  and no PATCH follows. That is the common case of a request that logs and returns before the sender looks
+  (see :data:`LINGER` and the yielding below): one exchange per trace instead of two, and traces ready at
+  one moment share it. What the API stores is the same either way.
 - Records of different traces never share a span POST. Trace POSTs are the exception the API allows: a
   ``traces`` list may hold several traces, so traces of different outboxes to one API and target that are
   ready at one moment (each with its subtree not sent yet) go in one ``POST /traces``
-  (:meth:`Sender._coalesce`). Each trace still gets its own ``is_complete`` PATCH. A combined POST the
+  (:meth:`Sender._coalesce`); ``is_complete`` is a field of the whole body, so complete traces share a
+  POST only with complete ones, and the others each get their own ``is_complete`` PATCH. A combined POST the
   API rejects outright (422, 413, other 4xx) is sent again trace by trace: one bad trace never sinks the
   others.
 
@@ -138,6 +145,8 @@ EXIT_TIMEOUT = 5.0
 _NEW, _SENDING, _ACKED, _FAILED = range(4)
 _O = TypeVar("_O", bound="Outbox")
 _ADD, _CONCLUDE, _COMPLETE = range(3)
+#: Records that open a level and are concluded later (a leaf is added concluded).
+_LEVELS = (schema.WorkflowSpan, schema.AgentSpan)
 
 
 class _Node:
@@ -158,7 +167,7 @@ class _Node:
 class _Request:
     """A planned request: made under the sender lock, serialised and sent outside it."""
 
-    __slots__ = ("kind", "nodes", "parent_id", "parts", "roots")
+    __slots__ = ("complete", "kind", "nodes", "parent_id", "parts", "roots")
 
     def __init__(
         self,
@@ -174,6 +183,8 @@ class _Request:
         self.parent_id = parent_id
         #: A ``POST /traces`` of several outboxes' traces: each outbox's own request (see Sender._coalesce).
         self.parts = parts
+        #: A ``POST /traces`` carrying its trace complete: the trace's is_complete PATCH is folded into it.
+        self.complete = False
 
 
 class Outbox:
@@ -396,7 +407,10 @@ class TraceOutbox(Outbox):
             nodes: list[_Node] = []
             if ready.parent_id is None:
                 self._subtree(ready, nodes)
-                return self._taken("traces", [ready], nodes, None)
+                complete = self._goes_complete(ready, nodes)
+                request = self._taken("traces", [ready], nodes, None)
+                request.complete = complete
+                return request
             roots = []
             for i in self._new:
                 node = self.nodes[i]
@@ -422,9 +436,10 @@ class TraceOutbox(Outbox):
             return _Request("trace_update", [], [])
         return None
 
-    def take_trace(self, room: int) -> _Request | None:
-        """The trace record with its subtree not sent yet, if it is what this outbox would send next and
-        that is at most ``room`` records: to share a ``POST /traces`` with other traces."""
+    def take_trace(self, room: int, complete: bool) -> _Request | None:
+        """The trace record with its subtree not sent yet, if it is what this outbox would send next, that
+        is at most ``room`` records and goes ``complete`` or not (:meth:`_goes_complete`) as asked: to share
+        a ``POST /traces`` with other traces."""
         root = self.nodes.get(self.trace_id)
         if root is None or root.state != _NEW or not self.owned or self.solo:
             return None
@@ -432,9 +447,27 @@ class TraceOutbox(Outbox):
             return None
         nodes: list[_Node] = []
         self._subtree(root, nodes)
-        if len(nodes) > room:
+        if len(nodes) > room or self._goes_complete(root, nodes) != complete:
             return None
-        return self._taken("traces", [root], nodes, None)
+        request = self._taken("traces", [root], nodes, None)
+        request.complete = complete
+        return request
+
+    def _goes_complete(self, root: _Node, nodes: list[_Node]) -> bool:
+        """Whether the POST of the trace ``root`` with ``nodes`` (its subtree not sent yet) can carry the
+        trace complete: it was concluded, the POST holds every record of it this process has, none still
+        open, and no other logger here has records of it (see the module docstring)."""
+        return (
+            root.record.id == self.trace_id
+            and self.owned
+            and self.completion is not None
+            and not self.completion_sent
+            and self.inflight == 0
+            and not self._patches
+            and len(nodes) == len(self._new)
+            and all(node.concluded or not isinstance(node.record, _LEVELS) for node in nodes)
+            and not self.sender._trace_busy_elsewhere(self)
+        )
 
     def _taken(self, kind: str, roots: list[_Node], nodes: list[_Node], parent_id: str | None) -> _Request:
         for node in nodes:
@@ -460,7 +493,8 @@ class TraceOutbox(Outbox):
         else:
             wires = self.wires(request)
         if request.kind == "traces":
-            return "POST", "/traces", schema.traces_ingest_body(wires, log_stream_id=None, is_complete=False)
+            body = schema.traces_ingest_body(wires, log_stream_id=None, is_complete=request.complete)
+            return "POST", "/traces", body
         assert request.parent_id is not None
         body = schema.spans_ingest_body(
             wires, trace_id=self.trace_id, parent_id=request.parent_id, log_stream_id=None
@@ -497,6 +531,8 @@ class TraceOutbox(Outbox):
                     self._patches[node.record.id] = None
             self.sender._pending -= acked
             self.sender._count("sent", acked)
+            if request.complete:  # the trace went complete: no is_complete PATCH to send
+                self.completion_sent = True
             return
         transient = result.outcome in (Outcome.RETRY, Outcome.PARENT_MISSING, Outcome.AUTH)
         if transient and self._retry_later(result, now):
@@ -1092,9 +1128,10 @@ class Sender:
 
         Each joins with its subtree not sent yet, up to :data:`MAX_RECORDS_PER_REQUEST` records and
         :data:`MAX_TRACES_PER_REQUEST` traces. What stays apart: an outbox lingering (its request may still
-        be logging), backing off or waiting out an outage, one that sends something else first, or one whose
-        trace was in a combined POST the API rejected (``solo``). Returns ``request`` itself when none joins;
-        else a request whose ``parts`` are each outbox's own.
+        be logging), backing off or waiting out an outage, one that sends something else first, one whose
+        trace was in a combined POST the API rejected (``solo``), and one whose trace goes complete when
+        ``first``'s does not, or the other way round (``is_complete`` is the whole body's). Returns
+        ``request`` itself when none joins; else a request whose ``parts`` are each outbox's own.
         """
         room = MAX_RECORDS_PER_REQUEST - len(request.nodes)
         parts: list[tuple[TraceOutbox, _Request]] = [(first, request)]
@@ -1111,7 +1148,7 @@ class Sender:
             ):
                 continue
             outbox.intake()
-            taken = outbox.take_trace(room)
+            taken = outbox.take_trace(room, request.complete)
             if taken is None:
                 continue
             room -= len(taken.nodes)
@@ -1126,7 +1163,9 @@ class Sender:
             self._ready = collections.deque(ob for ob in self._ready if ob not in from_ready)
         for outbox, _ in parts[1:]:
             self._schedule(outbox)
-        return _Request("traces", [], [], parts=parts)
+        combined = _Request("traces", [], [], parts=parts)
+        combined.complete = request.complete  # every part alike (see TraceOutbox.take_trace)
+        return combined
 
     def _settle(self, outbox: Outbox, request: _Request, result: Result, now: float) -> None:
         """Settle one exchange's outcome (under the lock), for each outbox of a combined POST."""

@@ -222,12 +222,16 @@ def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorPr
 
 
 def _traces_while_a_request_runs(
-    count: int, collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+    count: int,
+    collector: CollectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    before_the_end: Callable[[], None] | None = None,
 ) -> list[str]:
-    """``count`` small traces logged by as many loggers while a request is in flight (as TracingMiddleware
-    counts them), held back for it however slow this machine is; then one more trace whose
-    ``get_tracing_headers()`` sends it at once (another service is about to point at it), and the request
-    ends. Returns the ids, that trace's last, once every logger's flush has waited for delivery."""
+    """``count`` small traces, each concluded, logged by as many loggers while a request is in flight (as
+    TracingMiddleware counts them), held back for it however slow this machine is; then one more trace whose
+    ``get_tracing_headers()`` sends it at once (another service is about to point at it); ``before_the_end``
+    runs, and the request ends. Once the others were delivered, that trace is concluded. Returns the ids,
+    that trace's last, once every logger's flush has waited for delivery."""
     monkeypatch.setattr(_sender, "YIELD_CAP", 30.0)
     loggers, trace_ids = [], []
     activity.active += 1
@@ -245,9 +249,10 @@ def _traces_while_a_request_runs(
         trace = calling.start_trace(input="q", name="calling")
         calling.add_tool_span(input="x", output=f"y{count}", name="tool")
         assert calling.get_tracing_headers()
-        calling.conclude(output=f"done {count}")
-        loggers.append(calling)
+        collector.wait_for(lambda: collector.trace(trace.id))
         trace_ids.append(trace.id)
+        if before_the_end is not None:
+            before_the_end()
     finally:  # what the middleware does when the request ends
         activity.active -= 1
         activity.ended_at = time.monotonic()
@@ -255,6 +260,8 @@ def _traces_while_a_request_runs(
             activity.on_idle()
     for logger in loggers:
         assert logger.flush(timeout=10).pending == 0
+    calling.conclude(output=f"done {count}")
+    assert calling.flush(timeout=10).pending == 0
     return trace_ids
 
 
@@ -262,22 +269,63 @@ def test_traces_ready_together_share_one_post(
     collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Traces of different loggers ready at one moment go in one ``POST /traces`` (its ``traces`` is a
-    list); each still gets its own is_complete PATCH, after its records."""
+    list). Those concluded before they went go complete (``is_complete: true``, no PATCH); one that went
+    open, on its own (``is_complete`` is the whole body's), gets its is_complete PATCH after its records."""
     collector_env.clear_requests()
     trace_ids = _traces_while_a_request_runs(12, collector_env, monkeypatch)
+    *concluded, calling = trace_ids
     sent = writes(collector_env)
     check_order(sent, set(trace_ids))
     posts = [r for r in sent if kind(r) == ("POST", "traces")]
-    assert len(posts) == 1
-    assert sorted(t["id"] for t in posts[0]["body"]["traces"]) == sorted(trace_ids)
-    assert [len(t["spans"]) for t in posts[0]["body"]["traces"]] == [1] * 13  # each with its own subtree
+    assert len(posts) == 2
+    assert [t["id"] for t in posts[0]["body"]["traces"]] == [calling]
+    assert posts[0]["body"]["is_complete"] is False
+    assert posts[1]["body"]["is_complete"] is True
+    assert sorted(t["id"] for t in posts[1]["body"]["traces"]) == sorted(concluded)
+    assert [len(t["spans"]) for t in posts[1]["body"]["traces"]] == [1] * 12  # each with its own subtree
     patched = [r["body"]["trace_id"] for r in sent if kind(r) == ("PATCH", "traces")]
-    assert sorted(patched) == sorted(trace_ids)
+    assert patched == [calling]
     for i, trace_id in enumerate(trace_ids):
         stored = collector_env.trace(trace_id)
         assert stored is not None and stored["is_complete"] and stored["output"] == f"done {i}"
         assert [s["output"] for s in stored["spans"]] == [f"y{i}"]
-    assert galileo.stats()["dropped"] == 0
+    stats = galileo.stats()
+    assert stats["dropped"] == 0 and stats["sent"] == 2 * 13 and stats["updates_sent"] == 1
+
+
+def test_a_trace_concluded_before_it_went_goes_once_complete(collector_env: CollectorProcess) -> None:
+    """A trace concluded (with its spans) before the sender took it goes in one POST that carries it
+    complete, with its output, status and duration; a trace another logger of this process still adds to
+    waits for those records and completes with a PATCH."""
+    collector_env.clear_requests()
+    logger = dlogger()
+    trace = logger.start_trace(input="q", name="quick")
+    logger.add_workflow_span(input="q", name="wf")
+    logger.add_llm_span(input="q", output="a", model="m", name="llm")
+    logger.conclude(output="wf done")
+    logger.conclude(output="all done", status_code=201)
+    assert logger.flush(timeout=10).pending == 0
+    sent = writes(collector_env)
+    assert [kind(r) for r in sent] == [("POST", "traces")]
+    body = sent[0]["body"]
+    assert body["is_complete"] is True
+    wire = body["traces"][0]
+    assert wire["output"] == "all done" and wire["status_code"] == 201 and wire["metrics"]["duration_ns"] > 0
+    assert wire["spans"][0]["output"] == "wf done" and wire["spans"][0]["spans"][0]["name"] == "llm"
+    stored = collector_env.trace(trace.id)
+    assert stored is not None and stored["is_complete"] and stored["output"] == "all done"
+
+    collector_env.clear_requests()
+    owner = dlogger()
+    shared = owner.start_trace(input="q", name="shared")
+    other = dlogger(trace_id=shared.id, span_id=shared.id)  # another logger continuing it here
+    other.add_tool_span(input="x", output="y", name="elsewhere")
+    owner.conclude(output="done")
+    assert owner.flush(timeout=10).pending == 0 and other.flush(timeout=10).pending == 0
+    sent = writes(collector_env)
+    check_order(sent, {shared.id})
+    assert [kind(r) for r in sent][-1] == ("PATCH", "traces")
+    assert all(r["body"]["is_complete"] is False for r in sent if kind(r) == ("POST", "traces"))
 
 
 def test_a_shared_post_the_api_rejects_goes_again_trace_by_trace(
@@ -287,9 +335,12 @@ def test_a_shared_post_the_api_rejects_goes_again_trace_by_trace(
     outright (here a 422), each trace goes again on its own."""
     collector_env.clear_requests()
     faults = f"{collector_env.url}/api/faults"
-    requests.put(faults, json={"fail_count": 1, "fail_status": 422}, timeout=5).raise_for_status()
+
+    def fail_the_next_write() -> None:
+        requests.put(faults, json={"fail_count": 1, "fail_status": 422}, timeout=5).raise_for_status()
+
     try:
-        trace_ids = _traces_while_a_request_runs(5, collector_env, monkeypatch)
+        trace_ids = _traces_while_a_request_runs(5, collector_env, monkeypatch, fail_the_next_write)
     finally:
         requests.delete(faults, timeout=5).raise_for_status()
     posts = [r for r in writes(collector_env) if kind(r) == ("POST", "traces")]
