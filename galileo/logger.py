@@ -12,7 +12,10 @@ never called flush) is concluded and sent by the process's one exit drain, bound
 
 ``distributed``: every ``start_trace``, ``add_*_span`` and ``conclude`` is handed to the sender as it
 happens; the sender posts the trace (``is_complete: false``), each span once its parent is in, a PATCH when
-a workflow or agent span concludes, and the trace's ``is_complete`` PATCH last. A logger built with
+a workflow or agent span concludes, and the trace's ``is_complete`` PATCH last. What was concluded before the
+sender took it goes once, already concluded: a span with its output, and a trace concluded with all of its
+records (a request that logs and returns within the sender's 5 ms linger) in one ``POST`` that says
+``is_complete: true``, with no PATCH after it (see :mod:`galileo._sender`). A logger built with
 ``trace_id`` (and optionally ``span_id``) continues an upstream service's trace: it sends no trace record of
 its own, its top-level spans name the upstream trace and parent, and it never completes or renames that trace.
 
