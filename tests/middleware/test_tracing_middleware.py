@@ -97,6 +97,21 @@ def test_no_headers_opens_a_trace_named_after_the_route(collector_env: Collector
     assert (tree["project_name"], tree["log_stream_name"]) == ("middleware", "svc")
 
 
+def test_a_request_that_logs_and_returns_goes_in_one_exchange(collector_env: CollectorProcess) -> None:
+    """The seed's request is over before the sender looks: its trace goes once, complete, with its spans
+    nested and concluded (no span POST, no PATCH)."""
+    seen: dict[str, Any] = {}
+    collector_env.clear_requests()
+    with TestClient(seed_app(seen)) as client:
+        assert client.get("/items/7").status_code == 200
+    tree = stored(collector_env, seen["trace"])
+    assert writes_for(collector_env, seen["trace"]) == [("POST", "traces")]
+    (body,) = [r["body"] for r in collector_env.requests() if r["path"].endswith("/traces")]
+    assert body["is_complete"] is True
+    assert (tree["is_complete"], tree["status_code"], tree["output"]) == (True, 200, "the answer")
+    assert tree_lines(tree) == ["trace:GET /items/{item_id}", "  workflow:answer", "    llm:llm"]
+
+
 def test_seed_second_example_starts_its_own_trace_without_headers(collector_env: CollectorProcess) -> None:
     seen: dict[str, Any] = {}
 
