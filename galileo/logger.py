@@ -131,7 +131,7 @@ class FlushResult(list[schema.Trace]):
         pending: int = 0,
         count_pending: Callable[[], int] | None = None,
     ) -> None:
-        super().__init__(traces)
+        list.__init__(self, traces)
         self._pending = pending
         self._count_pending = count_pending
 
@@ -427,11 +427,26 @@ class GalileoLogger:
         redacted_output: Any = None,
     ) -> schema.WorkflowSpan:
         """Open a workflow span under the current parent; later spans nest in it until :meth:`conclude`."""
-        span = schema.WorkflowSpan(
-            **self._payload("workflow", input, output, redacted_input, redacted_output),
-            name=name or "",
-            **self._common(metadata, tags, None, step_number),
-        )
+        policy = self._policy
+        if (
+            metadata is None
+            and tags is None
+            and step_number is None
+            and redacted_input is None
+            and redacted_output is None
+            and policy.redact is None
+        ):  # the common call, kept cheap (no dicts to build and unpack): it runs on request paths
+            span = schema.WorkflowSpan(
+                input=policy.input("workflow", input),
+                output=None if output is None else policy.output("workflow", output),
+                name=name or "",
+            )
+        else:
+            span = schema.WorkflowSpan(
+                **self._payload("workflow", input, output, redacted_input, redacted_output),
+                name=name or "",
+                **self._common(metadata, tags, None, step_number),
+            )
         return self._add(span, duration_ns, created_at, opens_level=True)
 
     def add_agent_span(
@@ -514,19 +529,22 @@ class GalileoLogger:
         if self._disabled:
             return None
         with self._lock:
-            if not self._stack or self._stack[-1].record is None:
+            stack = self._stack
+            top = stack[-1].record if stack else None
+            if top is None:
                 _log.warning("galileo: conclude() with nothing open: ignored")
                 return None
-            if self._stack[-1].record is self._auto_trace and self._auto_trace is not None:
+            if top is self._auto_trace:
                 # The request's trace closes with the response; keep what the user said for then.
                 if output is not None or status_code is not None:
                     self._auto_output = (output, redacted_output, status_code)
-                return self._auto_trace
+                return top
             if conclude_all:
                 self._conclude_all(output, redacted_output, duration_ns, status_code)
-                return self.current_parent()
-            self._conclude_top(output, redacted_output, duration_ns, status_code)
-            return self.current_parent()
+            else:
+                self._conclude_top(output, redacted_output, duration_ns, status_code)
+            stack = self._stack  # (current_parent, inlined: the lock is held)
+            return self._parent_under(stack[-1]).record if stack else None
 
     def _conclude_all(
         self,
@@ -541,19 +559,24 @@ class GalileoLogger:
     def _conclude_top(
         self, output: Any, redacted_output: Any, duration_ns: int | None, status_code: int | None
     ) -> None:
-        entry = self._stack.pop()
+        stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+        entry = stack.pop()
         record = entry.record
         assert record is not None
         now = self._finish(entry, output, redacted_output, duration_ns, status_code)
-        if self._stack:
-            self._stack[-1].last_ns = now
-            self._stack[-1].last_wall = _utcnow()
-        if self._config.mode == "distributed" and self._outbox is not None:
+        if stack:
+            outer = stack[-1]
+            outer.last_ns = now
+            outer.last_wall = _utcnow()
+        if self._config.mode == "distributed":
+            outbox = self._outbox
+            if outbox is None:
+                return
             if isinstance(record, schema.Trace):
-                self._outbox.complete(record)
+                outbox.complete(record)
                 self._outbox = None
             else:
-                self._outbox.conclude(record.id)
+                outbox.conclude(record.id)
 
     def _finish(
         self,
@@ -574,8 +597,13 @@ class GalileoLogger:
             if children:
                 output = children[-1].output
         if output is not None:
-            record.output = self._policy.output(kind, output)
-            record.redacted_output = self._redacted(kind, "output", output, redacted_output)
+            policy = self._policy
+            record.output = policy.output(kind, output)
+            record.redacted_output = (
+                None  # (what _redacted returns then, without the call: request paths)
+                if redacted_output is None and policy.redact is None
+                else self._redacted(kind, "output", output, redacted_output)
+            )
         if record.duration_ns is None:
             record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
         elif duration_ns is not None:
@@ -638,10 +666,29 @@ class GalileoLogger:
         return logger
 
     def _open_request_trace(self, first_input: Any) -> None:
+        """Open the request's own trace (under the lock, with nothing open): what :meth:`start_trace` does,
+        without the checks that cannot apply to a request logger here (it is enabled, in distributed mode,
+        continues no upstream trace and has no trace open)."""
         state = self._request
         assert state is not None
         text = first_input if type(first_input) is str else schema.to_text(first_input)
-        self._auto_trace = self.start_trace(input=text, name=f"{state.method} {state.route_path()}")
+        policy = self._policy
+        trace = schema.Trace(
+            input=policy.input("trace", text),
+            name=f"{state.method} {state.route_path()}",
+            created_at=_utcnow(),
+        )
+        if policy.redact is not None:
+            trace.redacted_input = self._redacted("trace", "input", text, None)
+        self._auto_trace = trace
+        self._stack.append(_Open(trace, trace.id, _now_ns()))
+        self._traces.append(trace)
+        config = self._config
+        self._outbox = outbox = _sender.get_sender(config).open_trace(
+            get_client(config), self._target, trace.id, owned=True
+        )
+        self._outboxes.append(outbox)
+        outbox.add(trace, None)
 
     def _finalize_request(self, status_code: int) -> None:
         """Conclude what the handler left open and complete the request's trace; enqueue only, never wait."""
@@ -660,7 +707,10 @@ class GalileoLogger:
                         self._conclude_top(None, None, None, status_code)
                     else:
                         self._conclude_top(None, None, None, None)
-                self._enqueue_all()
+                # What _enqueue_all would do now that nothing with a record is open (a request logger is in
+                # distributed mode): forget the traces handed over, prune the outboxes.
+                self._traces = []
+                self._prune()
             finally:
                 self._finalizing = False
                 # The request is over: let go of its state. It refers to this logger, and a reference cycle
@@ -689,7 +739,7 @@ class GalileoLogger:
         if not outboxes:
             return FlushResult(traces)
         sender = _sender.get_sender(self._config)
-        if _must_not_block():
+        if request_state.get() is not None or _must_not_block():  # (its first test inlined: request paths)
             return FlushResult(traces, count_pending=lambda: sender.busy_pending(outboxes)[1])
         pending = sender.wait(outboxes, timeout)
         if not pending:
@@ -730,25 +780,31 @@ class GalileoLogger:
         """
         if self._disabled:
             return [], []
-        owned = self._stack[0].record if self._stack else None
+        stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+        owned = stack[0].record if stack else None
         if owned is not None and owned is self._auto_trace and not self._finalizing:
             # Inside a request the trace completes with the response's status (at finalisation).
-            while self._stack and self._stack[-1].record is not owned:
+            while stack and stack[-1].record is not owned:
                 self._conclude_top(None, None, None, None)
         else:
             self._conclude_all()
-        sender = _sender.get_sender(self._config)
         traces, self._traces = self._traces, []
-        if self._stack and isinstance(self._stack[0].record, schema.Trace):
-            self._traces.append(self._stack[0].record)  # the request's trace, still open
+        if stack and isinstance(stack[0].record, schema.Trace):
+            self._traces.append(stack[0].record)  # the request's trace, still open
         if self._config.mode == "distributed":
-            if len(self._outboxes) > self._prune_at:
-                self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
+            self._prune()
             return traces, list(self._outboxes)
         if not traces:
             return [], []
         records = sum(_count_records(t) for t in traces)
+        sender = _sender.get_sender(self._config)
         return traces, [sender.submit_batch(get_client(self._config), self._target, traces, records)]
+
+    def _prune(self) -> None:
+        """Forget delivered outboxes once the list is longer than ``_prune_at`` (see :meth:`_enqueue_all`)."""
+        if len(self._outboxes) > self._prune_at:
+            sender = _sender.get_sender(self._config)
+            self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
@@ -827,7 +883,8 @@ class GalileoLogger:
             _sender.get_sender(self._config).note_dropped("no_trace")
             return None
         base = stack[-1]
-        parent = self._parent_under(base)
+        frame = span_frame.get()  # (_parent_under, inlined: request paths)
+        parent = frame.level if frame is not None and frame.logger is self and frame.base is base else base
         if opens_level:
             span.created_at = created_at or _utcnow()
             span.duration_ns = duration_ns
@@ -844,9 +901,12 @@ class GalileoLogger:
             parent.last_wall = max(wall, created_at)
         if isinstance(parent.record, schema.ParentRecord):
             parent.record.spans.append(span)
-        outbox = self._outbox_for_span() if self._config.mode == "distributed" else None
-        if outbox is not None:
-            outbox.add(span, parent.id)
+        if self._config.mode == "distributed":
+            outbox = self._outbox
+            if outbox is None:
+                outbox = self._outbox_for_span()
+            if outbox is not None:
+                outbox.add(span, parent.id)
         return base, parent, now
 
     # -- @log (galileo.decorator): spans whose levels follow the context, not this logger's stack ------------

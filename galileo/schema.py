@@ -20,10 +20,11 @@ schema (LogTracesIngestRequest, LogSpansIngestRequest, LogTraceUpdateRequest, Lo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Final, TypeAlias
 
@@ -105,7 +106,7 @@ def new_id() -> str:
     The same 122 random bits as :func:`uuid.uuid4`, formatted directly, without a system call (see
     ``_ids``): every span created on a request path pays for one.
     """
-    h = f"{_ids.getrandbits(128) & _V4_MASK | _V4_BITS:032x}"
+    h = (_ids.getrandbits(128) & _V4_MASK | _V4_BITS).to_bytes(16, "big").hex()  # (faster than :032x)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -114,8 +115,8 @@ _V4_MASK: Final = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _V4_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+#: Now, in UTC: a record's default ``created_at`` (a partial of the C method: no Python frame per record).
+_utcnow: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
 
 
 def _timestamp(moment: datetime) -> str:
