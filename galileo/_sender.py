@@ -283,7 +283,10 @@ class TraceOutbox(Outbox):
     solo = False
 
     def __init__(self, sender: Sender, client: Client, target: Target, trace_id: str, *, owned: bool) -> None:
-        super().__init__(sender, client, target)
+        # (Outbox.__init__, inlined: an outbox is made per trace, on a request path)
+        self.sender = sender
+        self.client = client
+        self.target = target
         self.trace_id = trace_id
         self.owned = owned
         self.nodes: dict[str, _Node] = {}

@@ -659,9 +659,10 @@ class GalileoLogger:
         fields["_stack"] = []
         fields["_outboxes"] = []
         fields["_request"] = state
-        if state.trace_id is not None:  # ids the header parser already validated and normalised
-            logger._upstream_trace_id = state.trace_id
-            logger._upstream_parent_id = state.parent_id or state.trace_id
+        trace_id, parent_id = state._context()  # (state.trace_id and parent_id, in one call)
+        if trace_id is not None:  # ids the header parser already validated and normalised
+            logger._upstream_trace_id = trace_id
+            logger._upstream_parent_id = parent_id or trace_id
             logger._stack.append(_Open(None, logger._upstream_parent_id, _now_ns()))
         return logger
 
@@ -710,7 +711,8 @@ class GalileoLogger:
                 # What _enqueue_all would do now that nothing with a record is open (a request logger is in
                 # distributed mode): forget the traces handed over, prune the outboxes.
                 self._traces = []
-                self._prune()
+                if len(self._outboxes) > self._prune_at:
+                    self._prune()
             finally:
                 self._finalizing = False
                 # The request is over: let go of its state. It refers to this logger, and a reference cycle
@@ -792,7 +794,8 @@ class GalileoLogger:
         if stack and isinstance(stack[0].record, schema.Trace):
             self._traces.append(stack[0].record)  # the request's trace, still open
         if self._config.mode == "distributed":
-            self._prune()
+            if len(self._outboxes) > self._prune_at:
+                self._prune()
             return traces, list(self._outboxes)
         if not traces:
             return [], []
@@ -801,10 +804,9 @@ class GalileoLogger:
         return traces, [sender.submit_batch(get_client(self._config), self._target, traces, records)]
 
     def _prune(self) -> None:
-        """Forget delivered outboxes once the list is longer than ``_prune_at`` (see :meth:`_enqueue_all`)."""
-        if len(self._outboxes) > self._prune_at:
-            sender = _sender.get_sender(self._config)
-            self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
+        """Forget delivered outboxes (the list is longer than ``_prune_at``: see :meth:`_enqueue_all`)."""
+        sender = _sender.get_sender(self._config)
+        self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:

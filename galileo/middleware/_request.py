@@ -17,7 +17,7 @@ import time
 
 import attrs
 
-from galileo._context import RequestState, activity, current_request
+from galileo._context import RequestState, activity, request_state
 from galileo.config import DEFAULT_LOCAL_URL, GalileoConfig
 from galileo.logger import GalileoLogger
 
@@ -55,7 +55,7 @@ def get_request_logger() -> GalileoLogger:
     middleware's arguments, never from headers. Outside a request served through ``TracingMiddleware``, or
     when the configuration is invalid, returns a no-op logger (logged once) instead of raising.
     """
-    state = current_request()
+    state = request_state.get()  # (current_request(), without a call: request paths)
     if state is None:
         _once(
             "outside",
