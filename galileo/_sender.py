@@ -483,9 +483,7 @@ class TraceOutbox(Outbox):
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
         if request.kind == "span_update":
             span = request.roots[0].record
-            assert isinstance(
-                span, (schema.WorkflowSpan, schema.AgentSpan)
-            )  # only they conclude after going out
+            assert isinstance(span, _LEVELS)  # only they conclude after going out
             return "PATCH", f"/spans/{span.id}", schema.span_update_body(span, log_stream_id=None)
         if request.kind == "trace_update":
             assert self.completion is not None

@@ -316,18 +316,25 @@ class GalileoLogger:
                     "galileo: start_trace while trace %s is active: concluding it first", self.trace_id
                 )
                 self._conclude_all()
-            self._stack.append(_Open(trace, trace.id, _now_ns()))
-            self._traces.append(trace)
-            if self._config.mode != "distributed":
-                if self not in _unflushed:
-                    _unflushed.add(self)
-                    _sender.at_exit(_flush_unflushed)
-            else:
-                sender = _sender.get_sender(self._config)
-                self._outbox = sender.open_trace(get_client(self._config), self._target, trace.id, owned=True)
-                self._outboxes.append(self._outbox)
-                self._outbox.add(trace, None)
+            self._begin_trace(trace)
         return trace
+
+    def _begin_trace(self, trace: schema.Trace) -> None:
+        """Make ``trace`` the open root (under the lock, nothing open): in distributed mode its outbox opens
+        and the trace record is handed to the sender; in batch mode it waits for flush (or the exit drain)."""
+        self._stack.append(_Open(trace, trace.id, _now_ns()))
+        self._traces.append(trace)
+        config = self._config
+        if config.mode != "distributed":
+            if self not in _unflushed:
+                _unflushed.add(self)
+                _sender.at_exit(_flush_unflushed)
+            return
+        self._outbox = outbox = _sender.get_sender(config).open_trace(
+            get_client(config), self._target, trace.id, owned=True
+        )
+        self._outboxes.append(outbox)
+        outbox.add(trace, None)
 
     def add_llm_span(
         self,
@@ -427,26 +434,11 @@ class GalileoLogger:
         redacted_output: Any = None,
     ) -> schema.WorkflowSpan:
         """Open a workflow span under the current parent; later spans nest in it until :meth:`conclude`."""
-        policy = self._policy
-        if (
-            metadata is None
-            and tags is None
-            and step_number is None
-            and redacted_input is None
-            and redacted_output is None
-            and policy.redact is None
-        ):  # the common call, kept cheap (no dicts to build and unpack): it runs on request paths
-            span = schema.WorkflowSpan(
-                input=policy.input("workflow", input),
-                output=None if output is None else policy.output("workflow", output),
-                name=name or "",
-            )
-        else:
-            span = schema.WorkflowSpan(
-                **self._payload("workflow", input, output, redacted_input, redacted_output),
-                name=name or "",
-                **self._common(metadata, tags, None, step_number),
-            )
+        span = schema.WorkflowSpan(
+            **self._payload("workflow", input, output, redacted_input, redacted_output),
+            name=name or "",
+            **self._common(metadata, tags, None, step_number),
+        )
         return self._add(span, duration_ns, created_at, opens_level=True)
 
     def add_agent_span(
@@ -597,13 +589,8 @@ class GalileoLogger:
             if children:
                 output = children[-1].output
         if output is not None:
-            policy = self._policy
-            record.output = policy.output(kind, output)
-            record.redacted_output = (
-                None  # (what _redacted returns then, without the call: request paths)
-                if redacted_output is None and policy.redact is None
-                else self._redacted(kind, "output", output, redacted_output)
-            )
+            record.output = self._policy.output(kind, output)
+            record.redacted_output = self._redacted(kind, "output", output, redacted_output)
         if record.duration_ns is None:
             record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
         elif duration_ns is not None:
@@ -682,14 +669,7 @@ class GalileoLogger:
         if policy.redact is not None:
             trace.redacted_input = self._redacted("trace", "input", text, None)
         self._auto_trace = trace
-        self._stack.append(_Open(trace, trace.id, _now_ns()))
-        self._traces.append(trace)
-        config = self._config
-        self._outbox = outbox = _sender.get_sender(config).open_trace(
-            get_client(config), self._target, trace.id, owned=True
-        )
-        self._outboxes.append(outbox)
-        outbox.add(trace, None)
+        self._begin_trace(trace)
 
     def _finalize_request(self, status_code: int) -> None:
         """Conclude what the handler left open and complete the request's trace; enqueue only, never wait."""
@@ -711,8 +691,7 @@ class GalileoLogger:
                 # What _enqueue_all would do now that nothing with a record is open (a request logger is in
                 # distributed mode): forget the traces handed over, prune the outboxes.
                 self._traces = []
-                if len(self._outboxes) > self._prune_at:
-                    self._prune()
+                self._prune()
             finally:
                 self._finalizing = False
                 # The request is over: let go of its state. It refers to this logger, and a reference cycle
@@ -741,7 +720,7 @@ class GalileoLogger:
         if not outboxes:
             return FlushResult(traces)
         sender = _sender.get_sender(self._config)
-        if request_state.get() is not None or _must_not_block():  # (its first test inlined: request paths)
+        if _must_not_block():
             return FlushResult(traces, count_pending=lambda: sender.busy_pending(outboxes)[1])
         pending = sender.wait(outboxes, timeout)
         if not pending:
@@ -794,8 +773,7 @@ class GalileoLogger:
         if stack and isinstance(stack[0].record, schema.Trace):
             self._traces.append(stack[0].record)  # the request's trace, still open
         if self._config.mode == "distributed":
-            if len(self._outboxes) > self._prune_at:
-                self._prune()
+            self._prune()
             return traces, list(self._outboxes)
         if not traces:
             return [], []
@@ -804,9 +782,10 @@ class GalileoLogger:
         return traces, [sender.submit_batch(get_client(self._config), self._target, traces, records)]
 
     def _prune(self) -> None:
-        """Forget delivered outboxes (the list is longer than ``_prune_at``: see :meth:`_enqueue_all`)."""
-        sender = _sender.get_sender(self._config)
-        self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
+        """Forget delivered outboxes once the list is longer than ``_prune_at`` (see :meth:`_enqueue_all`)."""
+        if len(self._outboxes) > self._prune_at:
+            sender = _sender.get_sender(self._config)
+            self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
@@ -885,8 +864,7 @@ class GalileoLogger:
             _sender.get_sender(self._config).note_dropped("no_trace")
             return None
         base = stack[-1]
-        frame = span_frame.get()  # (_parent_under, inlined: request paths)
-        parent = frame.level if frame is not None and frame.logger is self and frame.base is base else base
+        parent = self._parent_under(base)
         if opens_level:
             span.created_at = created_at or _utcnow()
             span.duration_ns = duration_ns
