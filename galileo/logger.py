@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import functools
 import logging
 import sys
 import threading
@@ -978,8 +977,8 @@ def _flush_unflushed() -> None:
             logger._enqueue_all()
 
 
-#: Now, in UTC (a partial of the C method: no Python frame on request paths).
-_utcnow: Callable[[], _dt.datetime] = functools.partial(_dt.datetime.now, _dt.timezone.utc)
+#: Now, in UTC: the records' own clock (a partial of the C method: no Python frame on request paths).
+_utcnow = schema._utcnow
 
 
 def _count_records(record: schema.Record) -> int:
