@@ -13,6 +13,11 @@ prints:
   connections, some 30 µs of CPU per request), so that the latency is the server's: with ``requests`` in 20
   threads each request cost the client about as much CPU as the server, which hid part of what the SDK
   adds (the ratios measured that way were 0.1-0.3 lower);
+- time spent in the garbage collector per request in the app's process, without and with the SDK (each
+  load's window closes :data:`_SETTLE` after it, once the sender has sent what the load made), and how many
+  full collections ran with the SDK: records waiting to go, and the bodies of requests in flight, are
+  objects the collector scans, and a full collection scans every object of the process (tens of ms for a
+  web service's heap), on whichever thread happens to allocate — often a request's;
 - how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
 
 A calibration line follows the table: how much slower straight-line Python runs in a handler under the
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import random
@@ -62,6 +68,9 @@ from galileo._context import RequestState, request_state
 from galileo.middleware import TracingMiddleware, _request, get_request_logger
 
 _SENDER_PREFIX = "galileo-sender-"
+#: How long after a load its garbage-collection window stays open: longer than the sender holds records
+#: back while requests are in flight (YIELD_CAP), so what a load's records cost is counted with it.
+_SETTLE = 0.12
 #: Threads that serve requests: uvicorn's event loop thread and the threadpool of sync endpoints.
 _REQUEST_PREFIXES = ("uvicorn-", "AnyIO worker")
 
@@ -96,6 +105,36 @@ class _NetworkSpy:
 
     def uninstall(self) -> None:
         urllib3.HTTPConnectionPool.urlopen = self._real  # type: ignore[method-assign]
+
+
+class _GcClock:
+    """Time spent in garbage collections of this process (all threads), and full collections run."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info["generation"] == 2
+
+    def __enter__(self) -> _GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def window(self, fn: Callable[[], list[float]]) -> tuple[list[float], float, int]:
+        """Run ``fn`` (a load) and wait :data:`_SETTLE`: its result, the GC seconds and full collections."""
+        seconds, full = self.seconds, self.full
+        result = fn()
+        time.sleep(_SETTLE)
+        return result, self.seconds - seconds, self.full - full
 
 
 def _seed_calls() -> None:
@@ -267,7 +306,7 @@ def run(
         spy = _NetworkSpy()
         spy.install()
         try:
-            with serve(without) as bare_url, serve(with_sdk) as sdk_url:
+            with serve(without) as bare_url, serve(with_sdk) as sdk_url, _GcClock() as gc_clock:
                 _load(sdk_url, 2, 5)  # warm-up: login, project and log stream resolution
                 _load(bare_url, 2, 5)
                 _wait_delivered(10, collector, 30)
@@ -278,9 +317,18 @@ def run(
                 sdk_ms: list[float] = []
                 ratios50: list[float] = []
                 ratios99: list[float] = []
+                gc_bare = gc_sdk = 0.0
+                full_sdk = 0
                 for _ in range(rounds):  # interleaved rounds; the ratio reported is the median round's
-                    bare = _load(bare_url, clients, per_client, rate, burst)
-                    sdk = _load(sdk_url, clients, per_client, rate, burst)
+                    bare, seconds, _ = gc_clock.window(
+                        lambda: _load(bare_url, clients, per_client, rate, burst)
+                    )
+                    gc_bare += seconds
+                    sdk, seconds, full = gc_clock.window(
+                        lambda: _load(sdk_url, clients, per_client, rate, burst)
+                    )
+                    gc_sdk += seconds
+                    full_sdk += full
                     ratios50.append(percentile(sdk, 50) / percentile(bare, 50))
                     ratios99.append(percentile(sdk, 99) / percentile(bare, 99))
                     bare_ms += bare
@@ -305,7 +353,8 @@ def run(
     report(
         f"| {latency_ms:>4.0f} ms | {load} | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
         f"{spy.on_request_path:>3} | {percentile(bare_ms, 50):6.2f} / {percentile(sdk_ms, 50):6.2f} | "
-        f"{ratio50:5.2f}x | {ratio99:5.2f}x | {arrived} | {stats['sent']} sent, {stats['dropped']} dropped |"
+        f"{ratio50:5.2f}x | {ratio99:5.2f}x | {gc_bare / total * 1e6:4.1f} / {gc_sdk / total * 1e6:4.1f} "
+        f"({full_sdk} full) | {arrived} | {stats['sent']} sent, {stats['dropped']} dropped |"
     )
 
 
@@ -421,9 +470,10 @@ def main() -> int:
     )
     print(
         "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
-        "p50 ms bare / SDK | p50 ratio | p99 ratio | all records arrived after load | sender |"
+        "p50 ms bare / SDK | p50 ratio | p99 ratio | GC µs/req bare / SDK | "
+        "all records arrived after load | sender |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for latency in (float(ms) for ms in args.latencies.split(",")):
         for load in args.loads.split(","):
             rate, burst, requests = loads[load]

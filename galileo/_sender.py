@@ -158,7 +158,9 @@ class _Node:
         self.record = record
         self.parent_id = parent_id
         self.state = _NEW
-        self.children: list[str] = []
+        #: ids of its children: a tuple while it has one or none (a tuple of strings is one object the garbage
+        #: collector stops tracking; most records have one child or none), a list from the second on.
+        self.children: tuple[str, ...] | list[str] = ()
         self.concluded = False
         self.needs_patch = False
         self.patching = False
@@ -348,7 +350,11 @@ class TraceOutbox(Outbox):
             return
         parent = self.nodes.get(parent_id) if parent_id else None
         if parent is not None:
-            parent.children.append(record.id)
+            children = parent.children
+            if type(children) is list:
+                children.append(record.id)
+            else:
+                parent.children = [*children, record.id] if children else (record.id,)
             if parent.state == _FAILED:
                 self._fail([node], "parent_failed", None)
 
@@ -724,7 +730,9 @@ class Sender:
         self._outboxes: set[Outbox] = set()  # not idle
         self._yielding: set[Outbox] = set()  # held back while requests are in flight
         self._deferred: set[Outbox] = set()  # held back for requests, in flight or just ended (see _yield)
-        self._by_trace: dict[str, set[TraceOutbox]] = {}  # trace id -> its outboxes not idle
+        #: trace id -> its outboxes not idle: the outbox itself while there is one (the common case: one
+        #: object less per trace for the garbage collector to track), a set once there are more.
+        self._by_trace: dict[str, TraceOutbox | set[TraceOutbox]] = {}
         self._health: dict[Client, _ApiHealth] = {}
         self._outage_said: dict[Client, float] = {}  # when an API was last reported unreachable
         self._threads: list[threading.Thread] = []
@@ -878,7 +886,10 @@ class Sender:
 
     def _trace_busy_elsewhere(self, outbox: TraceOutbox) -> bool:
         """Whether another logger of this process still has records of ``outbox``'s trace to deliver."""
-        return any(other is not outbox for other in self._by_trace.get(outbox.trace_id, ()))
+        entry = self._by_trace.get(outbox.trace_id)
+        if isinstance(entry, set):
+            return any(other is not outbox for other in entry)
+        return entry is not None and entry is not outbox
 
     def _schedule(self, outbox: Outbox) -> None:
         """Take ``outbox``'s inbox in; put it where a worker finds it when it has work (under the lock)."""
@@ -896,11 +907,7 @@ class Sender:
             self._outboxes.discard(outbox)
             self._deferred.discard(outbox)
             if isinstance(outbox, TraceOutbox):
-                same_trace = self._by_trace.get(outbox.trace_id, set())
-                same_trace.discard(outbox)
-                if not same_trace:
-                    self._by_trace.pop(outbox.trace_id, None)
-                for other in list(same_trace):  # an owner may have been waiting to complete the trace
+                for other in self._unregister(outbox):  # an owner may have been waiting to complete the trace
                     self._schedule(other)
             self._done.notify_all()  # flush waiters
         if outbox.in_ready or not outbox.has_ready():
@@ -924,7 +931,28 @@ class Sender:
         self._outboxes.add(outbox)
         if isinstance(outbox, TraceOutbox):
             outbox.known = True
-            self._by_trace.setdefault(outbox.trace_id, set()).add(outbox)
+            entry = self._by_trace.get(outbox.trace_id)
+            if entry is None:
+                self._by_trace[outbox.trace_id] = outbox
+            elif isinstance(entry, set):
+                entry.add(outbox)
+            elif entry is not outbox:
+                self._by_trace[outbox.trace_id] = {entry, outbox}
+
+    def _unregister(self, outbox: TraceOutbox) -> list[TraceOutbox]:
+        """Forget idle ``outbox`` among its trace's outboxes (under the lock); returns the others left."""
+        entry = self._by_trace.get(outbox.trace_id)
+        if not isinstance(entry, set):
+            if entry is outbox:
+                del self._by_trace[outbox.trace_id]
+            return []
+        entry.discard(outbox)
+        others = list(entry)
+        if len(others) == 1:
+            self._by_trace[outbox.trace_id] = others[0]
+        elif not others:
+            del self._by_trace[outbox.trace_id]
+        return others
 
     def _delay(self, outbox: Outbox, *, wake: bool = True) -> None:
         """Have a worker look at ``outbox`` again at its ``not_before`` (under the lock); with ``wake``, tell
@@ -1292,7 +1320,12 @@ class Sender:
         """Build and send one planned request (no lock held), then settle its outcome (under the lock)."""
         try:
             method, path, body = outbox.build(request)
-            result = outbox.client.write(method, outbox.target, path, body)
+            data = outbox.client.encode(outbox.target, body)
+            del body  # freed before the wait for the answer (see Client.encode)
+            if isinstance(data, Result):
+                result = data
+            else:
+                result = outbox.client.write(method, outbox.target, path, data)
         except Exception as exc:  # a bug in building a body must not kill the worker
             _log.debug("galileo: could not build a request", exc_info=True)
             result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")

@@ -438,19 +438,37 @@ class Client:
             response = self._exchange(method, path, body=body, params=params, token=token)
         return response
 
+    def encode(self, target: Target, body: dict[str, Any]) -> bytes | Result:
+        """``body`` as the bytes :meth:`write` sends for ``target``, with the resolved ``log_stream_id`` /
+        ``experiment_id`` filled in; or, when they cannot be resolved, the :class:`Result` that says why.
+        Never raises.
+
+        The sender encodes before it sends, so that a body's dicts and lists (a dozen objects per record,
+        each one the garbage collector would scan) are freed before the wait for the answer, which against
+        a remote API is most of an exchange, rather than living through it.
+        """
+        try:
+            ids = self.resolve(target)
+            return _JSON.encode(
+                dict(body, log_stream_id=ids.log_stream_id, experiment_id=ids.experiment_id)
+            ).encode()
+        except _ExchangeError as exc:
+            return exc.result
+        except Exception as exc:  # the sender must survive anything; say what, never the payload
+            _log.debug("galileo: unexpected error in a write", exc_info=True)
+            return Result(Outcome.RETRY, detail=f"unexpected {type(exc).__name__}")
+
     def write(self, method: str, target: Target, path: str, body: dict[str, Any] | bytes) -> Result:
         """Send one write (ingest or update) for ``target``; never raises.
 
         ``path`` is relative to the project, e.g. ``/v2/projects/{pid}/spans`` is written ``/spans``;
-        ``body`` gets the resolved ``log_stream_id``/``experiment_id`` filled in when it is a dict.
+        ``body`` is what :meth:`encode` made of it, or a dict this encodes first.
         """
+        data = self.encode(target, body) if isinstance(body, dict) else body
+        if isinstance(data, Result):
+            return data
         try:
             ids = self.resolve(target)
-            if isinstance(body, dict):
-                body = dict(body, log_stream_id=ids.log_stream_id, experiment_id=ids.experiment_id)
-                data = _JSON.encode(body).encode()
-            else:
-                data = body
             response = self.call(method, f"/v2/projects/{ids.project_id}{path}", body=data)
         except _ExchangeError as exc:
             return exc.result
