@@ -443,7 +443,7 @@ class Client:
         ``experiment_id`` filled in; or, when they cannot be resolved, the :class:`Result` that says why.
         Never raises.
 
-        The sender encodes before it sends, so that a body's dicts and lists (a dozen objects per record,
+        The sender encodes before it sends, so that a body's dicts and lists (three objects per record,
         each one the garbage collector would scan) are freed before the wait for the answer, which against
         a remote API is most of an exchange, rather than living through it.
         """
