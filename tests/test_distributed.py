@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import os
 import subprocess
 import sys
@@ -704,6 +705,37 @@ def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env
     (post_a,) = [r for r in sent if kind(r) == ("POST", "traces") and r["body"]["traces"][0]["id"] == a.id]
     (post_b,) = [r for r in sent if kind(r) == ("POST", "spans") and r["body"]["trace_id"] == upstream]
     assert post_b["received_at"] - post_a["received_at"] < 0.5, "the second waited for the first's exchange"
+
+
+def test_a_request_waiting_for_its_answer_holds_its_body_as_bytes_only(
+    collector_env: CollectorProcess,
+) -> None:
+    """While an exchange waits for the API's answer (here a second), the JSON objects its body was made of
+    are gone: the garbage collector has no dict or list of it to scan, however long the wait."""
+    warm = dlogger()
+    warm.start_trace(input="warm-up")
+    warm.conclude(output="a")
+    assert warm.flush(timeout=10).pending == 0  # logged in, project and log stream resolved
+    faults = f"{collector_env.url}/api/faults"
+    requests.put(faults, json={"latency_ms": 1000}, timeout=5).raise_for_status()
+    try:
+        logger = dlogger()
+        trace = logger.start_trace(input="on its way")
+        span = logger.add_tool_span(input="x", output="y")
+        logger.conclude(output="done")
+        sender = _sender.get_sender(logger.config)
+        collector_env.wait_for(lambda: sender.stats()["in_flight"] == 1, timeout=5)
+        gc.collect()
+        ids = {trace.id, span.id}
+        wire = [
+            o for o in gc.get_objects() if type(o) is dict and type(o.get("id")) is str and o["id"] in ids
+        ]
+        assert sender.stats()["in_flight"] == 1, "measured while the POST waited"
+        assert wire == [], "the body's JSON objects lived through the wait"
+        assert logger.flush(timeout=10).pending == 0
+    finally:
+        requests.delete(faults, timeout=5).raise_for_status()
+    assert collector_env.trace(trace.id)["is_complete"]
 
 
 def test_the_sender_yields_to_requests_in_flight_but_never_long(
