@@ -38,7 +38,10 @@ is cleared, so no event is ever left behind. Every record handed over is counted
 hold their room: what is queued (admitted, or handed over and not taken in) never exceeds the bound. Near
 the bound, and for an outbox backing off or waiting out an outage, records go through the lock at once, to
 be admitted or turned away. A request handler thus pays one lock round trip per trace instead of one per
-call, and never waits for a worker holding the lock.
+call, and none at all while a worker's timer runs within :data:`YIELD_CAP` (the usual case while requests
+log, see :data:`DUTY`): then a new outbox is appended to the sender's *arrivals* without the lock, and
+registered by that worker when it wakes or by the last request out (:meth:`Sender._hand_over`). A request
+never waits for a worker holding the lock.
 
 When the API itself is in trouble — :data:`OUTAGE_AFTER` transient failures in a row from one API
 (refused connections, timeouts, 5xx, 429), or credentials refused even after a fresh login — the sender
@@ -277,7 +280,8 @@ class TraceOutbox(Outbox):
     inflight = 0
     #: ids of records the queue bound turned away (and their children); a set of its own once there are any.
     _refused: frozenset[str] | set[str] = frozenset()
-    #: Set (under the lock) while the sender holds this outbox: the logger's events then need no lock.
+    #: Set while the sender holds this outbox (under the lock, or by the logger as it appends the outbox to
+    #: the sender's arrivals): the logger's events then need no lock. Cleared under the lock only.
     held = False
     #: Set (under the lock) once the sender registered this outbox (see :meth:`Sender._hand_over`).
     known = False
@@ -733,6 +737,8 @@ class Sender:
         #: trace id -> its outboxes not idle: the outbox itself while there is one (the common case: one
         #: object less per trace for the garbage collector to track), a set once there are more.
         self._by_trace: dict[str, TraceOutbox | set[TraceOutbox]] = {}
+        #: Outboxes of new traces handed over without the lock, for a worker to register (see _hand_over).
+        self._arrivals: collections.deque[TraceOutbox] = collections.deque()
         self._health: dict[Client, _ApiHealth] = {}
         self._outage_said: dict[Client, float] = {}  # when an API was last reported unreachable
         self._threads: list[threading.Thread] = []
@@ -794,7 +800,7 @@ class Sender:
 
     def _stats_locked(self) -> dict[str, Any]:
         return {
-            "queued": self._pending + sum(ob.handed() for ob in self._outboxes),
+            "queued": self._pending + sum(ob.handed() for ob in {*self._outboxes, *self._arrivals}),
             "sent": self._counters["sent"],
             "retried": self._counters["retried"],
             "dropped": sum(self._dropped.values()),
@@ -847,20 +853,62 @@ class Sender:
         The first event of an outbox still lingering (a new trace, on a request path) is only registered: the
         outbox is held, and a worker takes its inbox in when the linger ends — no planning on the logger's
         thread. Near the queue's bound the events are taken in (counted, or turned away) at once.
+
+        While requests are in flight and a worker's timer fires within :data:`YIELD_CAP` (the case in which
+        registering it would wake no worker either, see :meth:`_notify`), a new outbox is not even
+        registered here: it is appended to ``_arrivals`` without the lock, and that worker registers it when
+        it wakes (:meth:`_take_arrivals`, first thing in :meth:`_next`), as does the last request out
+        (:meth:`_requests_idle`). A request thus takes no lock for its trace, and never waits for a worker
+        holding it. Nothing of the sender's is read off the lock but ``_timer_at`` (one float) and counts
+        (a stale count only sends an outbox through the lock). The worker's timer is read again after the
+        append: if it fired meanwhile, that worker may have looked at the arrivals before the append, and
+        they are registered here, under the lock, instead.
         """
+        if activity.active and not outbox.known:
+            now = time.monotonic()
+            if (
+                now < self._timer_at <= now + YIELD_CAP
+                and outbox.not_before > now
+                and not self._counts_at_once(outbox)
+            ):
+                outbox.held = True
+                self._arrivals.append(outbox)
+                activity.holding = True  # the last request out registers it (see _requests_idle)
+                if time.monotonic() < self._timer_at:
+                    return  # the worker whose timer that is has yet to wake: it registers the outbox
+                with self._lock:
+                    self._take_arrivals()
+                return
         with self._lock:
             outbox.held = True
-            if (
-                outbox.known
-                or outbox.not_before <= time.monotonic()
-                or self._pending + self._unadmitted() >= self.queue_size
-                or outbox.client in self._health  # the API is in trouble: count records as they come
-            ):
+            if outbox.known or outbox.not_before <= time.monotonic() or self._counts_at_once(outbox):
                 self._schedule(outbox)
                 return
             self._register(outbox)
             self._start_workers()
             self._delay(outbox)
+
+    def _counts_at_once(self, outbox: TraceOutbox) -> bool:
+        """Whether ``outbox``'s records are to be taken in as they come: near the queue's bound (to be
+        counted, or turned away), or while its API is in trouble."""
+        return self._pending + self._unadmitted() >= self.queue_size or outbox.client in self._health
+
+    def _take_arrivals(self, *, wake: bool = True, not_before: float = 0.0) -> bool:
+        """Register the outboxes handed over without the lock (under the lock), to go at ``not_before`` at
+        the earliest; ``wake`` as for :meth:`_delay`. True if there were any."""
+        arrivals = self._arrivals
+        if not arrivals:
+            return False
+        while arrivals:
+            outbox = arrivals.popleft()
+            if outbox.known or self._counts_at_once(outbox):
+                self._schedule(outbox)
+                continue
+            outbox.not_before = max(outbox.not_before, not_before)
+            self._register(outbox)
+            self._start_workers()
+            self._delay(outbox, wake=wake)  # (a time already past: the next worker to look sends it)
+        return True
 
     def prioritize(self, outbox: TraceOutbox) -> None:
         with self._lock:
@@ -1020,8 +1068,10 @@ class Sender:
         """
         with self._lock:
             activity.holding = False
-            held, self._yielding = self._yielding, set()
             now = time.monotonic()
+            if self._take_arrivals(wake=False, not_before=now + QUIET):  # as what yielded, below
+                self._quiet = True
+            held, self._yielding = self._yielding, set()
             for outbox in held:
                 cap = None if outbox.deferred_at is None else outbox.deferred_at + YIELD_CAP
                 if outbox.not_before == cap:  # (a backoff set meanwhile is kept)
@@ -1070,6 +1120,7 @@ class Sender:
         while True:
             if generation != self._generation:
                 return None
+            self._take_arrivals(wake=False)  # (this worker sets its timer from the heap)
             now = time.monotonic()
             self._release_due(now)
             taken = self._take_ready(now)
@@ -1375,6 +1426,7 @@ class Sender:
         go in time: what is pending is given up at once rather than after ``timeout``, so a service (or a
         test suite's app) does not wait at every shutdown for a backend that is not there."""
         with self._lock:
+            self._take_arrivals()
             boxes = list(self._outboxes)
             if boxes and all(self._down(ob.client) for ob in boxes):
                 timeout = 0  # the API is down (see _observe): waiting would only delay the exit

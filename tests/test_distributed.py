@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import gc
+import math
 import os
 import subprocess
 import sys
@@ -677,6 +679,113 @@ def test_records_logged_during_requests_wake_no_worker(
     assert all(wake - ended >= _sender.QUIET for wake in wakes), "woken only once the loop was quiet"
     stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace_id)) and t["is_complete"] and t)
     assert stored["output"] == "done" and collector_env.trace(first.id) is not None
+
+
+class _LockUsers:
+    """Stands in for the sender's lock in its ``with`` statements (its conditions keep the real one, the
+    same lock): notes which threads took it."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.threads: list[str] = []
+
+    def __enter__(self) -> Any:
+        self.threads.append(threading.current_thread().name)
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self.lock.__exit__(*exc)
+
+
+def test_a_request_opens_its_trace_without_the_senders_lock(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a worker's timer runs (one is on duty while requests log), a request's new trace is handed to
+    the sender without its lock, so a request never waits for a worker holding it; the last request out
+    registers it, and it goes QUIET later."""
+    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)  # the duty timer fires after the request, however slow
+    logger = dlogger()
+    logger.start_trace(input="warm-up")
+    logger.conclude(output="a")
+    activity.ended_at = time.monotonic()  # as if a request that logged had just ended: a worker on duty
+    assert logger.flush(timeout=10).pending == 0
+    sender = _sender.get_sender(logger.config)
+    collector_env.wait_for(lambda: math.isfinite(sender._timer_at), timeout=5)
+    users = _LockUsers(sender._lock)
+    monkeypatch.setattr(sender, "_lock", users)
+    me = threading.current_thread().name
+    activity.active += 1  # as TracingMiddleware does while a request is served
+    try:
+        trace = logger.start_trace(input="q")
+        logger.add_tool_span(input="x", output="y")
+        logger.conclude(output="done")
+        assert me not in users.threads, "the request took the sender's lock"
+    finally:
+        activity.active -= 1
+    activity.ended_at = time.monotonic()
+    assert activity.holding and activity.on_idle is not None
+    activity.on_idle()  # the last request out, as the middleware ends it
+    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["is_complete"] and t)
+    assert stored["output"] == "done"
+
+
+class _CountedDeque(collections.deque[Any]):
+    appended = 0
+
+    def append(self, item: Any) -> None:
+        self.appended += 1
+        super().append(item)
+
+
+def test_traces_handed_over_without_the_lock_all_arrive(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many threads open traces during requests while the worker on duty wakes every 2 ms: whatever
+    the interleaving of a worker's look at the new outboxes and a thread's hand-over, none is left behind,
+    and none goes twice."""
+    monkeypatch.setattr(_sender, "YIELD_CAP", 0.002)  # traces go either way: with the lock and without
+    warm = dlogger()
+    warm.start_trace(input="warm-up")
+    warm.conclude(output="a")
+    activity.ended_at = time.monotonic()
+    assert warm.flush(timeout=10).pending == 0
+    collector_env.clear_requests()
+    sender = _sender.get_sender(warm.config)
+    arrivals = _CountedDeque()
+    monkeypatch.setattr(sender, "_arrivals", arrivals)
+    ids: list[str] = []
+
+    def serve(n: int) -> None:
+        for i in range(n):
+            logger = dlogger()
+            ids.append(logger.start_trace(input=f"q{i}").id)
+            logger.add_tool_span(input="x", output="y")
+            logger.conclude(output="done")
+
+    activity.active += 1
+    try:
+        threads = [threading.Thread(target=serve, args=(150,)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        activity.active -= 1
+    activity.ended_at = time.monotonic()
+    if activity.holding and activity.on_idle is not None:
+        activity.on_idle()
+    assert arrivals.appended > 0, "no trace took the way without the lock"
+    collector_env.wait_for(
+        lambda: sender.stats()["queued"] == 0 and not sender.stats()["in_flight"], timeout=30
+    )
+    stats = sender.stats()
+    assert stats["dropped"] == 0, stats
+    sent = writes(collector_env)
+    assert all(r["status"] == 200 for r in sent)
+    posted = [t["id"] for r in sent if kind(r) == ("POST", "traces") for t in r["body"]["traces"]]
+    assert sorted(posted) == sorted(ids), "a trace went twice, or not at all"
+    for trace_id in ids[::50]:
+        assert collector_env.trace(trace_id)["is_complete"]
 
 
 def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env: CollectorProcess) -> None:
