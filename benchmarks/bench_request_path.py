@@ -319,14 +319,17 @@ def run(
                 ratios99: list[float] = []
                 gc_bare = gc_sdk = 0.0
                 full_sdk = 0
-                for _ in range(rounds):  # interleaved rounds; the ratio reported is the median round's
-                    bare, seconds, _ = gc_clock.window(
-                        lambda: _load(bare_url, clients, per_client, rate, burst)
-                    )
+                # Interleaved rounds, the order swapped every round (a drift of the machine's speed within
+                # a round then favours neither app); the ratio reported is the median round's.
+                for i in range(rounds):
+                    measured = {}
+                    for url in (bare_url, sdk_url) if i % 2 == 0 else (sdk_url, bare_url):
+                        measured[url] = gc_clock.window(
+                            lambda url=url: _load(url, clients, per_client, rate, burst)
+                        )
+                    bare, seconds, _ = measured[bare_url]
                     gc_bare += seconds
-                    sdk, seconds, full = gc_clock.window(
-                        lambda: _load(sdk_url, clients, per_client, rate, burst)
-                    )
+                    sdk, seconds, full = measured[sdk_url]
                     gc_sdk += seconds
                     full_sdk += full
                     ratios50.append(percentile(sdk, 50) / percentile(bare, 50))
