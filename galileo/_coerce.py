@@ -157,8 +157,8 @@ class PayloadPolicy:
 
     def output(self, kind: str, value: Any) -> Payload:
         """``value`` in the output shape of ``kind``, truncated."""
-        if type(value) is str and len(value) <= self.max_chars and kind in _TEXT_OUTPUT:
-            return value  # (as in input)
+        if kind in _TEXT_OUTPUT and (value is None or (type(value) is str and len(value) <= self.max_chars)):
+            return value  # (as in input; a span added without an output has None)
         return _shape(kind, "output", value, self.max_chars)
 
     def redacted(self, kind: str, field: str, value: Any) -> Payload:
@@ -220,6 +220,8 @@ def wire_value(kind: str, field: str, value: Any, *, redacted: bool = False) -> 
     serialised. A ``redacted`` field that is ``None`` stays ``None``."""
     if redacted and value is None:
         return None
+    if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
+        return value  # what _shape returns, without its two calls (two per record, on the sender)
     shaped = _shape(kind, field, value, None)
     if isinstance(shaped, (Message, Document)):
         return shaped.to_wire()

@@ -833,3 +833,15 @@ def test_raw_values_on_records_still_give_valid_bodies(
 def test_to_text_always_gives_a_string(value: Any) -> None:
     assert isinstance(to_text(value), str)
     assert isinstance(schema.to_text(value), str)
+
+
+def test_timestamps_are_utc_with_microseconds_whatever_the_zone() -> None:
+    """``created_at`` goes as RFC 3339 in UTC with microseconds: from the SDK's own clock (aware UTC), a
+    naive datetime (taken as UTC) or one in another zone (converted)."""
+    moment = datetime(2026, 12, 7, 6, 30, 0, 0, tzinfo=timezone.utc)
+    other_zone = moment.astimezone(timezone(timedelta(hours=2), "CEST"))
+    for created_at in (moment, moment.replace(tzinfo=None), other_zone):
+        span = WorkflowSpan(input="q", created_at=created_at)
+        assert span.to_wire()["created_at"] == "2026-12-07T06:30:00.000000Z", created_at
+    now = Trace(input="q").to_wire()["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", now), now
