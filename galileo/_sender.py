@@ -181,6 +181,8 @@ class _Request:
         nodes: list[_Node],
         parent_id: str | None = None,
         parts: list[tuple[TraceOutbox, _Request]] | None = None,
+        *,
+        complete: bool = False,
     ) -> None:
         self.kind = kind  # "traces", "spans", "span_update", "trace_update" or "batch"
         self.roots = roots
@@ -189,7 +191,7 @@ class _Request:
         #: A ``POST /traces`` of several outboxes' traces: each outbox's own request (see Sender._coalesce).
         self.parts = parts
         #: A ``POST /traces`` carrying its trace complete: the trace's is_complete PATCH is folded into it.
-        self.complete = False
+        self.complete = complete
 
 
 class Outbox:
@@ -420,10 +422,8 @@ class TraceOutbox(Outbox):
             nodes: list[_Node] = []
             if ready.parent_id is None:
                 self._subtree(ready, nodes)
-                complete = self._goes_complete(ready, nodes)
-                request = self._taken("traces", [ready], nodes, None)
-                request.complete = complete
-                return request
+                complete = self._goes_complete(ready, nodes)  # (before _taken changes what it looks at)
+                return self._taken("traces", [ready], nodes, None, complete=complete)
             roots = []
             for i in self._new:
                 node = self.nodes[i]
@@ -462,9 +462,7 @@ class TraceOutbox(Outbox):
         self._subtree(root, nodes)
         if len(nodes) > room or self._goes_complete(root, nodes) != complete:
             return None
-        request = self._taken("traces", [root], nodes, None)
-        request.complete = complete
-        return request
+        return self._taken("traces", [root], nodes, None, complete=complete)
 
     def _goes_complete(self, root: _Node, nodes: list[_Node]) -> bool:
         """Whether the POST of the trace ``root`` with ``nodes`` (its subtree not sent yet) can carry the
@@ -482,13 +480,21 @@ class TraceOutbox(Outbox):
             and not self.sender._trace_busy_elsewhere(self)
         )
 
-    def _taken(self, kind: str, roots: list[_Node], nodes: list[_Node], parent_id: str | None) -> _Request:
+    def _taken(
+        self,
+        kind: str,
+        roots: list[_Node],
+        nodes: list[_Node],
+        parent_id: str | None,
+        *,
+        complete: bool = False,
+    ) -> _Request:
         for node in nodes:
             node.state = _SENDING
             node.needs_patch = False
             del self._new[node.record.id]
         self.inflight += 1
-        return _Request(kind, roots, nodes, parent_id)
+        return _Request(kind, roots, nodes, parent_id, complete=complete)
 
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
         if request.kind == "span_update":
@@ -872,8 +878,11 @@ class Sender:
                 and not self._counts_at_once(outbox)
             ):
                 outbox.held = True
-                self._arrivals.append(outbox)
-                activity.holding = True  # the last request out registers it (see _requests_idle)
+                arrivals = self._arrivals
+                first = not arrivals and not self._delayed  # (lengths only: nothing indexed off the lock)
+                arrivals.append(outbox)
+                if first:  # nothing else waits to go: the last request out registers it (see _notify)
+                    activity.holding = True
                 if time.monotonic() < self._timer_at:
                     return  # the worker whose timer that is has yet to wake: it registers the outbox
                 with self._lock:
@@ -1243,9 +1252,8 @@ class Sender:
             self._ready = collections.deque(ob for ob in self._ready if ob not in from_ready)
         for outbox, _ in parts[1:]:
             self._schedule(outbox)
-        combined = _Request("traces", [], [], parts=parts)
-        combined.complete = request.complete  # every part alike (see TraceOutbox.take_trace)
-        return combined
+        # (complete: every part alike, see TraceOutbox.take_trace)
+        return _Request("traces", [], [], parts=parts, complete=request.complete)
 
     def _settle(self, outbox: Outbox, request: _Request, result: Result, now: float) -> None:
         """Settle one exchange's outcome (under the lock), for each outbox of a combined POST."""
@@ -1274,11 +1282,18 @@ class Sender:
             return
         if health.probing:  # the probe's answer releases it, or sets the next pause
             health.waiting.add(outbox)
-        else:  # paused: look again when the pause ends
-            outbox.not_before = max(outbox.not_before, health.paused_until)
+        else:  # paused: look again when the pause ends (or its retry window does, to give it up on time)
+            outbox.not_before = max(outbox.not_before, self._pause_end(outbox, health))
             self._delay(outbox, wake=False)  # (this worker sets its timer from the heap)
         if isinstance(outbox, TraceOutbox):
             outbox.held = False  # waiting out an outage: new records count against the bound as they come
+
+    def _pause_end(self, outbox: Outbox, health: _ApiHealth) -> float:
+        """When ``outbox``, waiting out its API's pause, is looked at again: when the pause ends, or just
+        after its retry window does if that is sooner (a pause grows to BACKOFF_MAX, Retry-After beyond)."""
+        if outbox.first_failure is None:
+            return health.paused_until
+        return min(health.paused_until, outbox.first_failure + self.retry_window + 0.001)
 
     def _down(self, client: Client) -> bool:
         health = self._health.get(client)
@@ -1353,7 +1368,7 @@ class Sender:
                     self._pending,
                 )
         for outbox in health.waiting:  # look again when the pause ends: one of them probes
-            outbox.not_before = max(outbox.not_before, health.paused_until)
+            outbox.not_before = max(outbox.not_before, self._pause_end(outbox, health))
             self._delay(outbox, wake=False)
         health.waiting.clear()
         self._wake.notify()

@@ -21,10 +21,12 @@ from galileo import GalileoLogger, _sender
 TRACES = 30
 
 
-def _log_traces(project: str) -> list[str]:
-    """TRACES distributed-mode traces of a workflow and a tool span each, flushed without waiting."""
+def _log_traces(project: str, count: int = TRACES, pause: float = 0.0) -> list[str]:
+    """``count`` distributed-mode traces of a workflow and a tool span each, flushed without waiting,
+    ``pause`` seconds apart."""
     ids = []
-    for i in range(TRACES):
+    for i in range(count):
+        time.sleep(pause)
         logger = GalileoLogger(project=project, log_stream="outage", mode="distributed")
         trace = logger.start_trace(input=f"q{i}", name=f"t{i}")
         logger.add_workflow_span(input="w", name="wf")
@@ -153,3 +155,27 @@ def test_an_api_going_down_again_soon_after_is_reported_once(
     assert unreachable.count(logging.WARNING) == 1, unreachable
     assert answers[0] == logging.INFO and answers.count(logging.INFO) == 1, answers
     assert galileo.stats()["dropped"] == 0
+
+
+def test_records_waiting_out_an_outage_are_given_up_when_their_retry_window_ends(
+    fresh_collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch, fresh_sdk: None
+) -> None:
+    """An API that answers every write 503 with ``Retry-After: 60`` is treated as down and paused for 60 s
+    (Retry-After is honoured up to 120 s). Records logged meanwhile wait the pause out, but those whose
+    retry window (here 1.5 s) ends first are given up when it ends, not when the pause does."""
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
+    monkeypatch.setenv("GALILEO_RETRY_WINDOW", "1.5")
+    faults = {"fail_count": 10**6, "fail_status": 503, "retry_after": 60}
+    requests.put(f"{fresh_collector.url}/api/faults", json=faults, timeout=5).raise_for_status()
+    # traces far enough apart to go in POSTs of their own: the failures in a row that mark the API down
+    _log_traces("long-pause", count=_sender.OUTAGE_AFTER + 1, pause=0.05)
+    sender = _sender.get_sender(GalileoLogger(mode="distributed").config)
+    fresh_collector.wait_for(lambda: any(h.down_since for h in list(sender._health.values())), timeout=10)
+    started = time.monotonic()
+    _log_traces("long-pause")  # these wait the outage out
+    fresh_collector.wait_for(lambda: galileo.stats()["queued"] == 0, timeout=30)
+    settled = time.monotonic() - started
+    stats = galileo.stats()
+    assert stats["dropped_by_reason"] == {"retry_window_exceeded": (TRACES + _sender.OUTAGE_AFTER + 1) * 3}
+    assert settled < 10, f"given up after {settled:.1f} s, for a retry window of 1.5 s"
