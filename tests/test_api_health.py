@@ -140,7 +140,7 @@ def test_an_api_going_down_again_soon_after_is_reported_once(
     for flap in range(2):
         faults = {"fail_count": _sender.OUTAGE_AFTER + 2, "fail_status": 503}
         requests.put(f"{fresh_collector.url}/api/faults", json=faults, timeout=5).raise_for_status()
-        ids += _log_traces(f"flap-{flap}")
+        ids += _log_traces(f"flap-{flap}", pause=0.03)  # POSTs of their own: failures in a row
         fresh_collector.wait_for(
             lambda: all((fresh_collector.trace(i) or {}).get("is_complete") for i in ids),  # noqa: B023
             timeout=20,
