@@ -110,19 +110,51 @@ def test_a_refused_api_key_is_one_error_no_login_storm_and_counted_drops(
     assert any("auth_failed" in w and "'dropped_by_reason'" in w for w in warnings), warnings
 
 
+def _said_unreachable(caplog: pytest.LogCaptureFixture) -> bool:
+    """Whether the SDK said the API is unreachable: it is then marked down (not just some requests retried:
+    traces sharing a POST count a retry each for one failure)."""
+    return any("is unreachable" in r.getMessage() for r in caplog.records)
+
+
 def test_a_shutdown_gives_up_at_once_when_the_api_is_down(
-    fresh_collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch, fresh_sdk: None
+    fresh_collector: CollectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_sdk: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
     monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
     fresh_collector.stop()
     _log_traces("down-at-exit")
-    fresh_collector.wait_for(lambda: galileo.stats()["retried"] >= _sender.OUTAGE_AFTER, timeout=10)
+    fresh_collector.wait_for(lambda: _said_unreachable(caplog), timeout=10)
     started = time.monotonic()
     undelivered = galileo.shutdown(timeout=30)
     assert time.monotonic() - started < 2, "no waiting for an API known to be down"
     assert undelivered == galileo.stats()["dropped"] == TRACES * 3
     assert galileo.stats()["dropped_by_reason"] == {"shutdown_timeout": TRACES * 3}
+
+
+def test_a_shutdown_while_the_down_api_is_probed_counts_what_the_probe_carried(
+    fresh_collector: CollectorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_sdk: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An API answering every write 503 after 400 ms: marked down, then probed. A shutdown while a request
+    is in flight waits for its answer (not for the pause), so that every record is counted as given up when
+    it returns, none left queued with no worker to send it."""
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
+    faults = {"fail_count": 10**6, "fail_status": 503, "latency_ms": 400}
+    requests.put(f"{fresh_collector.url}/api/faults", json=faults, timeout=5).raise_for_status()
+    _log_traces("down-while-probed")
+    fresh_collector.wait_for(lambda: _said_unreachable(caplog) and galileo.stats()["in_flight"], timeout=10)
+    started = time.monotonic()
+    undelivered = galileo.shutdown(timeout=30)
+    assert time.monotonic() - started < 2, "no waiting for an API known to be down"
+    stats = galileo.stats()
+    assert undelivered == stats["dropped"] == TRACES * 3
+    assert stats["queued"] == stats["in_flight"] == 0
 
 
 def test_an_api_going_down_again_soon_after_is_reported_once(
