@@ -847,6 +847,31 @@ def test_a_request_waiting_for_its_answer_holds_its_body_as_bytes_only(
     assert collector_env.trace(trace.id)["is_complete"]
 
 
+def test_a_trace_waiting_to_go_holds_its_events_without_an_object_each(
+    collector_env: CollectorProcess,
+) -> None:
+    """While requests are in flight a trace's records wait (up to YIELD_CAP) in its outbox's inbox: the
+    events are kept there flat, not as a tuple each that the garbage collector would count and scan."""
+    logger = dlogger()
+    sender = _sender.get_sender(logger.config)
+    activity.active += 1  # as TracingMiddleware does while a request is served
+    try:
+        trace = logger.start_trace(input="q")
+        outbox = logger._outbox
+        logger.add_workflow_span(input="w")
+        logger.add_tool_span(input="x", output="y")
+        logger.conclude(output="done", conclude_all=True)
+        assert outbox is not None and outbox.inbox, "measured while the events wait"
+        held = [type(o).__name__ for o in gc.get_referents(outbox.inbox) if gc.is_tracked(o)]
+        assert "tuple" not in held and {"WorkflowSpan", "ToolSpan", "Trace"} <= set(held), held
+    finally:
+        activity.active -= 1
+        activity.ended_at = time.monotonic()
+        sender._requests_idle()
+    assert logger.flush(timeout=10).pending == 0
+    assert collector_env.trace(trace.id)["is_complete"]
+
+
 def test_the_sender_yields_to_requests_in_flight_but_never_long(
     collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
