@@ -13,12 +13,16 @@ prints:
   connections, some 30 µs of CPU per request), so that the latency is the server's: with ``requests`` in 20
   threads each request cost the client about as much CPU as the server, which hid part of what the SDK
   adds (the ratios measured that way were 0.1-0.3 lower);
-- time spent in the garbage collector per request in the app's process, without and with the SDK (each
-  load's window closes :data:`_SETTLE` after it, once the sender has sent what the load made), and how many
+- the server's CPU per request, without and with the SDK: this process's CPU time (the servers' threads
+  and the sender's; the clients and the collector are other processes) over each load's window, which
+  closes :data:`_SETTLE` after the load, once the sender has sent what the load made: the steadier figure
+  of what the SDK costs the service, where the latency ratio moves with how requests queue;
+- time spent in the garbage collector per request in the app's process, in the same windows, and how many
   full collections ran with the SDK: records waiting to go, and the bodies of requests in flight, are
   objects the collector scans, and a full collection scans every object of the process (tens of ms for a
   web service's heap), on whichever thread happens to allocate — often a request's;
-- how long after the load every record had arrived at the collector (goal: within 30 s at 300 ms).
+- how long after the SDK app's last load every record had arrived at the collector (goal: within 30 s at
+  300 ms; checked every 0.1 s, after that load's window).
 
 A calibration line follows the table: how much slower straight-line Python runs in a handler under the
 spread load than back to back, on this machine, in this run. It times a plain-Python reference snippet (no
@@ -48,7 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import urllib3
 from starlette.applications import Starlette
@@ -129,12 +133,23 @@ class _GcClock:
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self._callback)
 
-    def window(self, fn: Callable[[], list[float]]) -> tuple[list[float], float, int]:
-        """Run ``fn`` (a load) and wait :data:`_SETTLE`: its result, the GC seconds and full collections."""
-        seconds, full = self.seconds, self.full
+    def window(self, fn: Callable[[], list[float]]) -> _Window:
+        """Run ``fn`` (a load) and wait :data:`_SETTLE` (see :class:`_Window`)."""
+        seconds, full, cpu = self.seconds, self.full, time.process_time()
         result = fn()
+        ended = time.monotonic()
         time.sleep(_SETTLE)
-        return result, self.seconds - seconds, self.full - full
+        return _Window(result, self.seconds - seconds, self.full - full, time.process_time() - cpu, ended)
+
+
+class _Window(NamedTuple):
+    """One load and the :data:`_SETTLE` after it."""
+
+    latencies: list[float]  # ms, as the clients saw them
+    gc_seconds: float  # in garbage collections of this process
+    full: int  # full collections among them
+    cpu_seconds: float  # this process's CPU time: the servers' and the sender's (clients, collector apart)
+    ended: float  # when the load ended (time.monotonic())
 
 
 def _seed_calls() -> None:
@@ -317,35 +332,35 @@ def run(
                 sdk_ms: list[float] = []
                 ratios50: list[float] = []
                 ratios99: list[float] = []
-                gc_bare = gc_sdk = 0.0
+                gc_bare = gc_sdk = cpu_bare = cpu_sdk = 0.0
                 full_sdk = 0
                 # Interleaved rounds, the order swapped every round (a drift of the machine's speed within
-                # a round then favours neither app); the ratio reported is the median round's.
+                # a round then favours neither app), the SDK's last; the ratio reported is the median round's.
                 for i in range(rounds):
                     measured = {}
-                    for url in (bare_url, sdk_url) if i % 2 == 0 else (sdk_url, bare_url):
+                    for url in (bare_url, sdk_url) if (rounds - i) % 2 else (sdk_url, bare_url):
                         measured[url] = gc_clock.window(
                             lambda url=url: _load(url, clients, per_client, rate, burst)
                         )
-                    bare, seconds, _ = measured[bare_url]
-                    gc_bare += seconds
-                    sdk, seconds, full = measured[sdk_url]
-                    gc_sdk += seconds
-                    full_sdk += full
-                    ratios50.append(percentile(sdk, 50) / percentile(bare, 50))
-                    ratios99.append(percentile(sdk, 99) / percentile(bare, 99))
-                    bare_ms += bare
-                    sdk_ms += sdk
-                load_end = time.monotonic()
-                delivered_after = _wait_delivered(10 + total, collector, 60)
-                waited = time.monotonic() - load_end
+                    bare, sdk = measured[bare_url], measured[sdk_url]
+                    gc_bare += bare.gc_seconds
+                    gc_sdk += sdk.gc_seconds
+                    full_sdk += sdk.full
+                    cpu_bare += bare.cpu_seconds
+                    cpu_sdk += sdk.cpu_seconds
+                    ratios50.append(percentile(sdk.latencies, 50) / percentile(bare.latencies, 50))
+                    ratios99.append(percentile(sdk.latencies, 99) / percentile(bare.latencies, 99))
+                    bare_ms += bare.latencies
+                    sdk_ms += sdk.latencies
+                delivered = _wait_delivered(10 + total, collector, 60)
+                waited = time.monotonic() - sdk.ended  # since the last load of the SDK's app
         finally:
             spy.uninstall()
         stats = galileo.stats()
         galileo.shutdown(timeout=30)  # what is left (trace completions) goes before the collector stops
     sdk_us = [ns / 1000 for ns in sdk_ns]
     ratio50, ratio99 = median(ratios50), median(ratios99)
-    arrived = f"{delivered_after:.1f} s" if delivered_after is not None else f"NOT within {waited:.0f} s"
+    arrived = f"{waited:.1f} s" if delivered is not None else f"NOT within {waited:.0f} s"
     load = (
         "saturating"
         if not rate
@@ -356,8 +371,9 @@ def run(
     report(
         f"| {latency_ms:>4.0f} ms | {load} | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
         f"{spy.on_request_path:>3} | {percentile(bare_ms, 50):6.2f} / {percentile(sdk_ms, 50):6.2f} | "
-        f"{ratio50:5.2f}x | {ratio99:5.2f}x | {gc_bare / total * 1e6:4.1f} / {gc_sdk / total * 1e6:4.1f} "
-        f"({full_sdk} full) | {arrived} | {stats['sent']} sent, {stats['dropped']} dropped |"
+        f"{ratio50:5.2f}x | {ratio99:5.2f}x | {cpu_bare / total * 1e6:4.0f} / {cpu_sdk / total * 1e6:4.0f} | "
+        f"{gc_bare / total * 1e6:4.1f} / {gc_sdk / total * 1e6:4.1f} ({full_sdk} full) | {arrived} | "
+        f"{stats['sent']} sent, {stats['dropped']} dropped |"
     )
 
 
@@ -473,10 +489,10 @@ def main() -> int:
     )
     print(
         "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
-        "p50 ms bare / SDK | p50 ratio | p99 ratio | GC µs/req bare / SDK | "
+        "p50 ms bare / SDK | p50 ratio | p99 ratio | server CPU µs/req bare / SDK | GC µs/req bare / SDK | "
         "all records arrived after load | sender |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for latency in (float(ms) for ms in args.latencies.split(",")):
         for load in args.loads.split(","):
             rate, burst, requests = loads[load]
