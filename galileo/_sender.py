@@ -1311,6 +1311,9 @@ class Sender:
         health = self._health.get(client)
         return health is not None and health.down_since is not None
 
+    def _all_down(self, outboxes: Iterable[Outbox]) -> bool:
+        return all(self._down(ob.client) for ob in outboxes)
+
     def _observe(self, client: Client, result: Result, now: float) -> None:
         """Learn from one exchange with ``client``'s API (under the lock)."""
         health = self._health.get(client)
@@ -1425,14 +1428,18 @@ class Sender:
         boxes = list(outboxes)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while True:
-                if all(ob.idle for ob in boxes):
-                    return 0
-                pending = sum(ob.pending() for ob in boxes)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return max(pending, 1)
-                self._done.wait(remaining)
+            if self._wait_until(lambda: all(ob.idle for ob in boxes), deadline):
+                return 0
+            return max(sum(ob.pending() for ob in boxes), 1)
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float | None) -> bool:
+        """Wait (under the lock, on :attr:`_done`) until ``done()`` or ``deadline``; return ``done()``."""
+        while not done():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._done.wait(remaining)
+        return True
 
     def busy_pending(self, outboxes: Iterable[_O]) -> tuple[list[_O], int]:
         """The outboxes that still have something to send (the others can be forgotten) and their records
@@ -1461,9 +1468,9 @@ class Sender:
         with self._lock:
             self._take_arrivals()
             boxes = list(self._outboxes)
-            if boxes and all(self._down(ob.client) for ob in boxes):
+            if boxes and self._all_down(boxes):
                 self._await_answers(deadline)
-                if all(self._down(ob.client) for ob in boxes):  # (a probe in flight may have got through)
+                if self._all_down(boxes):  # (a probe in flight may have got through)
                     deadline = time.monotonic()  # the API is down: waiting would only delay the exit
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         pending = self.wait(boxes, remaining)
@@ -1480,11 +1487,7 @@ class Sender:
         """Wait (under the lock) until no request is in flight, or ``deadline`` passes."""
         self._awaiting_answers += 1
         try:
-            while self._inflight:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return
-                self._done.wait(remaining)
+            self._wait_until(lambda: not self._inflight, deadline)
         finally:
             self._awaiting_answers -= 1
 
