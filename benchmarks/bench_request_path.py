@@ -13,6 +13,11 @@ prints:
   connections, some 30 µs of CPU per request), so that the latency is the server's: with ``requests`` in 20
   threads each request cost the client about as much CPU as the server, which hid part of what the SDK
   adds (the ratios measured that way were 0.1-0.3 lower);
+- the control's p50 ratio: the app without the SDK is served twice (two instances on two ports, the same
+  code), and the second is measured as the SDK's app is, against the first (an A/A test). How far it lands
+  from 1.00 is how far this machine's noise alone moves a ratio in that row (on the 2-CPU development VM,
+  up to 7% for the median round, and up to 80 µs of server CPU per request between identical apps): a
+  ratio within that distance of its goal does not tell whether the goal is met;
 - the server's CPU per request, without and with the SDK: this process's CPU time (the servers' threads
   and the sender's; the clients and the collector are other processes) over each load's window, which
   closes :data:`_SETTLE` after the load, once the sender has sent what the load made: the steadier figure
@@ -160,7 +165,9 @@ def _seed_calls() -> None:
     logger.flush()
 
 
-def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette]:
+def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette, Starlette]:
+    """The seed app, the same app without the SDK, and the control: that app again, its own instance."""
+
     async def seed(request: Request) -> JSONResponse:
         started = time.perf_counter_ns()
         _seed_calls()
@@ -171,8 +178,7 @@ def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette]:
         return JSONResponse({"answer": "Jupiter's moons"})
 
     with_sdk = Starlette(routes=[Route("/ask", seed)], middleware=[Middleware(TracingMiddleware)])
-    without = Starlette(routes=[Route("/ask", bare)])
-    return with_sdk, without
+    return with_sdk, Starlette(routes=[Route("/ask", bare)]), Starlette(routes=[Route("/ask", bare)])
 
 
 _LOAD_SCRIPT = """
@@ -317,13 +323,19 @@ def run(
 ) -> None:
     with sdk_backend(f"request-path-{int(latency_ms)}ms", latency_ms) as collector:
         sdk_ns: list[int] = []
-        with_sdk, without = _apps(sdk_ns)
+        with_sdk, without, control = _apps(sdk_ns)
         spy = _NetworkSpy()
         spy.install()
         try:
-            with serve(without) as bare_url, serve(with_sdk) as sdk_url, _GcClock() as gc_clock:
+            with (
+                serve(without) as bare_url,
+                serve(control) as control_url,
+                serve(with_sdk) as sdk_url,
+                _GcClock() as gc_clock,
+            ):
                 _load(sdk_url, 2, 5)  # warm-up: login, project and log stream resolution
                 _load(bare_url, 2, 5)
+                _load(control_url, 2, 5)
                 _wait_delivered(10, collector, 30)
                 sdk_ns.clear()
                 spy.on_request_path = 0
@@ -332,17 +344,25 @@ def run(
                 sdk_ms: list[float] = []
                 ratios50: list[float] = []
                 ratios99: list[float] = []
+                ratios_aa: list[float] = []
                 gc_bare = gc_sdk = cpu_bare = cpu_sdk = 0.0
                 full_sdk = 0
-                # Interleaved rounds, the order swapped every round (a drift of the machine's speed within
-                # a round then favours neither app), the SDK's last; the ratio reported is the median round's.
+                # Interleaved rounds, the order reversed every round (a drift of the machine's speed within
+                # a round then favours no app), the SDK's last; the ratio reported is the median round's.
+                # The app without the SDK stands in the middle and the control where the SDK's app stands
+                # (before it one round, after it the next): the control's ratio is measured exactly as the
+                # SDK's, and what it shows is this machine's noise alone.
                 for i in range(rounds):
                     measured = {}
-                    for url in (bare_url, sdk_url) if (rounds - i) % 2 else (sdk_url, bare_url):
+                    order = (control_url, bare_url, sdk_url)
+                    for url in order if (rounds - i) % 2 else order[::-1]:
                         measured[url] = gc_clock.window(
                             lambda url=url: _load(url, clients, per_client, rate, burst)
                         )
                     bare, sdk = measured[bare_url], measured[sdk_url]
+                    ratios_aa.append(
+                        percentile(measured[control_url].latencies, 50) / percentile(bare.latencies, 50)
+                    )
                     gc_bare += bare.gc_seconds
                     gc_sdk += sdk.gc_seconds
                     full_sdk += sdk.full
@@ -359,7 +379,7 @@ def run(
         stats = galileo.stats()
         galileo.shutdown(timeout=30)  # what is left (trace completions) goes before the collector stops
     sdk_us = [ns / 1000 for ns in sdk_ns]
-    ratio50, ratio99 = median(ratios50), median(ratios99)
+    ratio50, ratio99, ratio_aa = median(ratios50), median(ratios99), median(ratios_aa)
     arrived = f"{waited:.1f} s" if delivered is not None else f"NOT within {waited:.0f} s"
     load = (
         "saturating"
@@ -371,7 +391,8 @@ def run(
     report(
         f"| {latency_ms:>4.0f} ms | {load} | {median(sdk_us):7.1f} | {percentile(sdk_us, 99):7.1f} | "
         f"{spy.on_request_path:>3} | {percentile(bare_ms, 50):6.2f} / {percentile(sdk_ms, 50):6.2f} | "
-        f"{ratio50:5.2f}x | {ratio99:5.2f}x | {cpu_bare / total * 1e6:4.0f} / {cpu_sdk / total * 1e6:4.0f} | "
+        f"{ratio50:5.2f}x | {ratio_aa:5.2f}x | {ratio99:5.2f}x | "
+        f"{cpu_bare / total * 1e6:4.0f} / {cpu_sdk / total * 1e6:4.0f} | "
         f"{gc_bare / total * 1e6:4.1f} / {gc_sdk / total * 1e6:4.1f} ({full_sdk} full) | {arrived} | "
         f"{stats['sent']} sent, {stats['dropped']} dropped |"
     )
@@ -489,10 +510,11 @@ def main() -> int:
     )
     print(
         "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
-        "p50 ms bare / SDK | p50 ratio | p99 ratio | server CPU µs/req bare / SDK | GC µs/req bare / SDK | "
+        "p50 ms bare / SDK | p50 ratio | control's p50 ratio | p99 ratio | server CPU µs/req bare / SDK | "
+        "GC µs/req bare / SDK | "
         "all records arrived after load | sender |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for latency in (float(ms) for ms in args.latencies.split(",")):
         for load in args.loads.split(","):
             rate, burst, requests = loads[load]
