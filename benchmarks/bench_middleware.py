@@ -7,6 +7,9 @@ calls ``get_request_logger()``: what is measured is the middleware's own per-req
 - ``bare`` and ``bare, trace headers``: the app without middleware, the baselines of the ratios (the second
   for the variant sent trace headers: over uvicorn, h11 parsing two more headers costs more than the
   middleware's own work);
+- ``bare again (control)``: the same app without middleware, another instance, measured against ``bare``
+  as the middleware is (an A/A test): how far its ratios land from 1.00 is how far this machine's noise alone
+  moves a ratio, in process and over uvicorn;
 - ``tracing, no headers`` / ``tracing, trace headers``: ``TracingMiddleware`` on its pure-ASGI fast path,
   without and with valid ``X-Galileo-Trace-ID`` / ``X-Galileo-Parent-ID`` headers (uuid4s);
 - ``no-op BaseHTTPMiddleware``: a ``dispatch`` that only awaits ``call_next`` (for reference: what any
@@ -126,6 +129,9 @@ def _variants() -> list[Variant]:
     return [
         Variant("bare", _app(None), []),
         Variant("bare, trace headers", _app(None), _TRACE_HEADERS),
+        # The control: the bare app again (an instance of its own), measured against the first as the
+        # middleware is: how far its ratios land from 1.00 is what this machine's noise alone makes.
+        Variant("bare again (control)", _app(None), [], "bare"),
         Variant("tracing, no headers (fast path)", _app(TracingMiddleware), [], "bare", fast=True),
         Variant(
             "tracing, trace headers (fast path)",
