@@ -16,8 +16,8 @@ prints:
 - the control's p50 ratio: the app without the SDK is served twice (two instances on two ports, the same
   code), and the second is measured as the SDK's app is, against the first (an A/A test). How far it lands
   from 1.00 is how far this machine's noise alone moves a ratio in that row (on the 2-CPU development VM,
-  up to 7% for the median round, and up to 80 µs of server CPU per request between identical apps): a
-  ratio within that distance of its goal does not tell whether the goal is met;
+  over one day's runs: 0.90-1.08x under paced load and bursts, 0.81-1.29x saturating): a ratio within
+  that distance of its goal does not tell whether the goal is met;
 - the server's CPU per request, without and with the SDK: this process's CPU time (the servers' threads
   and the sender's; the clients and the collector are other processes) over each load's window, which
   closes :data:`_SETTLE` after the load, once the sender has sent what the load made: the steadier figure
