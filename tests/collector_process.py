@@ -6,8 +6,8 @@ own ``/api`` (no auth): ``trace(id)``, ``traces(...)``, ``requests()``, ``clear_
 ``wait_for(predicate)`` for asynchronous senders and ``auth_headers()`` for Galileo routes.
 
 ``golden_writes(project_id, log_stream_id)`` returns the write requests the published SDK 2.7.0 made
-(``../shared/galileo-api/golden``), re-targeted at a project and log stream and with fresh record ids, so
-each call replays a new trace.
+(``tests/data/galileo-api/golden``, a copy of the team's shared API reference), re-targeted at a project and
+log stream and with fresh record ids, so each call replays a new trace.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import requests
 __all__ = [
     "GOLDEN_DIR",
     "REPO_ROOT",
-    "SHARED_API_DIR",
     "CollectorProcess",
     "GoldenTrace",
     "free_port",
@@ -41,8 +40,7 @@ __all__ = [
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_API_DIR = REPO_ROOT / ".." / "shared" / "galileo-api"
-GOLDEN_DIR = SHARED_API_DIR / "golden"
+GOLDEN_DIR = REPO_ROOT / "tests" / "data" / "galileo-api" / "golden"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 _HTTP_TIMEOUT = 10.0

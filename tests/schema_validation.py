@@ -2,9 +2,9 @@
 
 ``validate("LogSpansIngestRequest", body)`` raises :class:`SchemaViolation` (an AssertionError, so pytest
 shows it plainly) listing every violation with its JSON path. ``#/components/schemas/...`` references resolve
-inside the shared ``ingest_schemas.json``. Formats are checked: ``uuid4`` must parse as a UUID of version 4,
-``date-time`` must be RFC 3339 (jsonschema's own date-time check needs an optional package, so it is done
-here).
+inside the collector's copy of Galileo's ``ingest_schemas.json``. Formats are checked: ``uuid4`` must parse
+as a UUID of version 4, ``date-time`` must be RFC 3339 (jsonschema's own date-time check needs an optional
+package, so it is done here).
 """
 
 from __future__ import annotations
@@ -23,12 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 __all__ = ["FORMAT_CHECKER", "ROOTS", "SCHEMA_PATH", "SchemaViolation", "validate"]
 
-_REPO = Path(__file__).resolve().parents[1]
-_CANDIDATES = (
-    _REPO.parent / "shared" / "galileo-api" / "ingest_schemas.json",
-    _REPO / "galileo" / "collector" / "ingest_schemas.json",
-)
-SCHEMA_PATH = next((p for p in _CANDIDATES if p.is_file()), _CANDIDATES[0])
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "galileo" / "collector" / "ingest_schemas.json"
 ROOTS = ("LogTracesIngestRequest", "LogSpansIngestRequest", "LogTraceUpdateRequest", "LogSpanUpdateRequest")
 _BASE_URI = "urn:galileo:ingest-schemas"
 _RFC3339 = re.compile(

@@ -52,7 +52,7 @@ from galileo.schema import (
     traces_ingest_body,
 )
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "galileo-api" / "golden"
+GOLDEN = Path(__file__).resolve().parent / "data" / "galileo-api" / "golden"  # see its README
 LOG_STREAM = "c3d9d849-691f-4f2f-b88b-062f4bd73128"
 POLICY = PayloadPolicy()
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
