@@ -139,7 +139,7 @@ def main() -> int:
         store.close()
         took = time.perf_counter() - started
         print(f"filled {args.traces:,} traces and a {args.spans:,}-span trace in {took:.1f} s")
-        with TestClient(create_app(path)) as client:
+        with TestClient(create_app(path), base_url="http://localhost") as client:
             deep = client.get("/api/viewer/traces", params={"limit": 200}).json()["next"]
             for _ in range(40):
                 deep = client.get("/api/viewer/traces", params={"limit": 200, "before": deep}).json()["next"]

@@ -1,7 +1,8 @@
 """Test helpers: the collector as a real subprocess, and the published SDK's golden requests.
 
 ``CollectorProcess`` runs ``python -m galileo.collector serve`` on a free loopback port with its own SQLite
-file, exactly as a user would, and waits until ``GET /healthcheck`` answers. Its helpers read the collector's
+file, exactly as a user would (with ``--test-endpoints`` unless told otherwise, plus any ``args``), and
+waits until ``GET /healthcheck`` answers. Its helpers read the collector's
 own ``/api`` (no auth): ``trace(id)``, ``traces(...)``, ``requests()``, ``clear_requests()``, plus
 ``wait_for(predicate)`` for asynchronous senders and ``auth_headers()`` for Galileo routes.
 
@@ -59,12 +60,22 @@ class CollectorProcess:
     """``python -m galileo.collector serve`` as a subprocess on a free port, with its own database."""
 
     def __init__(
-        self, db_path: str | os.PathLike[str], *, port: int | None = None, token_ttl: float | None = None
+        self,
+        db_path: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        token_ttl: float | None = None,
+        test_endpoints: bool = True,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ):
         self.db_path = Path(db_path)
         self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token_ttl = token_ttl
+        self.test_endpoints = test_endpoints
+        self.args = args
+        self.env = env
         self.log_path = self.db_path.with_name(self.db_path.name + ".log")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -100,8 +111,12 @@ class CollectorProcess:
         ]
         if self.token_ttl is not None:
             command += ["--token-ttl", str(self.token_ttl)]
+        if self.test_endpoints:
+            command.append("--test-endpoints")
+        command += self.args
+        env = None if self.env is None else {**os.environ, **self.env}
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

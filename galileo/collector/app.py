@@ -3,7 +3,8 @@
 Galileo routes (answers shaped like Galileo's, errors as ``{"detail": ...}``):
 
 * ``GET /healthcheck`` and ``POST /login/api_key`` need no token; every other Galileo route needs
-  ``Authorization: Bearer <JWT issued by this collector>`` and answers 401 without one.
+  ``Authorization: Bearer <JWT issued by this collector>`` (or, with an API key, ``Galileo-API-Key``) and
+  answers 401 without one, before its body is read. Without an API key any key logs in; with one, only it.
 * ``GET /ingest/healthz`` is not served (404), which keeps the published SDK on the ``/v2`` routes.
 * Projects and log streams: lookup, paginated listing, creation (creating an existing name returns it).
 * Writes: ``POST /v2/projects/{pid}/traces|spans`` and ``PATCH /v2/projects/{pid}/traces|spans/{id}``.
@@ -11,9 +12,15 @@ Galileo routes (answers shaped like Galileo's, errors as ``{"detail": ...}``):
   404, a PATCH of a record that is not stored is 404. ``GET /v2/projects/{pid}/traces/{id}`` returns the
   trace as a tree (see :mod:`galileo.collector.store`).
 
-Collector routes (no auth; for tests, the CLI and viewers): ``GET /api/traces`` (latest traces),
-``GET /api/traces/{id}`` (a tree, across projects and log streams), ``GET|DELETE /api/requests`` (an
-in-memory ring of the last 10,000 write requests, in arrival order). Bad query parameters are 400.
+Collector routes (for the CLI and viewers; open without an API key, like the viewer): ``GET /api/traces``
+(latest traces), ``GET /api/traces/{id}`` (a tree, across projects and log streams). Bad query parameters
+are 400. Test endpoints, served only with ``test_endpoints=True`` (``serve --test-endpoints``) and 404
+otherwise: ``GET|DELETE /api/requests`` (the recent write requests, :mod:`galileo.collector._request_log`)
+and ``GET|PUT|DELETE /api/faults`` (:mod:`galileo.collector._faults`).
+
+Before any route, :mod:`galileo.collector._guard` checks the Host, the Origin of writes, the credentials
+(with an API key: every route but the health check and the logins) and the body's size and type; bodies
+are parsed by :mod:`galileo.collector._body` (depth limit, lone surrogates stored as U+FFFD).
 
 The trace viewer (:mod:`galileo.collector.viewer`) adds its pages (``/``, ``/traces/{id}``), their static
 assets and its own JSON API under ``/api/viewer/``.
@@ -24,12 +31,8 @@ store serialises access with its own lock, so the app is also safe when run from
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import json
 import logging
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -43,7 +46,11 @@ from starlette.routing import Route
 
 from galileo._version import __version__
 from galileo.collector import _auth, _validation
+from galileo.collector._body import BodyError, parse_json
 from galileo.collector._faults import FaultInjector, Faults
+from galileo.collector._guard import Access, Guard
+from galileo.collector._login import login_routes
+from galileo.collector._request_log import RequestLog
 from galileo.collector.store import (
     LogStream,
     Project,
@@ -54,11 +61,10 @@ from galileo.collector.store import (
 )
 from galileo.collector.viewer import viewer_routes
 
-__all__ = ["REQUEST_LOG_SIZE", "build_app"]
+__all__ = ["build_app"]
 
 logger = logging.getLogger("galileo.collector")
 
-REQUEST_LOG_SIZE = 10_000
 _MAX_PAGE = 1000
 _USER_EMAIL = "local-user@galileo-collector.local"
 
@@ -79,11 +85,6 @@ def _invalid(loc: list[str], message: str, kind: str) -> JSONResponse:
     return _error(422, [_problem(loc, message, kind)])
 
 
-def _reject_constant(name: str) -> Any:
-    """``NaN`` and ``Infinity`` are not JSON: refuse them rather than store what cannot be sent back."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _canonical_uuid(value: str | None) -> str | None:
     if value is None:
         return None
@@ -93,74 +94,16 @@ def _canonical_uuid(value: str | None) -> str | None:
         return None
 
 
-def _record_ids(body: Any) -> list[str]:
-    """The ids of the records a write body names: every (nested) trace/span id, or the PATCHed id."""
-    if not isinstance(body, dict):
-        return []
-    if isinstance(body.get("span_id"), str):
-        return [body["span_id"]]
-    ids: list[str] = []
-    stack = [item for key in ("traces", "spans") if isinstance(body.get(key), list) for item in body[key]]
-    stack.reverse()
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("id"), str):
-                ids.append(item["id"])
-            if isinstance(item.get("spans"), list):
-                stack.extend(reversed(item["spans"]))
-    if not ids and "traces" not in body and "spans" not in body and isinstance(body.get("trace_id"), str):
-        ids.append(body["trace_id"])
-    return ids
-
-
-class _RequestLog:
-    """A bounded ring of the write requests received, in arrival order. Entries are filled in on finish."""
-
-    def __init__(self, capacity: int = REQUEST_LOG_SIZE) -> None:
-        self._entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
-        self._lock = threading.Lock()
-        self._seq = 0
-
-    def begin(self, method: str, path: str, body: Any) -> dict[str, Any]:
-        with self._lock:
-            self._seq += 1
-            entry = {
-                "seq": self._seq,
-                "method": method,
-                "path": path,
-                "status": None,
-                "received_at": time.monotonic(),
-                "finished_at": None,
-                "record_ids": _record_ids(body),
-                "body": body,
-            }
-            self._entries.append(entry)
-            return entry
-
-    def finish(self, entry: dict[str, Any], status: int) -> None:
-        with self._lock:
-            entry["status"] = status
-            entry["finished_at"] = time.monotonic()
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(entry) for entry in self._entries]
-
-    def clear(self) -> int:
-        with self._lock:
-            count = len(self._entries)
-            self._entries.clear()
-            return count
-
-
 class _Collector:
-    """The route handlers, bound to one store, token lifetime and request log."""
+    """The route handlers, bound to one store, token lifetime, access rules and (test) request log."""
 
-    def __init__(self, store: Store, token_ttl: float) -> None:
+    def __init__(
+        self, store: Store, token_ttl: float, access: Access, request_log: RequestLog | None
+    ) -> None:
         self.store = store
         self.token_ttl = token_ttl
-        self.request_log = _RequestLog()
+        self.access = access
+        self.request_log = request_log
         self.faults = Faults()
 
     # Plumbing --------------------------------------------------------------------------------------------
@@ -169,12 +112,10 @@ class _Collector:
         """The request's JSON body (parsed once per request), or a 422 answer when it is not JSON."""
         cached: tuple[Any, JSONResponse | None] | None = getattr(request.state, "json_body", None)
         if cached is None:
-            raw = await request.body()
             try:
-                cached = (json.loads(raw, parse_constant=_reject_constant), None)
-            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-                problem = {"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}
-                cached = (raw.decode("utf-8", "replace"), _error(422, [problem]))
+                cached = (parse_json(await request.body()), None)
+            except BodyError as exc:
+                cached = (None, _error(422, [exc.problem]))
             request.state.json_body = cached
         return cached
 
@@ -192,28 +133,29 @@ class _Collector:
         challenge = {"WWW-Authenticate": "Bearer"}
 
         async def endpoint(request: Request) -> Response:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                return JSONResponse({"detail": "Not authenticated"}, status_code=401, headers=challenge)
-            try:
-                _auth.verify_token(self.store.secret, token.strip())
-            except _auth.InvalidTokenError as exc:
-                return JSONResponse({"detail": f"Invalid token: {exc}"}, status_code=401, headers=challenge)
+            refusal = self.access.refusal(request.headers)
+            if refusal is not None:
+                return JSONResponse({"detail": refusal}, status_code=401, headers=challenge)
             return await handler(request)
 
         return endpoint
 
     def _recorded(self, handler: Endpoint) -> Endpoint:
+        log = self.request_log
+        if log is None:
+            return handler
+
         async def endpoint(request: Request) -> Response:
+            assert log is not None
             body, _ = await self._json(request)
-            entry = self.request_log.begin(request.method, request.url.path, body)
+            entry = log.begin(request.method, request.url.path, await request.body(), body)
             status = 500
             try:
                 response = await handler(request)
                 status = response.status_code
                 return response
             finally:
-                self.request_log.finish(entry, status)
+                log.finish(entry, status)
 
         return endpoint
 
@@ -268,7 +210,9 @@ class _Collector:
         api_key = body.get("api_key") if isinstance(body, dict) else None
         if not isinstance(api_key, str) or not api_key:
             return _invalid(["body", "api_key"], "api_key must be a non-empty string", "missing")
-        token = _auth.issue_token(self.store.secret, self.store.user_id, self.token_ttl)
+        if self.access.api_key is not None and not self.access.key_matches(api_key):
+            return _error(401, "Invalid API key")
+        token = _auth.issue_token(self.access.secret, self.store.user_id, self.token_ttl)
         return JSONResponse({"access_token": token, "token_type": "bearer"})
 
     async def current_user(self, request: Request) -> Response:
@@ -478,6 +422,7 @@ class _Collector:
         return JSONResponse(tree)
 
     async def api_requests(self, request: Request) -> Response:
+        assert self.request_log is not None
         if request.method == "DELETE":
             return JSONResponse({"cleared": self.request_log.clear()})
         return JSONResponse(self.request_log.snapshot())
@@ -486,8 +431,10 @@ class _Collector:
         if request.method == "DELETE":
             self.faults.reset()
         elif request.method == "PUT":
+            changes, failure = await self._json(request)
+            if failure is not None:
+                return failure
             try:
-                changes = json.loads(await request.body())
                 if not isinstance(changes, dict):
                     raise ValueError("the body must be a JSON object of fault settings")
                 self.faults.update(changes)
@@ -498,7 +445,7 @@ class _Collector:
     # Routing ---------------------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        auth, write = self._authenticated, self._recorded
+        auth, write = self._authenticated, self._recorded  # auth first: nothing is read before it
         project = "/projects/{project_id}"
         v2 = "/v2/projects/{project_id}"
         return [
@@ -506,18 +453,23 @@ class _Collector:
             Route("/login/api_key", self.login, methods=["POST"]),
             Route("/current_user", auth(self.current_user), methods=["GET"]),
             Route("/projects", auth(self.list_projects), methods=["GET"]),
-            Route("/projects", write(auth(self.create_project)), methods=["POST"]),
+            Route("/projects", auth(write(self.create_project)), methods=["POST"]),
             Route(project, auth(self.get_project), methods=["GET"]),
             Route(f"{project}/log_streams", auth(self.list_log_streams), methods=["GET"]),
-            Route(f"{project}/log_streams", write(auth(self.create_log_stream)), methods=["POST"]),
+            Route(f"{project}/log_streams", auth(write(self.create_log_stream)), methods=["POST"]),
             Route(f"{project}/log_streams/paginated", auth(self.log_streams_page), methods=["GET"]),
-            Route(f"{v2}/traces", write(auth(self.ingest_traces)), methods=["POST"]),
-            Route(f"{v2}/spans", write(auth(self.ingest_spans)), methods=["POST"]),
-            Route(f"{v2}/traces/{{trace_id}}", write(auth(self.update_trace)), methods=["PATCH"]),
-            Route(f"{v2}/spans/{{span_id}}", write(auth(self.update_span)), methods=["PATCH"]),
+            Route(f"{v2}/traces", auth(write(self.ingest_traces)), methods=["POST"]),
+            Route(f"{v2}/spans", auth(write(self.ingest_spans)), methods=["POST"]),
+            Route(f"{v2}/traces/{{trace_id}}", auth(write(self.update_trace)), methods=["PATCH"]),
+            Route(f"{v2}/spans/{{span_id}}", auth(write(self.update_span)), methods=["PATCH"]),
             Route(f"{v2}/traces/{{trace_id}}", auth(self.get_trace), methods=["GET"]),
             Route("/api/traces", self.api_traces, methods=["GET"]),
             Route("/api/traces/{trace_id}", self.api_trace, methods=["GET"]),
+        ]
+
+    def test_routes(self) -> list[Route]:
+        """The test endpoints (see the module docstring)."""
+        return [
             Route("/api/requests", self.api_requests, methods=["GET", "DELETE"]),
             Route("/api/faults", self.api_faults, methods=["GET", "PUT", "DELETE"]),
         ]
@@ -529,9 +481,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def build_app(store: Store, *, token_ttl: float, faults: Faults | None = None) -> Starlette:
-    """The collector app over ``store``; the app closes the store when it shuts down."""
-    collector = _Collector(store, token_ttl)
+def build_app(
+    store: Store,
+    *,
+    token_ttl: float,
+    access: Access,
+    faults: Faults | None = None,
+    test_endpoints: bool = False,
+) -> Starlette:
+    """The collector app over ``store``, behind ``access``; the app closes the store when it shuts down.
+
+    With ``test_endpoints``, ``/api/requests`` and ``/api/faults`` are served (404 otherwise) and every
+    write request is logged; ``faults`` (latency, for instance) apply either way.
+    """
+    collector = _Collector(store, token_ttl, access, RequestLog() if test_endpoints else None)
     collector.faults = faults if faults is not None else Faults()
 
     @contextlib.asynccontextmanager
@@ -542,13 +505,18 @@ def build_app(store: Store, *, token_ttl: float, faults: Faults | None = None) -
             store.close()
 
     handlers = {HTTPException: _http_error}
+    routes = [
+        *collector.routes(),
+        *(collector.test_routes() if test_endpoints else []),
+        *login_routes(access, store.user_id, token_ttl),
+        *viewer_routes(store),
+    ]
     app = Starlette(
-        routes=[*collector.routes(), *viewer_routes(store)],
+        routes=routes,
         exception_handlers=handlers,
         lifespan=lifespan,
-        middleware=[Middleware(FaultInjector, faults=collector.faults)],
+        middleware=[Middleware(Guard, access=access), Middleware(FaultInjector, faults=collector.faults)],
     )
     app.state.faults = collector.faults
     app.state.store = store
-    app.state.request_log = collector.request_log
     return app

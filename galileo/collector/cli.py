@@ -2,20 +2,27 @@
 
 Subcommands:
 
-``serve [--host 127.0.0.1] [--port 8088] [--db ~/.galileo/collector.db] [--token-ttl 3600] [--access-log]
+``serve [--host 127.0.0.1] [--port 8088] [--db ~/.galileo/collector.db] [--token-ttl 3600]
+[--api-key KEY] [--allowed-host NAME ...] [--max-body-mb 32] [--test-endpoints] [--access-log]
 [--latency MS]``
-    Run the collector with uvicorn (the ``collector`` extra). Prints one line with the URL, then serves
-    until interrupted.
-``tree TRACE_ID [--url URL]``
+    Run the collector with uvicorn (the ``collector`` extra). Binds first, then prints one line with the URL
+    (a port already in use is one clear error, exit status 1), then serves until interrupted. ``--api-key``
+    (or ``GALILEO_COLLECTOR_API_KEY``, better: a command line is visible to every user of the machine) is the
+    only key that logs in, and every route but the health check and the logins needs it. ``--allowed-host``
+    (repeatable) names a Host the collector answers to besides localhost, 127.0.0.1, [::1] and the bound
+    address (``*``: any). Binding to an address other machines can reach without a key prints a WARNING;
+    binding to every interface (``0.0.0.0``, ``::``) says which names it answers to.
+``tree TRACE_ID [--url URL] [--api-key KEY]``
     Print one trace as an indented tree, one line per record: type, name, duration, status and, where a
     span was logged to another log stream than its parent, ``[project / log stream]``. Spans whose parent
     has not arrived are listed after the tree; the last line is the trace's URL in the collector's trace
     viewer. Exit status 1 when the trace is unknown.
-``traces [--url URL] [--limit 20]``
+``traces [--url URL] [--limit 20] [--api-key KEY]``
     List the latest traces.
 
-``--url`` defaults to ``$GALILEO_API_URL``, else ``http://localhost:8088``. :func:`format_tree` renders a
-tree as ``tree`` prints it.
+``--url`` defaults to ``$GALILEO_API_URL``, else ``http://localhost:8088``; ``--api-key`` to
+``$GALILEO_COLLECTOR_API_KEY`` (sent as ``Galileo-API-Key``; needed when the collector has one).
+:func:`format_tree` renders a tree as ``tree`` prints it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,10 +40,11 @@ import requests
 
 from galileo._version import __version__
 
-__all__ = ["DEFAULT_DB", "DEFAULT_PORT", "default_url", "format_tree", "main", "viewer_url"]
+__all__ = ["API_KEY_ENV", "DEFAULT_DB", "DEFAULT_PORT", "default_url", "format_tree", "main", "viewer_url"]
 
 DEFAULT_PORT = 8088
 DEFAULT_DB = Path("~/.galileo/collector.db")
+API_KEY_ENV = "GALILEO_COLLECTOR_API_KEY"
 _TIMEOUT = 10.0
 
 
@@ -139,10 +148,11 @@ def _format_traces(traces: Sequence[Mapping[str, Any]]) -> str:
 # Commands --------------------------------------------------------------------------------------------------
 
 
-def _get(url: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+def _get(url: str, path: str, params: Mapping[str, Any] | None = None, api_key: str | None = None) -> Any:
     base = url.rstrip("/")
+    headers = {"Galileo-API-Key": api_key} if api_key else {}
     try:
-        response = requests.get(f"{base}{path}", params=params, timeout=_TIMEOUT)
+        response = requests.get(f"{base}{path}", params=params, headers=headers, timeout=_TIMEOUT)
     except requests.RequestException as exc:
         raise _CliError(f"cannot reach the collector at {base}: {exc}") from exc
     if response.status_code != 200:
@@ -166,7 +176,7 @@ def viewer_url(url: str, trace_id: str) -> str:
 
 def _cmd_tree(args: argparse.Namespace) -> int:
     _utf8_safe_stdout()
-    tree = _get(args.url, f"/api/traces/{args.trace_id}")
+    tree = _get(args.url, f"/api/traces/{args.trace_id}", api_key=args.api_key)
     print(format_tree(tree))
     print(f"\nin the trace viewer: {viewer_url(args.url, str(tree.get('id') or args.trace_id))}")
     return 0
@@ -174,7 +184,7 @@ def _cmd_tree(args: argparse.Namespace) -> int:
 
 def _cmd_traces(args: argparse.Namespace) -> int:
     _utf8_safe_stdout()
-    print(_format_traces(_get(args.url, "/api/traces", {"limit": args.limit})))
+    print(_format_traces(_get(args.url, "/api/traces", {"limit": args.limit}, api_key=args.api_key)))
     return 0
 
 
@@ -185,23 +195,60 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print("galileo-collector serve needs uvicorn: pip install 'galileo[collector]'", file=sys.stderr)
         return 2
     from galileo.collector import create_app
+    from galileo.collector._guard import WILDCARD_HOSTS, host_name, is_loopback
 
     db_path = Path(args.db).expanduser()
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(str(db_path), token_ttl=args.token_ttl, latency_ms=args.latency)
-    print(
-        f"galileo-collector {__version__} on http://{args.host}:{args.port} (db: {db_path});"
-        f" trace viewer: http://{args.host}:{args.port}/",
-        flush=True,
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    try:
+        app = create_app(
+            str(db_path),
+            token_ttl=args.token_ttl,
+            latency_ms=args.latency,
+            api_key=api_key,
+            host=args.host,
+            allowed_hosts=args.allowed_host,
+            max_body_mb=args.max_body_mb,
+            test_endpoints=args.test_endpoints,
+        )
+    except ValueError as exc:
+        raise _CliError(str(exc)) from None
+    try:
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.create_server((args.host.strip("[]"), args.port), family=family)
+    except OSError as exc:
+        raise _CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
+    url = f"http://{'localhost' if host_name(args.host) in WILDCARD_HOSTS else shown}:{args.port}"
+    print(f"galileo-collector {__version__} on {url} (db: {db_path}); trace viewer: {url}/", flush=True)
+    if host_name(args.host) in WILDCARD_HOSTS:
+        names = ", ".join(sorted({"localhost", "127.0.0.1", "[::1]", *args.allowed_host}))
+        print(
+            f"listening on every interface: answering to Host {names} only; add the names remote clients"
+            " use with --allowed-host NAME",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not is_loopback(args.host) and api_key is None:
+        print(
+            f"WARNING: bound to {args.host}, reachable from other machines, without an API key: anyone who"
+            " reaches it can read and write every trace. Set GALILEO_COLLECTOR_API_KEY (or --api-key) and"
+            " put a TLS proxy in front of it.",
+            file=sys.stderr,
+            flush=True,
+        )
+    config = uvicorn.Config(
+        app, access_log=args.access_log, log_level="info" if args.access_log else "warning"
     )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log=args.access_log,
-        log_level="info" if args.access_log else "warning",
-    )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _positive_mb(text: str) -> float:
+    value = _positive_float(text)
+    if value > 4096:
+        raise argparse.ArgumentTypeError(f"must be at most 4096 MiB: {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -224,6 +271,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_api_key(command: argparse.ArgumentParser) -> None:
+    key_help = f"the collector's API key, when it has one (default: ${API_KEY_ENV})"
+    command.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY", help=key_help)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="galileo-collector", description="A local Galileo-compatible collector"
@@ -240,16 +292,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     latency_help = "delay every trace/span write by this many milliseconds, to test clients (default: 0)"
     serve.add_argument("--latency", type=float, default=0.0, metavar="MS", help=latency_help)
+    key_help = (
+        f"the only API key that logs in; every route but /healthcheck needs it (default: ${API_KEY_ENV})"
+    )
+    serve.add_argument("--api-key", default=None, metavar="KEY", help=key_help)
+    host_help = "a Host name to answer to besides localhost and the bound address; repeatable; '*' for any"
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME", help=host_help)
+    body_help = "largest request body in MiB; larger ones are answered 413 (default: %(default)s)"
+    serve.add_argument("--max-body-mb", type=_positive_mb, default=32.0, metavar="MB", help=body_help)
+    test_help = "serve the test endpoints /api/requests and /api/faults (off: 404)"
+    serve.add_argument("--test-endpoints", action="store_true", help=test_help)
     serve.set_defaults(handler=_cmd_serve)
 
     tree = commands.add_parser("tree", help="print one trace as a tree")
     tree.add_argument("trace_id")
     tree.add_argument("--url", default=default_url(), help="collector URL (default: %(default)s)")
+    _add_api_key(tree)
     tree.set_defaults(handler=_cmd_tree)
 
     traces = commands.add_parser("traces", help="list the latest traces")
     traces.add_argument("--url", default=default_url(), help="collector URL (default: %(default)s)")
     traces.add_argument("--limit", type=_positive_int, default=20, help="how many (default: %(default)s)")
+    _add_api_key(traces)
     traces.set_defaults(handler=_cmd_traces)
     return parser
 

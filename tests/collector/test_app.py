@@ -287,8 +287,8 @@ _BAD_BODIES = {
     ),
     "trace input is a list of messages": (
         lambda c: _trace_request(c, input=[{"role": "user", "content": "hi"}]),
-        ["body", "traces", 0, "input", 0],
-        "'text' is a required property",
+        ["body", "traces", 0, "input", 0, "type"],
+        "'type' is a required property (one of: file, text)",
     ),
     "llm span input is a string": (
         lambda c: _spans_request(c, _span("llm", output={"role": "assistant", "content": "a"})),
@@ -689,7 +689,7 @@ def test_bad_api_parameters_are_400(collector: CollectorProcess, path: str, para
 
 @pytest.fixture
 def client(tmp_path: Path) -> Any:
-    with TestClient(create_app(str(tmp_path / "app.db"))) as test_client:
+    with TestClient(create_app(str(tmp_path / "app.db")), base_url="http://localhost") as test_client:
         yield test_client
 
 

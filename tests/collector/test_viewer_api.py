@@ -70,7 +70,7 @@ def _span(kind: str, name: str, at: str, duration_ns: int | None = None, **field
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(str(tmp_path / "viewer.db"))) as test_client:
+    with TestClient(create_app(str(tmp_path / "viewer.db")), base_url="http://localhost") as test_client:
         yield test_client
 
 

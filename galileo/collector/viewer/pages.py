@@ -27,11 +27,11 @@ from starlette.staticfiles import StaticFiles
 from galileo._version import __version__
 from galileo.collector.store import Store
 
-__all__ = ["STATIC_PATH", "page_routes", "render", "static_dir", "templates_dir"]
+__all__ = ["PAGE_HEADERS", "STATIC_PATH", "page_routes", "render", "static_dir", "templates_dir"]
 
 STATIC_PATH = "/viewer/static"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-_HEADERS = {
+PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
         " base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -78,7 +78,7 @@ class _Pages:
         page = render(
             "page.html", title=title, view=view, trace_id=trace_id, version=__version__, static=STATIC_PATH
         )
-        return HTMLResponse(page, status_code=status, headers=_HEADERS)
+        return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 
     async def trace_list(self, request: Request) -> Response:
         return self._shell("list")
