@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sdk_helpers import sent_shape, strip_store_keys, tree_lines
 
 import galileo
-from galileo import GalileoConfig, GalileoLogger, galileo_context, log
+from galileo import ConfigurationError, GalileoConfig, GalileoLogger, galileo_context, log
 from galileo._unicode import utf8_json
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -225,6 +225,37 @@ def test_decorated_calls_store_their_arguments_and_results(
     (tool,) = workflow["spans"]
     assert (workflow["input"], workflow["output"]) == (arguments, result)
     assert (tool["name"], tool["input"], tool["output"]) == (fixed("read " + tag), arguments, f_content)
+
+
+# -- where records go: configuration, not user data ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argument", "variable"),
+    [
+        ("project", "GALILEO_PROJECT"),
+        ("log_stream", "GALILEO_LOG_STREAM"),
+        ("api_key", "GALILEO_API_KEY"),
+        ("api_url", "GALILEO_API_URL"),
+    ],
+)
+def test_a_setting_that_is_not_valid_unicode_is_a_clear_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, argument: str, variable: str
+) -> None:
+    value = "http://files-\udcff.example" if argument == "api_url" else "files-\udcff"
+    with pytest.raises(ConfigurationError, match=f"{variable}: .*not valid Unicode") as raised:
+        GalileoConfig.resolve(**{argument: value})
+    assert raised.value.variable == variable
+    if argument == "api_key":
+        assert raised.value.value is None and "files" not in str(raised.value), "a secret is never echoed"
+
+    monkeypatch.setenv(variable, value)  # the same from the environment (os.environ holds surrogates so)
+    with pytest.raises(ConfigurationError, match=f"{variable}: .*not valid Unicode"):
+        GalileoLogger()
+
+
+def test_extra_headers_that_are_not_valid_unicode_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"GALILEO_EXTRA_HEADERS: .*not valid Unicode") as raised:
+        GalileoConfig.resolve(extra_headers={"X-Team": "files-\udcff"})
+    assert "files" not in str(raised.value), "header values may be secrets: never echoed"
 
 
 def test_names_of_a_config_built_around_resolve_are_repaired(collector_env: CollectorProcess) -> None:
