@@ -33,6 +33,10 @@ exchange and reports an :class:`Outcome` that the sender acts on.
 - Project and log stream ids are looked up (or created when missing) once per process per name and cached
   on the client, never per logger or per request.
 - Every call has a timeout. The API key and the token never appear in a log line, a repr or an exception.
+- Every body is UTF-8 JSON made by :func:`galileo._unicode.utf8_json`, which sends only valid Unicode: a lone
+  surrogate in any string becomes U+FFFD (see that module for why there, and what it costs). Project and log
+  stream names are looked up and created in the same repaired form (a configuration resolved by
+  :meth:`GalileoConfig.resolve` never holds one: it refuses them).
 
 With no API key configured the client logs in with :data:`LOCAL_API_KEY`; the local collector accepts any
 key, a real Galileo server answers 401 and the sender reports a missing GALILEO_API_KEY.
@@ -58,6 +62,7 @@ import urllib3
 from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
+from galileo._unicode import utf8_json, valid_text
 from galileo._version import __version__
 from galileo.config import GalileoConfig
 
@@ -100,7 +105,6 @@ _RETRY = Retry(
     raise_on_status=False,
     allowed_methods=None,
 )
-_JSON = json.JSONEncoder(separators=(",", ":"), default=str)  # json.dumps would build one per call
 
 
 class Outcome(enum.Enum):
@@ -392,7 +396,7 @@ class Client:
                 health = self._exchange("GET", "/healthcheck")
                 if health.status >= 500:
                     raise _ExchangeError(Result(Outcome.RETRY, health.status, detail="healthcheck failed"))
-            body = json.dumps({"api_key": self._api_key}).encode()
+            body = utf8_json({"api_key": self._api_key})
             response = self._exchange("POST", "/login/api_key", body=body)
             status = response.status
             if status >= 500 or status in (408, 425, 429) or not 200 <= status < 500:
@@ -449,9 +453,7 @@ class Client:
         """
         try:
             ids = self.resolve(target)
-            return _JSON.encode(
-                dict(body, log_stream_id=ids.log_stream_id, experiment_id=ids.experiment_id)
-            ).encode()
+            return utf8_json(dict(body, log_stream_id=ids.log_stream_id, experiment_id=ids.experiment_id))
         except _ExchangeError as exc:
             return exc.result
         except Exception as exc:  # the sender must survive anything; say what, never the payload
@@ -520,22 +522,22 @@ class Client:
     def _resolve(self, target: Target) -> TargetIds:
         project_id = target.project_id
         if project_id is None:
-            name = target.project or "default"
+            name = valid_text(target.project or "default")
             found = self._json(
                 "GET", "/projects", "project lookup", params={"project_name": name, "type": "gen_ai"}
             )
             project_id = _find_id(found, name)
             if project_id is None:
-                body = json.dumps({"name": name, "type": "gen_ai"}).encode()
+                body = utf8_json({"name": name, "type": "gen_ai"})
                 project_id = _find_id([self._json("POST", "/projects", "project create", body=body)], name)
             if project_id is None:
                 raise _ExchangeError(Result(Outcome.RETRY, detail="project create: no id in answer"))
         if target.experiment_id is not None or target.log_stream_id is not None:
             return TargetIds(project_id, target.log_stream_id, target.experiment_id)
-        name = target.log_stream or "default"
+        name = valid_text(target.log_stream or "default")
         log_stream_id = self._find_log_stream(project_id, name)
         if log_stream_id is None:
-            body = json.dumps({"name": name}).encode()
+            body = utf8_json({"name": name})
             created = self._json(
                 "POST", f"/projects/{project_id}/log_streams", "log stream create", body=body
             )

@@ -5,6 +5,10 @@ variable, else a default; the result is frozen. Empty or blank values count as u
 :class:`~galileo.exceptions.ConfigurationError` naming the variable to fix; messages never contain the API key
 or header values.
 
+Every string setting must be valid Unicode: one holding a lone surrogate (U+D800..U+DFFF, what Python makes of
+bytes that are not UTF-8 in an environment variable or a file name) is a ConfigurationError rather than text
+the API would fail on (records themselves are repaired instead, see :mod:`galileo._unicode`).
+
 =============================  ==========================================================================
 variable (argument)            meaning, default
 =============================  ==========================================================================
@@ -51,6 +55,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from galileo._unicode import has_surrogates
 from galileo.exceptions import ConfigurationError
 from galileo.schema import DEFAULT_MAX_CHARS, PayloadPolicy
 
@@ -65,6 +70,10 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADERS_SHAPE: Final = "must be a JSON object of strings (header name -> value)"
+_NOT_UNICODE: Final = (
+    "is not valid Unicode: it holds a lone surrogate (U+D800..U+DFFF, what bytes that are not UTF-8 decode "
+    "to in os.environ or os.fsdecode); give it as UTF-8 text"
+)
 
 _log = logging.getLogger("galileo")
 _announce_lock = threading.Lock()
@@ -140,7 +149,7 @@ class GalileoConfig:
         """Every argument wins over its environment variable (``environ`` defaults to ``os.environ``)."""
         env: Mapping[str, str] = os.environ if environ is None else environ
 
-        key = _string(api_key, env, "GALILEO_API_KEY")
+        key = _string(api_key, env, "GALILEO_API_KEY", secret=True)
         if key is not None and any(c in key for c in "\r\n\0"):
             raise ConfigurationError("GALILEO_API_KEY", "must not contain line breaks or NUL characters")
         console = _string(console_url, env, "GALILEO_CONSOLE_URL")
@@ -205,12 +214,18 @@ def _raw(arg: object, env: Mapping[str, str], var: str) -> object:
     return value
 
 
-def _string(arg: str | None, env: Mapping[str, str], var: str) -> str | None:
+def _string(arg: str | None, env: Mapping[str, str], var: str, *, secret: bool = False) -> str | None:
+    """A string setting, stripped; it must be valid Unicode (echoed in the error unless ``secret`` or it
+    looks like a URL with credentials)."""
     value = _raw(arg, env, var)
     if value is None:
         return None
     if not isinstance(value, str):
         raise ConfigurationError(var, f"must be a string, got {type(value).__name__}")
+    if has_surrogates(value):
+        if secret or "@" in value:
+            raise ConfigurationError(var, _NOT_UNICODE)
+        raise ConfigurationError(var, f"{_NOT_UNICODE}; got {value!r}", value)
     return value.strip()
 
 
@@ -303,6 +318,8 @@ def _headers(arg: Mapping[str, str] | None, env: Mapping[str, str]) -> dict[str,
             raise ConfigurationError(var, f"{name!r} is not a valid header name")
         if any(c in item for c in "\r\n\0"):
             raise ConfigurationError(var, f"the value of {name!r} contains a line break or NUL character")
+        if has_surrogates(item):
+            raise ConfigurationError(var, f"the value of {name!r} {_NOT_UNICODE}")
         headers[name] = item
     return headers
 

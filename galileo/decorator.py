@@ -78,9 +78,10 @@ request's logger. ``galileo_context.flush()`` hands everything over and waits (b
 waiting is safe; ``galileo_context.reset()`` forgets the process's loggers (the environment is read again).
 
 Never breaks the decorated function: a failure of the SDK (serialisation, configuration, a bad context) is
-logged once at WARNING on the ``galileo`` logger and the function runs as if undecorated. Return values,
-exceptions, ``inspect.signature`` and ``functools.wraps`` attributes are preserved; a generator stays lazy
-(a wrong argument to a decorated generator function raises at the first item, not at the call).
+logged once, as one WARNING line on the ``galileo`` logger naming the cause (e.g. the setting to fix; its
+traceback at DEBUG), and the function runs as if undecorated. Return values, exceptions,
+``inspect.signature`` and ``functools.wraps`` attributes are preserved; a generator stays lazy (a wrong
+argument to a decorated generator function raises at the first item, not at the call).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ import functools
 import inspect
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -103,6 +105,7 @@ import attrs
 
 from galileo import _sender, schema
 from galileo._context import RequestState, SpanFrame, current_request, span_frame
+from galileo.exceptions import _describe
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _check_uuid, _must_not_block, _now_ns, _Open
 from galileo.schema import TRUNCATION_MARKER
 
@@ -125,10 +128,14 @@ _SPAN_CLASSES: Final[dict[str, type[schema.Span]]] = dict(schema.SPAN_TYPES)
 _said: set[str] = set()
 
 
-def _warn_once(key: str, message: str, *args: object) -> None:
+def _warn_once(key: str, message: str) -> None:
+    """In an ``except`` block: ``message`` (with ``%s`` for the cause) once per ``key`` until
+    ``galileo_context.reset()``, as one WARNING line naming the cause; its traceback at DEBUG."""
     if key not in _said:
         _said.add(key)
-        _log.warning(message, *args, exc_info=True)
+        exc = sys.exc_info()[1]
+        _log.warning(message, _describe(exc))
+        _log.debug("galileo: the traceback of the warning above", exc_info=exc)
 
 
 # -- serialisation -------------------------------------------------------------------------------------------
@@ -384,7 +391,7 @@ class _Scope:
             self.request = current_request()
             tree = _Tree(trace_id, parent_id)
         except Exception:
-            _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up")
+            _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up (%s)")
             return self
         self._tokens = (_scope.set(self), span_frame.set(None), self.logger._trees.set(tree))
         return self
@@ -414,7 +421,7 @@ class _Scope:
         try:
             _hand_over(self.logger)  # what the block left open, concluded and queued
         except Exception:
-            _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records")
+            _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records (%s)")
         finally:
             self.logger._trees.reset(tokens[2])
             span_frame.reset(tokens[1])
@@ -522,7 +529,9 @@ class _Call:
         try:
             self._end(output, error)
         except Exception:
-            _warn_once("end", "galileo: could not record a @log call's outcome; the call was not affected")
+            _warn_once(
+                "end", "galileo: could not record a @log call's outcome (%s); the call was not affected"
+            )
 
     def _end(self, output: Any, error: BaseException | None) -> None:
         logger = self.logger
@@ -604,7 +613,7 @@ def _begin(spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call 
         call.start_ns = _now_ns()
         return call
     except Exception:
-        _warn_once("begin", "galileo: @log could not trace a call; running it untraced")
+        _warn_once("begin", "galileo: @log could not trace a call (%s); running it untraced")
         return None
 
 

@@ -680,6 +680,57 @@ def test_a_misconfiguration_runs_the_function_untraced(
     assert "GALILEO_TIMEOUT" in caplog.text
 
 
+def _one_line_and_a_debug_traceback(caplog: pytest.LogCaptureFixture, expected: str) -> None:
+    """Exactly one WARNING, ``expected``, with no traceback; the traceback in one DEBUG record; no secret."""
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert warnings[0].exc_info is None and warnings[0].exc_text is None, "no traceback at WARNING"
+    assert warnings[0].getMessage() == expected
+    tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert len(tracebacks) == 1
+    assert isinstance(tracebacks[0].exc_info[1], galileo.ConfigurationError)  # type: ignore[index]
+    assert "sk-do-not-print" not in caplog.text
+
+
+_BAD_TIMEOUT = "GALILEO_TIMEOUT: must be a number > 0; got 'soon'"
+
+
+def test_a_bad_setting_is_one_warning_line_from_log_and_the_traceback_at_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GALILEO_TIMEOUT", "soon")
+    monkeypatch.setenv("GALILEO_API_KEY", "sk-do-not-print")
+
+    @log(span_type="tool")
+    def double(x: int) -> int:
+        return 2 * x
+
+    @log
+    async def answer(x: int) -> int:
+        return double(x)
+
+    with caplog.at_level(logging.DEBUG, logger="galileo"):
+        assert [double(i) for i in range(3)] == [0, 2, 4]
+        assert asyncio.run(answer(21)) == 42
+    _one_line_and_a_debug_traceback(
+        caplog, f"galileo: @log could not trace a call ({_BAD_TIMEOUT}); running it untraced"
+    )
+
+
+def test_a_bad_setting_is_one_warning_line_from_galileo_context_and_the_traceback_at_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GALILEO_TIMEOUT", "soon")
+    monkeypatch.setenv("GALILEO_API_KEY", "sk-do-not-print")
+    with caplog.at_level(logging.DEBUG, logger="galileo"):
+        for _ in range(3):
+            with galileo_context(project="elsewhere") as block:
+                assert block.logger is None
+    _one_line_and_a_debug_traceback(
+        caplog, f"galileo: galileo_context(...) ignored: cannot set it up ({_BAD_TIMEOUT})"
+    )
+
+
 @pytest.mark.parametrize("mode", ["batch", "distributed"])
 def test_delivered_without_a_flush_when_the_process_exits(collector_env: CollectorProcess, mode: str) -> None:
     script = textwrap.dedent(

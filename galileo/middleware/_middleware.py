@@ -81,8 +81,8 @@ class TracingMiddleware(BaseHTTPMiddleware):
 
     ``project``, ``log_stream`` (or ``config=GalileoConfig.resolve(...)``) set where this app's spans go;
     by default GALILEO_PROJECT / GALILEO_LOG_STREAM and the rest of the environment, resolved once, at the
-    first request that logs. An invalid configuration never fails a request: it is logged once at ERROR and
-    the request logger is a no-op.
+    first request that logs. An invalid configuration never fails a request: it is logged once, as one ERROR
+    line naming the setting (the traceback at DEBUG), and the request logger is a no-op.
     """
 
     def __init__(

@@ -5,8 +5,9 @@ for the request. The first call creates the request's distributed-mode logger (c
 the request's headers, whatever GALILEO_MODE says) and stores it on the state; every later call in the same
 request — after an ``await``, in a gathered task, in a threadpool call — returns that same object.
 
-Never raises: a misconfiguration logs one ERROR (naming the variable) and hands out a no-op logger, and so
-does a call outside a request (one WARNING): a handler keeps working whatever the SDK's state.
+Never raises: a misconfiguration logs one ERROR line (naming the variable; the traceback at DEBUG) and hands
+out a no-op logger, and so does a call outside a request (one WARNING): a handler keeps working whatever the
+SDK's state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import attrs
 
 from galileo._context import RequestState, activity, request_state
 from galileo.config import DEFAULT_LOCAL_URL, GalileoConfig
+from galileo.exceptions import _describe
 from galileo.logger import GalileoLogger
 
 __all__ = ["distributed", "finalize_request", "get_request_logger", "noop_logger", "process_config", "reset"]
@@ -30,10 +32,13 @@ _noop: GalileoLogger | None = None
 _config: GalileoConfig | Exception | None = None
 
 
-def _once(key: str, level: int, message: str, *args: object) -> None:
+def _once(key: str, level: int, message: str, *args: object, exc: BaseException | None = None) -> None:
+    """``message`` once per ``key`` (until :func:`reset`), one line; the traceback of ``exc`` at DEBUG."""
     if key not in _said:
         _said.add(key)
         _log.log(level, message, *args)
+        if exc is not None:
+            _log.debug("galileo: the traceback of the error above", exc_info=exc)
 
 
 def noop_logger() -> GalileoLogger:
@@ -107,11 +112,13 @@ def _create(state: RequestState) -> GalileoLogger:
         config = state.config() or process_config()
         return GalileoLogger._for_request(state, config)
     except Exception as exc:  # a misconfiguration must not fail the request
+        cause = _describe(exc)
         _once(
-            f"config:{exc}",
+            f"config:{cause}",
             logging.ERROR,
             "galileo: cannot trace requests: %s; using a no-op logger until the configuration is fixed",
-            exc,
+            cause,
+            exc=exc,
         )
         return noop_logger()
 
@@ -132,10 +139,14 @@ def finalize_request(state: RequestState, status_code: int) -> None:
     activity.ended_at = time.monotonic()
     try:
         logger._finalize_request(status_code)
-    except Exception:
-        if "finalize" not in _said:
-            _said.add("finalize")
-            _log.error("galileo: could not finalise a request's trace", exc_info=True)
+    except Exception as exc:
+        _once(
+            "finalize",
+            logging.ERROR,
+            "galileo: could not finalise a request's trace: %s",
+            _describe(exc),
+            exc=exc,
+        )
 
 
 def reset() -> None:

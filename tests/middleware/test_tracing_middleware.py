@@ -453,11 +453,21 @@ def test_misconfiguration_logs_one_error_and_requests_still_succeed(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, http_spy: HttpSpy
 ) -> None:
     monkeypatch.setenv("GALILEO_MODE", "bogus")
+    monkeypatch.setenv("GALILEO_API_KEY", "sk-do-not-print")
     seen: dict[str, Any] = {}
-    with TestClient(seed_app(seen)) as client, caplog.at_level(logging.ERROR, logger="galileo"):
+    with TestClient(seed_app(seen)) as client, caplog.at_level(logging.DEBUG, logger="galileo"):
         assert [client.get("/items/1").status_code for _ in range(3)] == [200, 200, 200]
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "GALILEO_MODE" in errors[0]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and errors[0].levelno == logging.ERROR
+    assert errors[0].exc_info is None, "one line: the traceback goes at DEBUG"
+    assert errors[0].getMessage() == (
+        "galileo: cannot trace requests: GALILEO_MODE: must be one of batch, distributed; got 'bogus'; "
+        "using a no-op logger until the configuration is fixed"
+    )
+    tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert len(tracebacks) == 1, "the traceback, once, at DEBUG"
+    assert isinstance(tracebacks[0].exc_info[1], galileo.ConfigurationError)  # type: ignore[index]
+    assert "sk-do-not-print" not in caplog.text
     assert seen["trace"] is None
     assert [c for c in http_spy.calls if "/v2/" in c.url] == []
 
