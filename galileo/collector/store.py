@@ -38,10 +38,11 @@ Semantics that clients rely on:
   triggers as spans arrive and as PATCHes change their status.
 
 :meth:`Store.trace_tree` returns the trace's wire dict (or the stand-in) plus ``project_id``/``project_name``,
-``log_stream_id``/``log_stream_name``, ``trace_id``/``parent_id`` (the resolved links), ``is_complete``,
-``trace_record``, ``error_count`` and ``spans`` (children, recursively the same shape without the last
-three, ordered by ``created_at`` then arrival), and ``orphans``: the trace's spans whose parent is not stored
-(yet), each with its own subtree. :meth:`Store.latest_traces` returns trace summaries, newest first.
+``log_stream_id``/``log_stream_name``, ``trace_id``/``parent_id`` (the resolved links), ``spans`` (its
+children: each a span's wire dict with the same links, location fields and ``spans`` of its own, ordered by
+``created_at`` then arrival), ``is_complete``, ``trace_record``, ``error_count``, and ``orphans``: the
+trace's spans whose parent is not stored (yet), each with its own subtree. :meth:`Store.latest_traces`
+returns trace summaries, newest first.
 
 All access goes through one connection guarded by one lock, so the store is safe to share between threads
 (Starlette's threadpool, tests) as well as the event loop.
