@@ -297,6 +297,7 @@ def test_a_trace_whose_record_never_arrived_is_listed_found_by_a_span_id_and_sho
     assert [cell.text for cell in row.find_elements("css selector", "td")][3] == "2"
 
     page.get(f"{collector.url}/")
+    _one(page, "table.traces tbody tr[data-trace-id]")  # the newest page is drawn: now search
     box = _one(page, "input[name=q]")
     box.send_keys(search["id"])
     box.submit()

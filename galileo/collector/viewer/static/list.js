@@ -59,7 +59,9 @@ export async function showList(app) {
   };
 
   let watcher = null;
+  let latest = 0; // only the last requested page is drawn, however the answers race
   const load = async () => {
+    const ticket = ++latest;
     let page;
     try {
       page = await getJSON("/api/viewer/traces", {
@@ -67,10 +69,12 @@ export async function showList(app) {
         before: state.before,
       });
     } catch (failure) {
+      if (ticket !== latest) return;
       error.hidden = false;
       error.textContent = `Could not load traces: ${failure.message}`;
       return;
     }
+    if (ticket !== latest) return;
     error.hidden = true;
     replace(body, page.traces.length ? page.traces.map(row) :
       el("tr", { class: "empty" }, el("td", { colspan: 7 }, state.q || state.project_id || state.log_stream_id ?
