@@ -2,12 +2,15 @@
 
 Fills a throw-away store directly (``Store.add_records`` in batches, not HTTP): 100,000 traces of three
 records each (a trace and two spans, the second in another log stream, as a two-service trace) spread over
-two projects, plus one trace with 2,000 spans nested up to eight deep. Then times, in-process through
-Starlette's TestClient, the requests the page makes: the newest page of the list, the same page filtered by
-project, by log stream, searched by name, and a page deep in the list (by cursor); the trace's waterfall;
-one span's details; the list page's HTML. Prints the median and p95 of each against the goal (100 ms).
+two projects, plus one trace with 2,000 spans nested up to eight deep. One trace in 100 arrives without its
+trace record (its two spans only, as when the upstream service never sends it), and one in 50 has a failed
+span (status 500). Then times, in-process through Starlette's TestClient, the requests the page makes: the
+newest page of the list, the same page filtered by project, by log stream, searched by name or id, and a
+page deep in the list (by cursor); the trace's waterfall; one span's details; the list page's HTML; and the
+collector's own ``/api/traces`` (the CLI's list) and ``/api/traces/{id}``. Prints the fill time and the
+median and p95 of each request against the goal (100 ms).
 
-    python benchmarks/bench_viewer.py [--traces 100000] [--spans 2000] [--repeat 30]
+    python benchmarks/bench_viewer.py [--traces 100000] [--spans 2000] [--repeat 30] [--missing-every 100]
 """
 
 from __future__ import annotations
@@ -69,13 +72,14 @@ def _record(
     )
 
 
-def fill(store: Store, traces: int, spans: int) -> dict[str, str]:
+def fill(store: Store, traces: int, spans: int, missing_every: int) -> dict[str, str]:
     projects = [store.create_project(f"bench-{i}", "gen_ai")[0].id for i in range(2)]
     streams = {
         p: [store.create_log_stream(p, name)[0].id for name in ("gateway", "retriever")] for p in projects
     }
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     batch: list[Record] = []
+    missing = ""
     for index in range(traces):
         project = projects[index % 2]
         gateway, retriever = ((project, s) for s in streams[project])
@@ -83,11 +87,15 @@ def fill(store: Store, traces: int, spans: int) -> dict[str, str]:
         trace_id = str(uuid.uuid4())
         trace = _record("trace", trace_id, None, gateway, at, name=f"GET /ask/{index % 500}", status_code=200)
         workflow = _record("workflow", trace_id, trace_id, gateway, at + timedelta(microseconds=50))
-        batch += [
-            trace,
-            workflow,
-            _record("retriever", trace_id, workflow.id, retriever, at + timedelta(microseconds=90)),
-        ]
+        failed = {"status_code": 500} if index % 50 == 7 else {}
+        search = _record(
+            "retriever", trace_id, workflow.id, retriever, at + timedelta(microseconds=90), **failed
+        )
+        if index // 2 % missing_every == missing_every - 1:  # no trace record, in both projects
+            batch += [workflow, search]
+            missing = trace_id
+        else:
+            batch += [trace, workflow, search]
         if len(batch) >= _BATCH:
             store.add_records(batch)
             batch = []
@@ -111,7 +119,13 @@ def fill(store: Store, traces: int, spans: int) -> dict[str, str]:
         if kind == "workflow" and len(parents) < 8:
             parents.append(record.id)
     store.add_records(records)
-    return {"project": project, "stream": streams[project][1], "big": big, "span": records[2].id}
+    return {
+        "project": project,
+        "stream": streams[project][1],
+        "big": big,
+        "span": records[2].id,
+        "missing": missing,
+    }
 
 
 def timed(client: TestClient, path: str, repeat: int) -> list[float]:
@@ -130,12 +144,13 @@ def main() -> int:
     parser.add_argument("--traces", type=int, default=100_000)
     parser.add_argument("--spans", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--missing-every", type=int, default=100, help="one trace in N lacks its record")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.db")
         started = time.perf_counter()
         store = Store(path)
-        ids = fill(store, args.traces, args.spans)
+        ids = fill(store, args.traces, args.spans, args.missing_every)
         store.close()
         took = time.perf_counter() - started
         print(f"filled {args.traces:,} traces and a {args.spans:,}-span trace in {took:.1f} s")
@@ -146,14 +161,18 @@ def main() -> int:
             cases = [
                 ("list: newest 50", "/api/viewer/traces?limit=50"),
                 ("list: by project", f"/api/viewer/traces?project_id={ids['project']}"),
-                ("list: by log stream (none match)", f"/api/viewer/traces?log_stream_id={ids['stream']}"),
+                ("list: by log stream (retriever)", f"/api/viewer/traces?log_stream_id={ids['stream']}"),
                 ("list: search by name", "/api/viewer/traces?q=ask/499"),
                 ("list: search, no match", "/api/viewer/traces?q=nothing-matches"),
                 ("list: search by span id", f"/api/viewer/traces?q={ids['span']}"),
+                ("list: search by id, record missing", f"/api/viewer/traces?q={ids['missing']}"),
                 ("list: page 8,000 traces deep", f"/api/viewer/traces?before={deep}"),
                 ("list page HTML", "/"),
                 (f"trace: {args.spans:,}-span waterfall", f"/api/viewer/traces/{ids['big']}"),
                 ("span details", f"/api/viewer/records/{ids['span']}"),
+                ("/api/traces: newest 50", "/api/traces?limit=50"),
+                ("/api/traces: by project", f"/api/traces?project_id={ids['project']}"),
+                (f"/api/traces/ID: {args.spans:,} spans", f"/api/traces/{ids['big']}"),
             ]
             print(f"\n{'request':<36} {'median ms':>10} {'p95 ms':>8}   goal {GOAL_MS:.0f} ms")
             for label, request in cases:

@@ -33,6 +33,7 @@ __all__ = [
 
 # Keys the collector adds to each stored record, or that it fills from the request envelope.
 _STORE_KEYS = {"project_id", "log_stream_id", "is_complete", "orphans", "project_name", "log_stream_name"}
+_STORE_KEYS |= {"trace_record", "error_count"}  # the trace's: did its record arrive, how many spans failed
 
 
 @attrs.define

@@ -75,10 +75,25 @@ def _location(node: Mapping[str, Any]) -> str:
     return f"[{project} / {node.get('log_stream_name') or node.get('log_stream_id')}]"
 
 
+def _name(node: Mapping[str, Any]) -> str:
+    if node.get("name"):
+        return str(node["name"])
+    return "(trace record missing)" if node.get("trace_record") is False else "(unnamed)"
+
+
+def _errors(count: object) -> str:
+    """How many of a trace's spans failed, as text ("2 errors"); empty when none did."""
+    if not isinstance(count, int) or count < 1:
+        return ""
+    return f"{count} error{'s' if count > 1 else ''}"
+
+
 def _line(node: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
-    parts = [str(node.get("type") or "?"), str(node.get("name") or "(unnamed)"), _duration(node)]
+    parts = [str(node.get("type") or "?"), _name(node), _duration(node)]
     status = node.get("status_code")
-    if node.get("type") == "trace":
+    if node.get("trace_record") is False:  # a stand-in: only spans of the trace arrived
+        parts.append("incomplete")
+    elif node.get("type") == "trace":
         if status is not None:
             parts.append(str(status))
         parts.append("complete" if node.get("is_complete") else "open")
@@ -89,7 +104,9 @@ def _line(node: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
     moved = parent is not None and any(
         node.get(key) != parent.get(key) for key in ("project_id", "log_stream_id")
     )
-    if parent is None or moved:
+    if parent is None and _errors(node.get("error_count")):
+        parts.append(_errors(node.get("error_count")))
+    if (parent is None and node.get("trace_record") is not False) or moved:
         parts.append(_location(node))
     return "  ".join(parts)
 
@@ -115,7 +132,11 @@ def _render_children(node: Mapping[str, Any], prefix: str, lines: list[str]) -> 
 
 
 def format_tree(tree: Mapping[str, Any]) -> str:
-    """A trace tree (as ``GET /api/traces/{id}`` returns it) as indented text, one line per record."""
+    """A trace tree (as ``GET /api/traces/{id}`` returns it) as indented text, one line per record.
+
+    The first line is the trace's, with how many of its spans failed (``2 errors``); a trace whose record has
+    not arrived reads ``trace  (trace record missing)  …  incomplete``, the spans that did below it.
+    """
     lines = [_line(tree, None)]
     _render_children(tree, "", lines)
     orphans = tree.get("orphans")
@@ -127,15 +148,18 @@ def format_tree(tree: Mapping[str, Any]) -> str:
 
 
 def _format_traces(traces: Sequence[Mapping[str, Any]]) -> str:
+    """Trace summaries (``GET /api/traces``) as a table; ``errors`` counts failed spans."""
     if not traces:
         return "no traces yet"
-    header = ("id", "name", "created_at", "spans", "complete")
+    header = ("id", "name", "created_at", "spans", "errors", "status", "complete")
     rows = [header] + [
         (
             str(t.get("id")),
-            str(t.get("name") or "(unnamed)"),
+            _name(t),
             str(t.get("created_at") or ""),
             str(t.get("span_count", "")),
+            str(t.get("error_count", "")),
+            "" if t.get("status_code") is None else str(t.get("status_code")),
             "yes" if t.get("is_complete") else "no",
         )
         for t in traces

@@ -1,6 +1,7 @@
 """The collector's SQLite store: projects, log streams and trace/span records.
 
-One file database (stdlib :mod:`sqlite3`, WAL journal) holds four tables:
+One file database (stdlib :mod:`sqlite3`, WAL journal) holds four tables, plus the tables that triggers
+derive from them for fast listing (their schema and migrations: :mod:`galileo.collector._schema`):
 
 ``meta``
     key/value pairs created once: the JWT signing secret and the local user's id, so tokens and ids
@@ -24,14 +25,24 @@ Semantics that clients rely on:
 * **Late and early arrivals.** Nothing is checked against what is already stored: a span may arrive before
   its parent, before its trace, or after the trace was marked complete. Links are resolved by id only when
   a tree is built, so a span appears under its parent as soon as the parent is stored.
+* **Missing trace records.** A trace whose spans arrived but whose trace record has not (an upstream service
+  that never sent it, spans naming an unknown trace id) is still a trace: its tree and its summary stand
+  in for the record with ``"trace_record": false``, no name, no project or log stream of its own,
+  ``is_complete`` false, and the ``created_at`` of its earliest span; it is listed at that span's place.
+  Once the trace record arrives the trace is shown from it, once.
 * **Across log streams.** Each record keeps the project and log stream it arrived with, but spans are found
   by ``trace_id`` alone, so a downstream service logging to its own log stream (or project) under an
   upstream trace shows up in that trace's tree.
+* **Errors.** A span failed when its ``status_code`` is a number of 400 or more; ``error_count`` is how many
+  of a trace's spans failed (the trace's own status is its ``status_code``, not counted), kept current by
+  triggers as spans arrive and as PATCHes change their status.
 
-:meth:`Store.trace_tree` returns the trace's wire dict plus ``project_id``/``project_name``,
-``log_stream_id``/``log_stream_name``, ``trace_id``/``parent_id`` (the resolved links), ``is_complete`` and
-``spans`` (children, recursively the same shape, ordered by ``created_at`` then arrival), and ``orphans``:
-the trace's spans whose parent is not stored (yet), each with its own subtree.
+:meth:`Store.trace_tree` returns the trace's wire dict (or the stand-in) plus ``project_id``/``project_name``,
+``log_stream_id``/``log_stream_name``, ``trace_id``/``parent_id`` (the resolved links), ``spans`` (its
+children: each a span's wire dict with the same links, location fields and ``spans`` of its own, ordered by
+``created_at`` then arrival), ``is_complete``, ``trace_record``, ``error_count``, and ``orphans``: the
+trace's spans whose parent is not stored (yet), each with its own subtree. :meth:`Store.latest_traces`
+returns trace summaries, newest first.
 
 All access goes through one connection guarded by one lock, so the store is safe to share between threads
 (Starlette's threadpool, tests) as well as the event loop.
@@ -53,6 +64,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from galileo.collector._schema import MIGRATIONS, SCHEMA, newest_traces
+
 __all__ = [
     "LogStream",
     "Project",
@@ -66,72 +79,6 @@ __all__ = [
 logger = logging.getLogger("galileo.collector")
 
 JSONDict = dict[str, Any]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS projects (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log_streams (
-    id TEXT PRIMARY KEY,
-    project_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    UNIQUE (project_id, name)
-);
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    trace_id TEXT NOT NULL,
-    parent_id TEXT,
-    project_id TEXT NOT NULL,
-    log_stream_id TEXT,
-    name TEXT,
-    created_at TEXT NOT NULL,
-    is_complete INTEGER,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_trace_id ON records (trace_id);
-"""
-
-# Schema changes after the first release, applied in order to a database whose ``PRAGMA user_version`` is
-# below their number, each in one transaction (a database shared by two collectors is migrated once).
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: what the trace viewer lists fast at any size. ``trace_services`` keeps, per trace and per
-    # (project, log stream) its records arrived with, how many spans came from there and when the first
-    # record did; a trigger maintains it on every insert (``INSERT OR IGNORE`` skips are not inserts, so a
-    # retried POST counts once). Covering partial indexes serve the newest-first trace list, filtered by
-    # project or log stream and searched by name, without reading record bodies.
-    (
-        "CREATE TABLE IF NOT EXISTS trace_services ("
-        " trace_id TEXT NOT NULL, project_id TEXT NOT NULL, log_stream_id TEXT NOT NULL,"
-        " spans INTEGER NOT NULL, first_seq INTEGER NOT NULL,"
-        " PRIMARY KEY (trace_id, project_id, log_stream_id)) WITHOUT ROWID",
-        "INSERT OR IGNORE INTO trace_services (trace_id, project_id, log_stream_id, spans, first_seq)"
-        " SELECT trace_id, project_id, COALESCE(log_stream_id, ''), SUM(type != 'trace'), MIN(seq)"
-        " FROM records GROUP BY trace_id, project_id, COALESCE(log_stream_id, '')",
-        "CREATE TRIGGER IF NOT EXISTS records_count_services AFTER INSERT ON records BEGIN"
-        " INSERT INTO trace_services (trace_id, project_id, log_stream_id, spans, first_seq)"
-        " VALUES (NEW.trace_id, NEW.project_id, COALESCE(NEW.log_stream_id, ''),"
-        " NEW.type != 'trace', NEW.seq)"
-        " ON CONFLICT DO UPDATE SET spans = spans + excluded.spans; END",
-        "CREATE INDEX IF NOT EXISTS records_traces_newest"
-        " ON records (created_at, seq, name) WHERE type = 'trace'",
-        "CREATE INDEX IF NOT EXISTS records_traces_by_project"
-        " ON records (project_id, created_at, seq, name) WHERE type = 'trace'",
-        "CREATE INDEX IF NOT EXISTS records_traces_by_log_stream"
-        " ON records (log_stream_id, created_at, seq, name) WHERE type = 'trace'",
-        "DROP INDEX IF EXISTS records_trace_created_at",
-    ),
-)
 
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|z|[+-]\d{2}:?\d{2})?$"
@@ -346,7 +293,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         self._migrate()
         self._revision = time.time_ns() // 1_000_000
         self.secret = bytes.fromhex(self._meta("jwt_secret", lambda: secrets.token_hex(32)))
@@ -354,8 +301,8 @@ class Store:
         logger.debug("collector store opened at %s", path)
 
     def _migrate(self) -> None:
-        """Bring the schema up to ``len(_MIGRATIONS)``; see ``_MIGRATIONS``."""
-        for version, statements in enumerate(_MIGRATIONS, start=1):
+        """Bring the schema up to ``len(MIGRATIONS)`` (see :mod:`galileo.collector._schema`)."""
+        for version, statements in enumerate(MIGRATIONS, start=1):
             with self._transaction() as db:
                 if db.execute("PRAGMA user_version").fetchone()[0] >= version:
                     continue
@@ -512,25 +459,33 @@ class Store:
         return _record(rows[0]) if rows else None
 
     def trace_tree(self, trace_id: str) -> JSONDict | None:
-        """The trace as a tree (see the module docstring), or None when the trace record is not stored."""
+        """The trace as a tree (see the module docstring), or None when none of its records is stored."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT r.*, p.name AS project_name, l.name AS log_stream_name FROM records r"
+                "SELECT r.*, p.name AS project_name, l.name AS log_stream_name,"
+                " json_extract(r.body, '$.status_code') AS status_code FROM records r"
                 " LEFT JOIN projects p ON p.id = r.project_id"
                 " LEFT JOIN log_streams l ON l.id = r.log_stream_id"
                 " WHERE r.trace_id = ? ORDER BY r.created_at, r.seq",
                 (trace_id,),
             ).fetchall()
         root = next((row for row in rows if row["type"] == "trace" and row["id"] == trace_id), None)
-        if root is None:
-            return None
         spans = [row for row in rows if row["type"] != "trace"]
+        if root is None and not spans:
+            return None
         children: dict[str, list[sqlite3.Row]] = {}
         for row in spans:
             children.setdefault(row["parent_id"] or "", []).append(row)
         placed: set[str] = {trace_id}
-        tree = _node(root, children, placed)
-        tree["is_complete"] = bool(root["is_complete"])
+        if root is not None:
+            tree = _node(root, children, placed)
+        else:
+            tree = _stand_in(trace_id, spans[0])
+            below = children.get(trace_id, [])
+            tree["spans"] = [_node(row, children, placed) for row in below if row["id"] not in placed]
+        tree["is_complete"] = root is not None and bool(root["is_complete"])
+        tree["trace_record"] = root is not None
+        tree["error_count"] = sum(_failed(row["status_code"]) for row in spans)
         known = {trace_id} | {row["id"] for row in spans}
         orphans = [_node(row, children, placed) for row in spans if row["parent_id"] not in known]
         # Spans on a parent cycle are reachable from nowhere: list them as orphans too.
@@ -541,36 +496,38 @@ class Store:
     def latest_traces(
         self, limit: int = 50, project_id: str | None = None, log_stream_id: str | None = None
     ) -> list[JSONDict]:
-        """Summaries of the newest traces (by created_at, then arrival), newest first."""
-        sql = (
-            "SELECT r.*, p.name AS project_name, l.name AS log_stream_name,"
-            " (SELECT COUNT(*) FROM records s WHERE s.trace_id = r.id AND s.type != 'trace') AS span_count"
-            " FROM records r LEFT JOIN projects p ON p.id = r.project_id"
-            " LEFT JOIN log_streams l ON l.id = r.log_stream_id WHERE r.type = 'trace'"
+        """Summaries of the newest traces (by created_at, then arrival), newest first.
+
+        A filter matches a trace's own project or log stream; a trace without its trace record has none, and
+        matches those of any of its spans.
+        """
+        sql, params = newest_traces(limit=limit, project_id=project_id, log_stream_id=log_stream_id)
+        rows = self._query(
+            "SELECT n.*, p.name AS project_name, l.name AS log_stream_name,"
+            " (SELECT SUM(spans) FROM trace_services s WHERE s.trace_id = n.id) AS span_count,"
+            " (SELECT SUM(errors) FROM trace_services s WHERE s.trace_id = n.id) AS error_count"
+            f" FROM ({sql}) n LEFT JOIN projects p ON p.id = n.project_id"
+            " LEFT JOIN log_streams l ON l.id = n.log_stream_id ORDER BY n.created_at DESC, n.seq DESC",
+            params,
         )
-        params: list[Any] = []
-        if project_id is not None:
-            sql, params = sql + " AND r.project_id = ?", [*params, project_id]
-        if log_stream_id is not None:
-            sql, params = sql + " AND r.log_stream_id = ?", [*params, log_stream_id]
-        rows = self._query(sql + " ORDER BY r.created_at DESC, r.seq DESC LIMIT ?", [*params, limit])
         summaries = []
         for row in rows:
-            body = json.loads(row["body"])
-            metrics = body.get("metrics") if isinstance(body.get("metrics"), dict) else {}
+            own = bool(row["trace_record"])  # without its record, the trace has no name or location
             summaries.append(
                 {
                     "id": row["id"],
-                    "name": row["name"],
-                    "created_at": body.get("created_at"),
-                    "project_id": row["project_id"],
-                    "project_name": row["project_name"],
-                    "log_stream_id": row["log_stream_id"],
-                    "log_stream_name": row["log_stream_name"],
-                    "is_complete": bool(row["is_complete"]),
-                    "status_code": body.get("status_code"),
-                    "duration_ns": metrics.get("duration_ns"),
-                    "span_count": row["span_count"],
+                    "name": row["name"] if own else None,
+                    "created_at": row["wire_created_at"],
+                    "project_id": row["project_id"] if own else None,
+                    "project_name": row["project_name"] if own else None,
+                    "log_stream_id": row["log_stream_id"] if own else None,
+                    "log_stream_name": row["log_stream_name"] if own else None,
+                    "is_complete": own and bool(row["is_complete"]),
+                    "status_code": row["status_code"] if own else None,
+                    "duration_ns": row["duration_ns"] if own else None,
+                    "span_count": row["span_count"] or 0,
+                    "error_count": row["error_count"] or 0,
+                    "trace_record": own,
                 }
             )
         return summaries
@@ -589,6 +546,29 @@ def _record(row: sqlite3.Row) -> Record:
         is_complete=None if row["is_complete"] is None else bool(row["is_complete"]),
         body=json.loads(row["body"]),
     )
+
+
+def _failed(status: object) -> bool:
+    """Whether a span's ``status_code`` says it failed: a number (not a boolean) of 400 or more."""
+    return isinstance(status, (int, float)) and not isinstance(status, bool) and status >= 400
+
+
+def _stand_in(trace_id: str, earliest: sqlite3.Row) -> JSONDict:
+    """The node standing in for a trace record that has not arrived: its id and its earliest span's start."""
+    started = json.loads(earliest["body"]).get("created_at")
+    return {
+        "type": "trace",
+        "id": trace_id,
+        "name": None,
+        "created_at": started,
+        "trace_id": trace_id,
+        "parent_id": None,
+        "project_id": None,
+        "project_name": None,
+        "log_stream_id": None,
+        "log_stream_name": None,
+        "spans": [],
+    }
 
 
 def _node(row: sqlite3.Row, children: Mapping[str, list[sqlite3.Row]], placed: set[str]) -> JSONDict:

@@ -464,11 +464,16 @@ def test_a_span_before_its_trace_is_accepted_and_shown_once_the_trace_arrives(
     client = _Client(collector)
     trace = _trace()
     assert client.ingest_spans(trace["id"], trace["id"], _span(name="early")).status_code == 200
-    assert collector.trace(trace["id"]) is None  # no trace record yet: 404 (see galileo.collector)
+    early = collector.trace(trace["id"])  # no trace record yet: a stand-in (see galileo.collector.store)
+    assert early is not None
+    assert (early["trace_record"], early["name"], _names(early["spans"])) == (False, None, ["early"])
+    path = f"/v2/projects/{client.project['id']}/traces/{trace['id']}"
+    assert client.request("GET", path).status_code == 404  # Galileo's route: the trace was not logged
     assert client.ingest_trace(trace).ok
     tree = collector.trace(trace["id"])
     assert tree is not None
-    assert _names(tree["spans"]) == ["early"]
+    assert (tree["trace_record"], _names(tree["spans"])) == (True, ["early"])
+    assert client.request("GET", path).status_code == 200
 
 
 def test_one_trace_across_two_log_streams(collector: CollectorProcess) -> None:
@@ -663,6 +668,8 @@ def test_latest_traces_are_listed_newest_first(collector: CollectorProcess) -> N
         "status_code": None,
         "duration_ns": None,
         "span_count": 1,
+        "error_count": 0,
+        "trace_record": True,
     }
     assert len(collector.traces(project_id=client.project["id"], limit=1)) == 1
 

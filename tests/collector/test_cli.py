@@ -48,8 +48,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def _log_trace(collector: CollectorProcess) -> dict[str, Any]:
-    """Log a small trace (trace > workflow > llm) to the collector; return the trace body."""
+def _location(collector: CollectorProcess) -> tuple[str, str]:
+    """A new project with a log stream "svc": their ids."""
     headers = collector.auth_headers()
     project = requests.post(
         f"{collector.url}/projects", json={"name": f"cli-{_id()}"}, headers=headers, timeout=10
@@ -58,6 +58,13 @@ def _log_trace(collector: CollectorProcess) -> dict[str, Any]:
     stream = requests.post(
         f"{collector.url}/projects/{pid}/log_streams", json={"name": "svc"}, headers=headers, timeout=10
     )
+    return pid, stream.json()["id"]
+
+
+def _log_trace(collector: CollectorProcess, llm_status: int | None = None) -> dict[str, Any]:
+    """Log a small trace (trace > workflow > llm) to the collector; return the trace body."""
+    headers = collector.auth_headers()
+    pid, stream_id = _location(collector)
     llm = {
         "type": "llm",
         "id": _id(),
@@ -65,6 +72,7 @@ def _log_trace(collector: CollectorProcess) -> dict[str, Any]:
         "input": [{"role": "user", "content": "q"}],
         "output": {"role": "assistant", "content": "a"},
         "metrics": {"duration_ns": 2_500_000},
+        "status_code": llm_status,
     }
     workflow = {"type": "workflow", "id": _id(), "name": "work", "input": "q", "spans": [llm]}
     trace = {
@@ -76,7 +84,7 @@ def _log_trace(collector: CollectorProcess) -> dict[str, Any]:
         "status_code": 200,
     }
     trace["metrics"] = {"duration_ns": 3_000_000}
-    body = {"log_stream_id": stream.json()["id"], "traces": [trace], "is_complete": True}
+    body = {"log_stream_id": stream_id, "traces": [trace], "is_complete": True}
     response = requests.post(
         f"{collector.url}/v2/projects/{pid}/traces", json=body, headers=headers, timeout=10
     )
@@ -110,6 +118,55 @@ def test_format_tree_draws_connectors_durations_statuses_and_foreign_log_streams
 def test_format_tree_of_an_open_trace_without_spans() -> None:
     trace = _node("trace", "t", None, is_complete=False, log_stream_id=None, orphans=[])
     assert format_tree(trace) == "trace  t  …  open  [demo]"
+
+
+def _log_spans_without_their_trace(collector: CollectorProcess) -> str:
+    """Log a workflow and a failed tool under a trace id whose trace record never arrives."""
+    pid, stream_id = _location(collector)
+    trace_id = _id()
+    tool = {"type": "tool", "id": _id(), "name": "lookup", "input": "q", "status_code": 502}
+    workflow = {"type": "workflow", "id": _id(), "name": "downstream", "input": "q", "spans": [tool]}
+    body = {"log_stream_id": stream_id, "trace_id": trace_id, "parent_id": trace_id, "spans": [workflow]}
+    response = requests.post(
+        f"{collector.url}/v2/projects/{pid}/spans", json=body, headers=collector.auth_headers(), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return trace_id
+
+
+def test_format_tree_of_a_trace_whose_record_is_missing_and_whose_spans_failed() -> None:
+    tool = _node("tool", "lookup", 300_000, stream="retriever", status_code=502)
+    workflow = _node("workflow", "downstream", 1_000_000, stream="retriever", spans=[tool])
+    orphan = _node("tool", "lost", None, stream="gateway")
+    stand_in = _node("trace", "", None, project_id=None, log_stream_id=None, spans=[workflow])
+    stand_in |= {"project_name": None, "log_stream_name": None, "is_complete": False, "trace_record": False}
+    stand_in |= {"error_count": 1, "orphans": [orphan]}
+    assert format_tree(stand_in).splitlines() == [
+        "trace  (trace record missing)  …  incomplete  1 error",
+        "└─ workflow  downstream  1.0 ms  ok  [demo / retriever]",
+        "   └─ tool  lookup  0.3 ms  502",
+        "",
+        "orphans (parent not stored yet):",
+        "└─ tool  lost  …  open  [demo / gateway]",
+    ]
+    trace = _node(
+        "trace", "ask", 3_000_000, status_code=200, is_complete=True, trace_record=True, error_count=2
+    )
+    assert format_tree(trace) == "trace  ask  3.0 ms  200  complete  2 errors  [demo / gateway]"
+
+
+def test_tree_command_prints_a_trace_whose_record_never_arrived(collector: CollectorProcess) -> None:
+    trace_id = _log_spans_without_their_trace(collector)
+    result = _run("tree", trace_id, "--url", collector.url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "trace  (trace record missing)  …  incomplete  1 error"
+    assert lines[1].startswith("└─ workflow  downstream  …  open  [cli-") and lines[1].endswith(" / svc]")
+    assert lines[2:] == [
+        "   └─ tool  lookup  …  502",
+        "",
+        f"in the trace viewer: {collector.url}/traces/{trace_id}",
+    ]
 
 
 def test_tree_command_prints_the_stored_trace(collector: CollectorProcess) -> None:
@@ -157,9 +214,24 @@ def test_traces_command_lists_the_latest_traces(collector: CollectorProcess) -> 
     result = _run("traces", "--url", collector.url, "--limit", "1")
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
-    assert header.split() == ["id", "name", "created_at", "spans", "complete"]
+    assert header.split() == ["id", "name", "created_at", "spans", "errors", "status", "complete"]
     assert row.split()[:2] == [trace["id"], "ask"]
-    assert row.split()[-2:] == ["2", "yes"]
+    assert row.split()[-4:] == ["2", "0", "200", "yes"]
+
+
+def test_traces_command_counts_failed_spans_and_lists_traces_whose_record_is_missing(
+    collector: CollectorProcess,
+) -> None:
+    failed = _log_trace(collector, llm_status=500)
+    missing = _log_spans_without_their_trace(collector)
+    result = _run("traces", "--url", collector.url, "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    header, first, second = result.stdout.splitlines()
+    assert header.split()[3:] == ["spans", "errors", "status", "complete"]
+    assert first.split()[:4] == [missing, "(trace", "record", "missing)"]
+    assert first.split()[5:] == ["2", "1", "no"]  # no status: the trace record carries it
+    assert second.split()[:2] == [failed["id"], "ask"]
+    assert second.split()[-4:] == ["2", "1", "200", "yes"]
 
 
 def test_traces_command_on_an_empty_collector(

@@ -196,13 +196,118 @@ def test_a_parent_cycle_does_not_hang_and_is_reported_as_orphans(store: Store, p
     assert len(tree["orphans"][0]["spans"]) == 1
 
 
-def test_no_tree_without_a_trace_record(store: Store, project: str) -> None:
+def test_no_tree_without_any_record_of_the_trace(store: Store, project: str) -> None:
+    store.add_records(records_from_traces_request({"traces": [_trace("other")]}, project))
+    assert store.trace_tree(_id()) is None
+
+
+def _spans(store: Store, project: str, trace_id: str, parent_id: str, *spans: Any, stream: str = "") -> None:
+    body = {"trace_id": trace_id, "parent_id": parent_id, "spans": list(spans)}
+    store.add_records(records_from_spans_request({**body, "log_stream_id": stream or None}, project))
+
+
+def test_a_trace_without_its_record_stands_in_with_the_spans_that_arrived(store: Store, project: str) -> None:
+    other = store.create_project("other", "gen_ai")[0].id
     trace_id = _id()
-    span = _span("tool", "early", "2026-01-01T00:00:00Z")
-    store.add_records(
-        records_from_spans_request({"trace_id": trace_id, "parent_id": trace_id, "spans": [span]}, project)
+    workflow = _span("workflow", "wf", "2026-01-01T00:00:02Z")
+    child = _span("tool", "child", "2026-01-01T00:00:01Z", status_code=500)
+    lost = _span("tool", "lost", "2026-01-01T00:00:03Z")
+    _spans(store, project, trace_id, trace_id, workflow)
+    _spans(store, project, trace_id, workflow["id"], child)
+    _spans(store, project, trace_id, _id(), lost)
+
+    tree = store.trace_tree(trace_id)
+    assert tree is not None
+    assert (tree["type"], tree["id"], tree["name"]) == ("trace", trace_id, None)
+    assert (tree["trace_record"], tree["is_complete"], tree["error_count"]) == (False, False, 1)
+    assert (tree["project_id"], tree["log_stream_id"]) == (None, None)
+    assert tree["created_at"] == "2026-01-01T00:00:01Z"  # its earliest span's
+    assert _names(tree["spans"]) == ["wf"]
+    assert _names(tree["spans"][0]["spans"]) == ["child"]
+    assert _names(tree["orphans"]) == ["lost"]
+
+    (summary,) = store.latest_traces()
+    assert summary == {
+        "id": trace_id,
+        "name": None,
+        "created_at": "2026-01-01T00:00:01Z",
+        "project_id": None,
+        "project_name": None,
+        "log_stream_id": None,
+        "log_stream_name": None,
+        "is_complete": False,
+        "status_code": None,
+        "duration_ns": None,
+        "span_count": 3,
+        "error_count": 1,
+        "trace_record": False,
+    }
+    assert store.latest_traces(project_id=project) == [summary]  # listed where its spans were logged
+    assert store.latest_traces(project_id=other) == []
+
+    late = _trace("late", "2026-01-01T00:00:00Z", id=trace_id, status_code=200)
+    store.add_records(records_from_traces_request({"traces": [late], "is_complete": True}, project))
+    tree = store.trace_tree(trace_id)
+    assert tree is not None
+    assert (tree["name"], tree["trace_record"], tree["is_complete"]) == ("late", True, True)
+    assert tree["project_id"] == project
+    assert _names(tree["spans"]) == ["wf"] and _names(tree["orphans"]) == ["lost"]
+    (summary,) = store.latest_traces()  # shown once, from its record
+    assert (summary["name"], summary["trace_record"], summary["span_count"]) == ("late", True, 3)
+    assert (summary["project_id"], summary["status_code"], summary["error_count"]) == (project, 200, 1)
+
+
+def test_traces_without_records_are_listed_by_their_earliest_span_among_the_others(
+    store: Store, project: str
+) -> None:
+    gateway = store.create_log_stream(project, "gateway")[0].id
+    retriever = store.create_log_stream(project, "retriever")[0].id
+    for name, at in (("one", "2026-01-01T00:00:01Z"), ("two", "2026-01-01T00:00:02Z")):
+        trace = _trace(name, at)
+        store.add_records(records_from_traces_request({"traces": [trace], "log_stream_id": gateway}, project))
+    missing = _id()
+    _spans(store, project, missing, missing, _span("workflow", "w", "2026-01-01T00:00:03Z"), stream=gateway)
+
+    def listed(**filters: Any) -> list[str | None]:
+        return [s["name"] if s["trace_record"] else s["id"] for s in store.latest_traces(**filters)]
+
+    assert listed() == [missing, "two", "one"]
+    # an earlier span, from another log stream: the trace moves back, and is listed once
+    _spans(store, project, missing, _id(), _span("tool", "t", "2026-01-01T00:00:00.5Z"), stream=retriever)
+    assert listed() == ["two", "one", missing]
+    assert listed(project_id=project) == ["two", "one", missing]
+    assert listed(log_stream_id=retriever) == [missing]
+    assert listed(log_stream_id=gateway) == ["two", "one", missing]
+    assert store.latest_traces()[2]["created_at"] == "2026-01-01T00:00:00.5Z"
+    assert listed(limit=2) == ["two", "one"]
+
+
+def test_error_counts_follow_spans_as_they_arrive_and_change(store: Store, project: str) -> None:
+    trace = _trace("t", status_code=503)  # the trace's own status is not in the count
+    ok, failed, plain = (
+        _span("llm", "ok", "2026-01-01T00:00:01Z", status_code=200),
+        _span("tool", "failed", "2026-01-01T00:00:02Z", status_code=500),
+        _span("tool", "plain", "2026-01-01T00:00:03Z"),
     )
-    assert store.trace_tree(trace_id) is None
+    store.add_records(records_from_traces_request({"traces": [trace]}, project))
+    _spans(store, project, trace["id"], trace["id"], ok, failed, plain)
+    _spans(store, project, trace["id"], trace["id"], failed)  # a retried POST counts once
+
+    def errors() -> tuple[int, int]:
+        tree = store.trace_tree(trace["id"])
+        assert tree is not None
+        return store.latest_traces()[0]["error_count"], tree["error_count"]
+
+    assert errors() == (1, 1)
+    assert store.latest_traces()[0]["status_code"] == 503
+    assert store.update_record(plain["id"], RecordUpdate(status_code=404), trace=False) is not None
+    assert errors() == (2, 2)
+    assert store.update_record(failed["id"], RecordUpdate(status_code=200), trace=False) is not None
+    assert errors() == (1, 1)
+    assert store.update_record(plain["id"], RecordUpdate(output="still 404"), trace=False) is not None
+    assert errors() == (1, 1)
+    assert store.update_record(trace["id"], RecordUpdate(status_code=500), trace=True) is not None
+    assert errors() == (1, 1)
 
 
 def test_latest_traces_newest_first_with_filters_and_counts(store: Store, project: str) -> None:

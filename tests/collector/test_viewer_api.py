@@ -201,6 +201,103 @@ def test_search_by_name_trace_id_or_span_id(
     assert found(_id()) == []
 
 
+def test_a_trace_whose_record_never_arrived_is_listed_found_and_shown(
+    client: TestClient, writer: _Writer, two_services: _TwoServices
+) -> None:
+    missing = _id()  # the upstream service never sends this trace record
+    remote = _span("workflow", "retriever-service", "2026-01-01T11:00:00.002000Z", 2_000_000)
+    search = _span("retriever", "vector-search", "2026-01-01T11:00:00.003000Z", 1_000_000, status_code=503)
+    lost = _span("tool", "lost", "2026-01-01T11:00:00.001000Z", 100)
+    writer.spans(two_services.project, two_services.retriever, missing, missing, remote)
+    writer.spans(two_services.project, two_services.retriever, missing, remote["id"], search)
+    writer.spans(two_services.project, two_services.gateway, missing, _id(), lost)
+    newer = writer.trace(two_services.project, two_services.gateway, "newer", "2026-01-01T12:00:00Z")
+
+    def listed(**params: str) -> list[dict[str, Any]]:
+        traces: list[dict[str, Any]] = client.get("/api/viewer/traces", params=params).json()["traces"]
+        return traces
+
+    assert [t["id"] for t in listed()] == [newer, missing, two_services.trace]  # by its earliest span
+    summary = listed()[1]
+    assert (summary["name"], summary["trace_record"], summary["is_complete"]) == (None, False, False)
+    assert (summary["created_at"], summary["start"]) == ("2026-01-01T11:00:00.001000Z",) * 2
+    assert (summary["span_count"], summary["error_count"], summary["status_code"]) == (3, 1, None)
+    assert (summary["project_id"], summary["log_stream_id"]) == (None, None)
+    assert [(s["log_stream_name"], s["spans"], s["errors"]) for s in summary["services"]] == [
+        ("retriever", 2, 1),
+        ("gateway", 1, 0),
+    ]
+    for term in (missing, missing.upper(), search["id"], lost["id"]):
+        assert [t["id"] for t in listed(q=term)] == [missing], term
+    assert [t["id"] for t in listed(log_stream_id=two_services.retriever)] == [missing]
+    assert missing in [t["id"] for t in listed(log_stream_id=two_services.gateway)]
+    assert [t["id"] for t in listed(q="retriever")] == []  # names are trace names: it has none
+    first = client.get("/api/viewer/traces", params={"limit": 1}).json()
+    second = client.get("/api/viewer/traces", params={"limit": 1, "before": first["next"]}).json()
+    assert [t["id"] for t in second["traces"]] == [missing]
+
+    answer = client.get(f"/api/viewer/traces/{missing}")
+    assert answer.status_code == 200
+    waterfall = answer.json()
+    assert [(r["depth"], r["type"], r["name"], r["orphan"]) for r in waterfall["rows"]] == [
+        (0, "trace", None, False),
+        (1, "workflow", "retriever-service", False),
+        (2, "retriever", "vector-search", False),
+        (0, "tool", "lost", True),
+    ]
+    assert [r["offset_ns"] for r in waterfall["rows"]] == [0, 1_000_000, 2_000_000, 0]
+    assert [r["boundary"] for r in waterfall["rows"]] == [False] * 4
+    trace = waterfall["trace"]
+    assert (trace["id"], trace["trace_record"], trace["is_complete"], trace["error_count"]) == (
+        missing,
+        False,
+        False,
+        1,
+    )
+    assert (trace["created_at"], trace["duration_ns"], trace["project_id"]) == (
+        summary["created_at"],
+        None,
+        None,
+    )
+    assert client.get(f"/traces/{missing}").status_code == 200
+
+    arrived = {
+        "type": "trace",
+        "id": missing,
+        "name": "GET /late",
+        "input": "q",
+        "created_at": "2026-01-01T10:30:00Z",
+    }
+    path = f"/v2/projects/{two_services.project}/traces"
+    body = {"log_stream_id": two_services.gateway, "traces": [arrived]}
+    assert client.post(path, json=body, headers=writer.headers).status_code == 200
+    assert [(t["id"], t["name"], t["trace_record"]) for t in listed()] == [
+        (newer, "newer", True),
+        (missing, "GET /late", True),  # once, at its own start
+        (two_services.trace, "GET /ask", True),
+    ]
+    assert client.get(f"/api/viewer/traces/{missing}").json()["trace"]["name"] == "GET /late"
+
+
+def test_error_counts_flag_the_trace_in_the_list_and_its_header(
+    client: TestClient, writer: _Writer, two_services: _TwoServices
+) -> None:
+    def counts() -> tuple[int, int, list[int]]:
+        (summary,) = client.get("/api/viewer/traces").json()["traces"]
+        trace = client.get(f"/api/viewer/traces/{two_services.trace}").json()["trace"]
+        return summary["error_count"], trace["error_count"], [s["errors"] for s in summary["services"]]
+
+    assert counts() == (1, 1, [1, 0])  # compose-answer's 500
+    path = f"/v2/projects/{two_services.project}/spans/{two_services.search['id']}"
+    body = {"span_id": two_services.search["id"], "status_code": 504}
+    assert client.patch(path, json=body, headers=writer.headers).status_code == 200
+    assert counts() == (2, 2, [1, 1])
+    path = f"/v2/projects/{two_services.project}/spans/{two_services.llm['id']}"
+    body = {"span_id": two_services.llm["id"], "status_code": 200}
+    assert client.patch(path, json=body, headers=writer.headers).status_code == 200
+    assert counts() == (1, 1, [0, 1])
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [

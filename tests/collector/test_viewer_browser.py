@@ -215,6 +215,136 @@ def test_span_text_holding_markup_is_shown_as_text_and_never_runs(
     assert page.find_elements("css selector", "#app img, #app script") == []
 
 
+def _ingest_spans(
+    collector: CollectorProcess, project_id: str, trace_id: str, parent_id: str, spans: list[dict[str, Any]]
+) -> None:
+    body = {"trace_id": trace_id, "parent_id": parent_id, "spans": spans}
+    answer = requests.post(
+        f"{collector.url}/v2/projects/{project_id}/spans",
+        json=body,
+        headers=collector.auth_headers(),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _status_cell(row: Any) -> list[str]:
+    return [node.text for node in row.find_elements("css selector", ".status, .error-flag")]
+
+
+def test_a_trace_whose_spans_failed_is_flagged_with_the_count_in_the_list_and_its_header(
+    page: Any, collector: CollectorProcess
+) -> None:
+    def tool(name: str, status: int) -> dict[str, Any]:
+        at = "2026-01-01T00:00:01Z"
+        return {
+            "type": "tool",
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "created_at": at,
+            "status_code": status,
+        }
+
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    common = {"type": "trace", "input": "q", "status_code": 200, "metrics": {"duration_ns": 5_000_000}}
+    traces = [
+        {**common, "id": one, "name": "one failed", "created_at": "2026-01-01T00:00:00Z"},
+        {**common, "id": two, "name": "two failed", "created_at": "2026-01-01T00:00:02Z"},
+    ]
+    traces[0]["spans"] = [tool("fine", 200), tool("<b>broken</b>", 500)]
+    traces[1]["spans"] = [{**tool("workflow", 200), "spans": [tool("a", 502), tool("b", 429)]}]
+    project_id = _ingest(collector, f"errors-{uuid.uuid4()}", traces)
+
+    page.get(f"{collector.url}/?project_id={project_id}")
+    first = _one(page, f'tr[data-trace-id="{one}"]')
+    second = _one(page, f'tr[data-trace-id="{two}"]')
+    assert _status_cell(first) == ["ok 200", "⚠ 1 error"]
+    assert _status_cell(second) == ["ok 200", "⚠ 2 errors"]
+    assert all("has-error" in row.get_attribute("class").split() for row in (first, second))
+
+    first.find_element("css selector", "a.trace-link").click()
+    _wait(page, lambda d: d.current_url.endswith(f"/traces/{one}"))
+    head = _one(page, ".trace-head")
+    assert _status_cell(head) == ["ok 200", "⚠ 1 error"]
+    failed = _row(page, "<b>broken</b>")  # text, never markup
+    assert failed.find_element("css selector", ".error-mark").text == "⚠ 500"
+    assert failed.find_elements("css selector", ".name b") == []
+
+
+def test_a_trace_whose_record_never_arrived_is_listed_found_by_a_span_id_and_shown(
+    page: Any, collector: CollectorProcess
+) -> None:
+    project_id = _ingest(collector, f"missing-{uuid.uuid4()}", [])
+    trace_id = str(uuid.uuid4())
+    workflow = {
+        "type": "workflow",
+        "id": str(uuid.uuid4()),
+        "name": "retriever-service",
+        "input": "q",
+        "created_at": "2026-01-01T00:00:01Z",
+        "metrics": {"duration_ns": 4_000_000},
+    }
+    search = {**workflow, "type": "retriever", "id": str(uuid.uuid4()), "name": "vector-search"}
+    search |= {"created_at": "2026-01-01T00:00:01.001Z", "status_code": 503, "output": []}
+    _ingest_spans(collector, project_id, trace_id, trace_id, [workflow])
+    _ingest_spans(collector, project_id, trace_id, workflow["id"], [search])
+
+    page.get(f"{collector.url}/?project_id={project_id}")
+    row = _one(page, f'tr[data-trace-id="{trace_id}"]')
+    assert row.find_element("css selector", "a.trace-link").text == "(trace record missing)"
+    assert _status_cell(row) == ["trace record missing", "⚠ 1 error"]
+    assert "missing" in row.get_attribute("class").split()
+    assert [cell.text for cell in row.find_elements("css selector", "td")][3] == "2"
+
+    page.get(f"{collector.url}/")
+    _one(page, "table.traces tbody tr[data-trace-id]")  # the newest page is drawn: now search
+    box = _one(page, "input[name=q]")
+    box.send_keys(search["id"])
+    box.submit()
+    _wait(
+        page,
+        lambda d: (
+            len(_visible(d, "table.traces tbody tr")) == 1 and _visible(d, f'tr[data-trace-id="{trace_id}"]')
+        ),
+    )
+    _one(page, f'tr[data-trace-id="{trace_id}"] a.trace-link').click()
+
+    _wait(page, lambda d: d.current_url.endswith(f"/traces/{trace_id}"))
+    assert _one(page, ".trace-head h1").text.splitlines() == ["TRACE", "(trace record missing)"]
+    assert "has not arrived" in _one(page, ".trace-head .missing-note").text
+    assert _status_cell(_one(page, ".trace-head")) == ["trace record missing", "⚠ 1 error"]
+    _wait(page, lambda d: len(_visible(d, ".span-row")) == 3)
+    rows = _visible(page, ".span-row")
+    assert [(r.get_attribute("data-depth"), r.find_element("css selector", ".name").text) for r in rows] == [
+        ("0", "(trace record missing)"),
+        ("1", "retriever-service"),
+        ("2", "vector-search"),
+    ]
+    rows[0].click()
+    note = "No trace record with this id has arrived"
+    _wait(page, lambda d: note in d.find_element("css selector", ".details").text)
+
+    late = {
+        "type": "trace",
+        "id": trace_id,
+        "name": "GET /late",
+        "input": "q",
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    answer = requests.post(
+        f"{collector.url}/v2/projects/{project_id}/traces",
+        json={"traces": [late]},
+        headers=collector.auth_headers(),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    _wait(page, lambda d: _one(d, ".trace-head h1").text.splitlines() == ["TRACE", "GET /late"])
+    assert _visible(page, ".trace-head .missing-note") == []
+    page.get(f"{collector.url}/?project_id={project_id}")
+    _wait(page, lambda d: len(_visible(d, "table.traces tbody tr")) == 1)
+    assert _one(page, "a.trace-link").text == "GET /late"
+
+
 def test_a_new_trace_appears_without_a_reload(page: Any, collector: CollectorProcess) -> None:
     project_id = _ingest(collector, f"live-{uuid.uuid4()}", [])
     page.get(f"{collector.url}/?project_id={project_id}")

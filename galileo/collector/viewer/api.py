@@ -3,13 +3,16 @@
 ``GET /api/viewer/traces?project_id=&log_stream_id=&q=&limit=50&before=``
     ``{"traces": [...], "next": cursor or null, "revision": n}``: trace summaries newest first (id, name,
     ``created_at`` as sent, ``start`` normalised UTC, ``duration_ns``, ``status_code``, ``is_complete``,
-    ``span_count``, project and log stream ids and names, and ``services``: every (project, log stream) its
-    records arrived with, the trace's own first, with a span count each). ``q`` searches names, or finds a
-    trace by its id or the id of one of its spans; ``limit`` is 1-200; pass ``next`` as ``before`` for the
-    following page.
+    ``trace_record`` (false while only spans of the trace arrived: see
+    :mod:`galileo.collector.viewer.queries`), ``span_count``, ``error_count`` (spans with a status code of
+    400 or more), project and log stream ids and names, and ``services``: every (project, log stream) its
+    records arrived with, the trace's own first, with ``spans`` and ``errors`` counts each). ``q`` searches
+    names, or finds a trace by its id or the id of one of its spans; ``limit`` is 1-200; pass ``next`` as
+    ``before`` for the following page.
 ``GET /api/viewer/traces/{trace_id}``
     ``{"trace", "rows", "span_count", "window_ns", "services", "revision"}``: the waterfall of one trace
-    (see :func:`galileo.collector.viewer.queries.waterfall`); 404 when the trace record is not stored.
+    (see :func:`galileo.collector.viewer.queries.waterfall`), ``trace`` with ``trace_record`` and
+    ``error_count``; 404 when no record of the trace is stored.
 ``GET /api/viewer/records/{record_id}``
     One trace or span with its input, output, metadata, tags and metrics, plus project and log stream names.
 ``GET /api/viewer/locations``

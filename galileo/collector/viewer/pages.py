@@ -4,7 +4,8 @@
 same small HTML shell, filled in on the server with escaped values only (the view's name, the trace id, the
 version); the page's script (``static/viewer.js`` and its modules) draws everything else from the JSON API
 (:mod:`galileo.collector.viewer.api`), putting user text in the page with DOM text nodes only. A trace
-page for an id that is not stored answers 404 with the same shell, which then says so.
+page for an id of which no record is stored (neither the trace record nor a span) answers 404 with the same
+shell, which then says so.
 
 Every page carries a Content-Security-Policy allowing only the collector's own scripts, styles and
 connections: even a rendering mistake could not run a span's text as script.
@@ -89,7 +90,10 @@ class _Pages:
             trace_id = str(uuid.UUID(raw))
         except ValueError:
             return self._shell("trace", raw, status=404)
-        found = self.store.query("SELECT 1 FROM records WHERE id = ? AND type = 'trace'", (trace_id,))
+        found = self.store.query(  # its trace record, or a span of it (the record may be missing)
+            "SELECT 1 FROM records WHERE trace_id = ? AND (type != 'trace' OR id = trace_id) LIMIT 1",
+            (trace_id,),
+        )
         return self._shell("trace", trace_id, status=200 if found else 404)
 
 

@@ -2,18 +2,25 @@
 
 * :func:`trace_page`: one page of trace summaries, newest first (``created_at``, then arrival), filtered by
   project, log stream and a search term, continued with an opaque :class:`Cursor` (keyset pagination: the
-  cost of a page does not grow with its depth). The covering partial indexes of the store's schema version 1
-  serve it without reading record bodies; only the page's rows have their duration and status extracted
-  (``json_extract``), and their span counts and services come from the ``trace_services`` table the store
-  maintains on insert.
+  cost of a page does not grow with its depth). The store's list query
+  (:func:`galileo.collector._schema.newest_traces`) merges two index scans, trace records and traces whose
+  record is missing, without reading record bodies; only the page's rows have their duration and status
+  extracted (``json_extract``), and their span and error counts and services come from the
+  ``trace_services`` table the store's triggers maintain.
 * :func:`waterfall`: one trace as a flat list of rows in tree order (depth first, children by start time),
   each with its depth, offset from the trace's start and duration, ready to draw as bars on a shared time
   axis. Bodies stay in the database: inputs and outputs come one record at a time from :func:`record`.
 * :func:`record`: one trace or span with everything it carries, for the details panel.
 * :func:`locations`: projects and their log streams, for the list's filters.
 
-A search term that is a UUID finds the trace with that id, or the trace holding the span with that id;
-any other term matches trace names (case-insensitive substring for ASCII letters).
+A trace whose trace record has not arrived (only spans did) is a trace all the same: listed at its earliest
+span's start with ``trace_record`` false, no name, location, duration or status, under every project and log
+stream its spans came from, and drawn with a stand-in for its record (see :func:`waterfall`). Once its
+record arrives it is listed and drawn from it, once.
+
+A search term that is a UUID finds the trace with that id, or the trace holding the span with that id,
+whether or not its trace record arrived; any other term matches trace names (case-insensitive substring
+for ASCII letters).
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import base64
 import binascii
 import json
 import re
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -30,11 +36,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from galileo.collector._schema import newest_traces
 from galileo.collector.store import Store
 
 __all__ = ["Cursor", "Filters", "locations", "record", "trace_page", "waterfall"]
 
 JSONDict = dict[str, Any]
+_Row = Mapping[str, Any]  # a waterfall's row of ``records``, or the stand-in for a missing trace record
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SORTABLE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -87,12 +95,12 @@ def _names(store: Store) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _location(
-    project_id: str, log_stream_id: str | None, names: tuple[dict[str, str], dict[str, str]]
+    project_id: str | None, log_stream_id: str | None, names: tuple[dict[str, str], dict[str, str]]
 ) -> JSONDict:
     projects, streams = names
     return {
         "project_id": project_id,
-        "project_name": projects.get(project_id),
+        "project_name": projects.get(project_id) if project_id else None,
         "log_stream_id": log_stream_id or None,
         "log_stream_name": streams.get(log_stream_id) if log_stream_id else None,
     }
@@ -121,72 +129,71 @@ def _canonical(text: str) -> str | None:
 
 def trace_page(store: Store, filters: Filters, *, limit: int, before: Cursor | None = None) -> JSONDict:
     """Up to ``limit`` trace summaries after ``before``, newest first, and the cursor of the next page."""
-    where, params = ["r.type = 'trace'"], list[Any]()
-    if filters.project_id is not None:
-        where.append("r.project_id = ?")
-        params.append(filters.project_id)
-    if filters.log_stream_id is not None:
-        where.append("r.log_stream_id = ?")
-        params.append(filters.log_stream_id)
     term = filters.search.strip()
-    if term:
-        record_id = _canonical(term)
-        if record_id is not None:
-            where.append("r.id IN (SELECT trace_id FROM records WHERE id = ?)")
-            params.append(record_id)
-        else:
-            where.append("r.name LIKE ? ESCAPE '\\'")
-            params.append(f"%{_escape_like(term)}%")
-    if before is not None:
-        where.append("(r.created_at, r.seq) < (?, ?)")
-        params += [before.created_at, before.seq]
-    rows = store.query(
-        "SELECT r.id, r.seq, r.name, r.created_at, r.project_id, r.log_stream_id, r.is_complete,"
-        " json_extract(r.body, '$.created_at') AS wire_created_at,"
-        " json_extract(r.body, '$.status_code') AS status_code,"
-        " json_extract(r.body, '$.metrics.duration_ns') AS duration_ns"
-        f" FROM records r WHERE {' AND '.join(where)} ORDER BY r.created_at DESC, r.seq DESC LIMIT ?",
-        [*params, limit + 1],
+    record_id = _canonical(term) if term else None
+    sql, params = newest_traces(
+        limit=limit + 1,
+        project_id=filters.project_id,
+        log_stream_id=filters.log_stream_id,
+        record_id=record_id,
+        name_like=f"%{_escape_like(term)}%" if term and record_id is None else None,
+        before=(before.created_at, before.seq) if before is not None else None,
     )
+    rows = store.query(sql, params)
     more, rows = len(rows) > limit, rows[:limit]
     services = _services(store, [row["id"] for row in rows])
     names = _names(store)
     traces = []
     for row in rows:
-        own = (row["project_id"], row["log_stream_id"] or "")
-        crossed = sorted(services.get(row["id"], []), key=lambda s: (s[:2] != own, s[3]))
+        own = bool(row["trace_record"])  # without its record, the trace has no name, location or status
+        location = (row["project_id"], row["log_stream_id"] or "") if own else None
+        crossed = _ordered(services.get(row["id"], []), location)
         traces.append(
             {
                 "id": row["id"],
-                "name": row["name"],
+                "name": row["name"] if own else None,
                 "created_at": row["wire_created_at"],
                 "start": row["created_at"],
-                "duration_ns": _number(row["duration_ns"]),
-                "status_code": _number(row["status_code"]),
-                "is_complete": bool(row["is_complete"]),
+                "duration_ns": _number(row["duration_ns"]) if own else None,
+                "status_code": _number(row["status_code"]) if own else None,
+                "is_complete": own and bool(row["is_complete"]),
+                "trace_record": own,
                 "span_count": sum(s[2] for s in crossed),
-                **_location(row["project_id"], row["log_stream_id"], names),
-                "services": [{**_location(p, s, names), "spans": n} for p, s, n, _ in crossed],
+                "error_count": sum(s[3] for s in crossed),
+                **_location(row["project_id"] if own else None, row["log_stream_id"] if own else None, names),
+                "services": _service_list(crossed, names),
             }
         )
     last = rows[-1] if rows and more else None
     return {"traces": traces, "next": Cursor(last["created_at"], last["seq"]).encode() if last else None}
 
 
-def _services(store: Store, trace_ids: list[str]) -> dict[str, list[tuple[str, str, int, int]]]:
-    """(project, log stream or "", spans, first arrival) per trace, from the ``trace_services`` table."""
-    found: dict[str, list[tuple[str, str, int, int]]] = {}
+_Service = tuple[str, str, int, int, int]  # project, log stream or "", spans, errors, first arrival
+
+
+def _services(store: Store, trace_ids: list[str]) -> dict[str, list[_Service]]:
+    """Where each trace's records came from, with span and error counts, from ``trace_services``."""
+    found: dict[str, list[_Service]] = {}
     if not trace_ids:
         return found
     marks = ", ".join("?" * len(trace_ids))
     for row in store.query(
-        "SELECT trace_id, project_id, log_stream_id, spans, first_seq FROM trace_services"
+        "SELECT trace_id, project_id, log_stream_id, spans, errors, first_seq FROM trace_services"
         f" WHERE trace_id IN ({marks})",
         trace_ids,
     ):
-        entry = (row["project_id"], row["log_stream_id"], row["spans"], row["first_seq"])
+        entry = (row["project_id"], row["log_stream_id"], row["spans"], row["errors"], row["first_seq"])
         found.setdefault(row["trace_id"], []).append(entry)
     return found
+
+
+def _ordered(services: list[_Service], own: tuple[str, str] | None) -> list[_Service]:
+    """The trace's own location first (when it has one), then the others by first arrival."""
+    return sorted(services, key=lambda s: (s[:2] != own, s[4]))
+
+
+def _service_list(services: list[_Service], names: tuple[dict[str, str], dict[str, str]]) -> list[JSONDict]:
+    return [{**_location(p, s, names), "spans": n, "errors": e} for p, s, n, e, _ in services]
 
 
 def locations(store: Store) -> list[JSONDict]:
@@ -204,32 +211,41 @@ def locations(store: Store) -> list[JSONDict]:
 
 
 def waterfall(store: Store, trace_id: str) -> JSONDict | None:
-    """The trace's records as waterfall rows (see the module docstring); None when the trace is not stored.
+    """The trace's records as waterfall rows (see the module docstring); None when none of them is stored.
 
     Each row: ``id``, ``parent_id``, ``type``, ``name``, ``model``, ``depth``, ``offset_ns`` (start after the
     trace's start), ``duration_ns`` (None while open), ``status_code``, ``error`` (status 400 or more),
     ``project_id``/``log_stream_id`` and names, ``boundary`` (logged to another project or log stream than
     its parent: a service boundary), ``children`` (how many) and ``orphan`` (its parent is not stored yet;
-    such rows follow the tree at depth 0). The first row is the trace itself.
+    such rows follow the tree at depth 0). The first row is the trace itself; while its trace record is
+    missing, a stand-in: no name, location, duration or status, starting with the earliest span, holding the
+    spans whose parent is the trace. ``trace`` repeats the first row with ``is_complete``, ``trace_record``
+    and ``error_count`` (how many spans failed).
     """
-    rows = store.query(
-        "SELECT id, type, parent_id, name, created_at, project_id, log_stream_id, is_complete,"
-        " json_extract(body, '$.metrics.duration_ns') AS duration_ns,"
-        " json_extract(body, '$.status_code') AS status_code,"
-        " json_extract(body, '$.model') AS model,"
-        " json_extract(body, '$.created_at') AS wire_created_at"
-        " FROM records WHERE trace_id = ? ORDER BY created_at, seq",
-        (trace_id,),
-    )
-    root = next((row for row in rows if row["id"] == trace_id and row["type"] == "trace"), None)
-    if root is None:
-        return None
+    rows: list[_Row] = [
+        dict(row)
+        for row in store.query(
+            "SELECT id, type, parent_id, name, created_at, project_id, log_stream_id, is_complete,"
+            " json_extract(body, '$.metrics.duration_ns') AS duration_ns,"
+            " json_extract(body, '$.status_code') AS status_code,"
+            " json_extract(body, '$.model') AS model,"
+            " json_extract(body, '$.created_at') AS wire_created_at"
+            " FROM records WHERE trace_id = ? ORDER BY created_at, seq",
+            (trace_id,),
+        )
+    ]
+    root: _Row | None = next((row for row in rows if row["id"] == trace_id and row["type"] == "trace"), None)
     spans = [row for row in rows if row["type"] != "trace"]
-    children: dict[str, list[sqlite3.Row]] = {}
+    if root is None and not spans:
+        return None
+    has_record = root is not None
+    if root is None:
+        root = _stand_in(trace_id, spans[0])
+    children: dict[str, list[_Row]] = {}
     for row in spans:
         children.setdefault(row["parent_id"] or "", []).append(row)
     known = {trace_id} | {row["id"] for row in spans}
-    ordered: list[tuple[sqlite3.Row, int, sqlite3.Row | None, bool]] = []
+    ordered: list[tuple[_Row, int, _Row | None, bool]] = []
     placed: set[str] = set()
     _walk(root, None, False, children, placed, ordered)
     for row in spans:  # spans whose parent has not arrived, then any left on a parent cycle
@@ -241,7 +257,7 @@ def waterfall(store: Store, trace_id: str) -> JSONDict | None:
 
     names = _names(store)
     below = Counter(parent["id"] for _, _, parent, _ in ordered if parent is not None)
-    starts = {row["id"]: _micros(row["created_at"]) for row in rows}
+    starts = {row["id"]: _micros(row["created_at"]) for row, _, _, _ in ordered}
     origin = min(starts.values())
     out_rows = []
     end_ns = 0
@@ -250,9 +266,10 @@ def waterfall(store: Store, trace_id: str) -> JSONDict | None:
         duration = _number(row["duration_ns"])
         end_ns = max(end_ns, offset_ns + (duration or 0))
         status = _number(row["status_code"])
-        moved = parent is not None and (row["project_id"], row["log_stream_id"]) != (
-            parent["project_id"],
-            parent["log_stream_id"],
+        moved = (
+            parent is not None
+            and parent["project_id"] is not None  # under a stand-in, no span crossed a boundary
+            and (row["project_id"], row["log_stream_id"]) != (parent["project_id"], parent["log_stream_id"])
         )
         out_rows.append(
             {
@@ -273,31 +290,53 @@ def waterfall(store: Store, trace_id: str) -> JSONDict | None:
                 "orphan": orphan,
             }
         )
-    services = _services(store, [trace_id]).get(trace_id, [])
-    own = (root["project_id"], root["log_stream_id"] or "")
-    services.sort(key=lambda s: (s[:2] != own, s[3]))
+    own = (root["project_id"], root["log_stream_id"] or "") if has_record else None
+    services = _ordered(_services(store, [trace_id]).get(trace_id, []), own)
+    trace = {
+        "is_complete": bool(root["is_complete"]),
+        "trace_record": has_record,
+        "error_count": sum(row["error"] for row in out_rows[1:]),
+    }
     return {
-        "trace": out_rows[0] | {"is_complete": bool(root["is_complete"])},
+        "trace": out_rows[0] | trace,
         "rows": out_rows,
         "span_count": len(spans),
         "window_ns": max(end_ns, 1),
-        "services": [{**_location(p, s, names), "spans": n} for p, s, n, _ in services],
+        "services": _service_list(services, names),
+    }
+
+
+def _stand_in(trace_id: str, earliest: _Row) -> _Row:
+    """A waterfall row for a trace record that has not arrived: the trace's id, its earliest span's start."""
+    return {
+        "id": trace_id,
+        "type": "trace",
+        "parent_id": None,
+        "name": None,
+        "created_at": earliest["created_at"],
+        "wire_created_at": earliest["wire_created_at"],
+        "project_id": None,
+        "log_stream_id": None,
+        "is_complete": 0,
+        "duration_ns": None,
+        "status_code": None,
+        "model": None,
     }
 
 
 def _walk(
-    start: sqlite3.Row,
-    parent: sqlite3.Row | None,
+    start: _Row,
+    parent: _Row | None,
     orphan: bool,
-    children: Mapping[str, list[sqlite3.Row]],
+    children: Mapping[str, list[_Row]],
     placed: set[str],
-    out: list[tuple[sqlite3.Row, int, sqlite3.Row | None, bool]],
+    out: list[tuple[_Row, int, _Row | None, bool]],
 ) -> None:
     """Append ``start`` and its not yet placed descendants, depth first (iterative: depth is unbounded)."""
     if start["id"] in placed:
         return
     placed.add(start["id"])
-    stack: list[tuple[sqlite3.Row, int, sqlite3.Row | None]] = [(start, 0, parent)]
+    stack: list[tuple[_Row, int, _Row | None]] = [(start, 0, parent)]
     while stack:
         row, depth, above = stack.pop()
         out.append((row, depth, above, orphan and depth == 0))

@@ -8,6 +8,17 @@ let latest = 0; // only the last requested record is drawn, however the answers 
 
 export async function showDetails(panel, row, data) {
   const ticket = ++latest;
+  if (data && row === data.rows[0] && data.trace.trace_record === false) { // nothing stored to fetch
+    replace(panel,
+      el("h2", {}, el("span", { class: "type type-trace" }, "trace"), " (trace record missing)"),
+      el("dl", { class: "facts" },
+        fact("Trace id", idWithCopy(row.id)),
+        fact("Status", statusPill(data.trace)),
+        fact("Started", el("span", { title: row.created_at || "" }, timestamp(row.created_at)))),
+      el("p", { class: "muted" }, "No trace record with this id has arrived, only spans naming it: its name, " +
+        "input, output and duration are unknown. It starts with its earliest span."));
+    return;
+  }
   let record;
   try {
     record = await getJSON(`/api/viewer/records/${encodeURIComponent(row.id)}`);

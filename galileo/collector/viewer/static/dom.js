@@ -60,8 +60,9 @@ export function location(item) {
   return stream ? `${project} / ${stream}` : project;
 }
 
-/** Status of a trace or span: {text, kind} with kind "error", "ok" or "open". */
+/** Status of a trace or span: {text, kind} with kind "error", "ok", "open" or "missing" (no trace record). */
 export function status(item) {
+  if (item.trace_record === false) return { text: "trace record missing", kind: "missing" };
   const code = item.status_code;
   if (typeof code === "number" && code >= 400) return { text: `error ${code}`, kind: "error" };
   const done = "is_complete" in item ? item.is_complete : item.duration_ns !== null && item.duration_ns !== undefined;
@@ -73,6 +74,19 @@ export function status(item) {
 export function statusPill(item) {
   const { text, kind } = status(item);
   return el("span", { class: `status status-${kind}` }, text);
+}
+
+/** "⚠ 2 errors" for a trace whose spans failed (status 400 or more); null when none did. */
+export function errorFlag(count) {
+  if (typeof count !== "number" || count < 1) return null;
+  const text = `${count} error${count === 1 ? "" : "s"}`;
+  return el("span", { class: "error-flag", title: `${text} among its spans (status 400 or more)` }, `⚠ ${text}`);
+}
+
+/** A trace's name, or what stands in for it. */
+export function traceName(trace) {
+  if (trace.name) return trace.name;
+  return trace.trace_record === false ? "(trace record missing)" : "(unnamed)";
 }
 
 /** A button copying `value` to the clipboard, saying so for a moment. */

@@ -2,7 +2,7 @@
 // API's cursors, refreshed live while it shows the newest page. The filters live in the URL, so a filtered
 // list is a link.
 import { getJSON, watch } from "./api.js";
-import { duration, el, location, replace, statusPill, timestamp } from "./dom.js";
+import { duration, el, errorFlag, location, replace, statusPill, timestamp, traceName } from "./dom.js";
 
 const PAGE = 50;
 
@@ -59,7 +59,9 @@ export async function showList(app) {
   };
 
   let watcher = null;
+  let latest = 0; // only the last requested page is drawn, however the answers race
   const load = async () => {
+    const ticket = ++latest;
     let page;
     try {
       page = await getJSON("/api/viewer/traces", {
@@ -67,10 +69,12 @@ export async function showList(app) {
         before: state.before,
       });
     } catch (failure) {
+      if (ticket !== latest) return;
       error.hidden = false;
       error.textContent = `Could not load traces: ${failure.message}`;
       return;
     }
+    if (ticket !== latest) return;
     error.hidden = true;
     replace(body, page.traces.length ? page.traces.map(row) :
       el("tr", { class: "empty" }, el("td", { colspan: 7 }, state.q || state.project_id || state.log_stream_id ?
@@ -131,16 +135,23 @@ export async function showList(app) {
 }
 
 function row(trace) {
-  const link = el("a", { href: `/traces/${encodeURIComponent(trace.id)}`, class: "trace-link" },
-    trace.name || "(unnamed)");
-  return el("tr", { dataset: { traceId: trace.id }, class: trace.status_code >= 400 ? "has-error" : null },
+  const missing = trace.trace_record === false; // only spans arrived: the record's fields are unknown
+  const link = el("a", { href: `/traces/${encodeURIComponent(trace.id)}`, class: "trace-link" }, traceName(trace));
+  const failed = trace.status_code >= 400 || trace.error_count > 0;
+  const classes = [failed ? "has-error" : null, missing ? "missing" : null].filter(Boolean).join(" ");
+  return el("tr", { dataset: { traceId: trace.id }, class: classes || null },
     el("td", { class: "name" }, link, el("div", { class: "muted id-small" }, trace.id)),
     el("td", { title: trace.created_at || "" }, timestamp(trace.created_at)),
     el("td", { class: "num" }, duration(trace.duration_ns)),
     el("td", { class: "num" }, String(trace.span_count)),
-    el("td", {}, statusPill(trace)),
-    el("td", {}, location(trace)),
+    el("td", { class: "status-cell" }, statusPill(trace), errorFlag(trace.error_count)),
+    el("td", {}, missing ? el("span", { class: "muted" }, "—") : location(trace)),
     el("td", { class: "services" }, trace.services.map((service, index) =>
-      el("span", { class: `chip svc-${index % 8}`, title: `${service.spans} span(s)` }, location(service)))),
+      el("span", { class: `chip svc-${index % 8}`, title: serviceCounts(service) }, location(service)))),
   );
+}
+
+function serviceCounts(service) {
+  const errors = service.errors ? `, ${service.errors} error${service.errors === 1 ? "" : "s"}` : "";
+  return `${service.spans} span(s)${errors}`;
 }

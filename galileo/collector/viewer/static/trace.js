@@ -3,7 +3,7 @@
 // `?span=ID` selects a span; the page refreshes live while records arrive.
 import { ApiError, getJSON, watch } from "./api.js";
 import { showDetails } from "./details.js";
-import { copyButton, duration, el, location, replace, statusPill, timestamp } from "./dom.js";
+import { copyButton, duration, el, errorFlag, location, replace, statusPill, timestamp, traceName } from "./dom.js";
 
 const TICKS = 5;
 
@@ -69,7 +69,9 @@ export async function showTrace(app, traceId) {
     document.title = `${data.trace.name || "Trace"} · galileo-collector`;
     drawHeader(header, data);
     replace(legend, data.services.map((service, index) =>
-      el("span", { class: `chip svc-${index % 8}` }, location(service), el("span", { class: "muted" }, ` · ${service.spans} span(s)`))));
+      el("span", { class: `chip svc-${index % 8}` }, location(service),
+        el("span", { class: "muted" }, ` · ${service.spans} span(s)`),
+        service.errors ? el("span", { class: "error-mark" }, ` · ${service.errors} failed`) : null)));
     replace(waterfall, axis(data.window_ns), data.rows.map((row) => spanRow(row, data.window_ns, state, {
       toggle: (id) => {
         if (state.collapsed.has(id)) state.collapsed.delete(id); else state.collapsed.add(id);
@@ -115,17 +117,21 @@ export async function showTrace(app, traceId) {
 
 function drawHeader(header, data) {
   const trace = data.trace;
+  const missing = trace.trace_record === false;
   replace(header,
-    el("h1", {}, el("span", { class: "type type-trace" }, "trace"), " ", trace.name || "(unnamed)"),
+    el("h1", {}, el("span", { class: "type type-trace" }, "trace"), " ", traceName(trace)),
+    missing ? el("p", { class: "missing-note" }, "The trace record has not arrived: these are the spans that " +
+      "did, under a stand-in for it. The trace shows in full once its record arrives.") : null,
     el("dl", { class: "facts" },
       el("dt", {}, "Trace id"), el("dd", {}, el("code", {}, trace.id), copyButton(trace.id)),
       el("dt", {}, "Started"), el("dd", { title: trace.created_at || "" }, timestamp(trace.created_at)),
       el("dt", {}, "Duration"), el("dd", {}, duration(trace.duration_ns ?? null)),
       el("dt", {}, "Spans"), el("dd", {}, String(data.span_count)),
-      el("dt", {}, "Status"), el("dd", {}, statusPill(trace)),
-      el("dt", {}, "Project / log stream"), el("dd", {}, location(trace)),
+      el("dt", {}, "Status"), el("dd", { class: "status-cell" }, statusPill(trace), errorFlag(trace.error_count)),
+      el("dt", {}, "Project / log stream"), el("dd", {}, missing ? "—" : location(trace)),
       el("dt", {}, "Services"), el("dd", {}, data.services.length > 1 ?
-        `${data.services.length} (where the trace crossed into another, the span is marked ⇢)` : "1")));
+        `${data.services.length} (where the trace crossed into another, the span is marked ⇢)` :
+        String(data.services.length))));
 }
 
 function axis(windowNs) {
@@ -148,7 +154,7 @@ function spanRow(row, windowNs, state, actions) {
   const label = el("div", { class: `label svc-edge-${service}` },
     toggle,
     el("span", { class: `type type-${row.type}` }, row.type),
-    el("span", { class: "name" }, row.name || "(unnamed)"),
+    el("span", { class: "name" }, row === state.data.rows[0] ? traceName(state.data.trace) : row.name || "(unnamed)"),
     row.model ? el("span", { class: "muted model" }, row.model) : null,
     row.error ? el("span", { class: "error-mark", title: `status ${row.status_code}` }, `⚠ ${row.status_code}`) : null,
     row.boundary ? el("span", { class: `chip boundary svc-${service}`, title: "Logged by another service" },
