@@ -20,11 +20,15 @@ of the test suite; any Galileo client works against it unchanged, the published 
 
 Design, one module per concern:
 
+* :mod:`galileo.collector._guard` — the checks before any route: Host, Origin, credentials, body size/type;
 * :mod:`galileo.collector.app` — the Starlette routes (Galileo's plus a small ``/api`` for tools);
+* :mod:`galileo.collector._body` — JSON bodies: depth limit, text that is not valid Unicode made so;
 * :mod:`galileo.collector.store` — the SQLite store: idempotent writes by record id, nested spans flattened,
-  late spans linked by id when a tree is read, traces spanning several log streams;
+  late spans linked by id when a tree is read, traces spanning several log streams (schema in ``_schema``);
 * :mod:`galileo.collector._validation` — JSON Schema validation of write bodies (needs ``jsonschema``);
 * :mod:`galileo.collector._auth` — the HS256 bearer tokens, signed with a secret kept in the database;
+* :mod:`galileo.collector._login` — the viewer's login form, for a collector with an API key;
+* :mod:`galileo.collector._request_log`, :mod:`galileo.collector._faults` — the test endpoints;
 * :mod:`galileo.collector.cli` — the ``galileo-collector`` command;
 * :mod:`galileo.collector.viewer` — the trace viewer at ``/`` (its pages, static assets and ``/api/viewer/``).
 
@@ -36,8 +40,9 @@ the viewer is open: fine on loopback, the default bind. With a key, every route 
 the logins needs it (the viewer has a login form), and it should sit behind a TLS proxy when reached over a
 network: the key travels in clear over plain HTTP.
 
-Reading a trace whose trace record has not arrived yet answers 404 on every route, even if some of its spans
-are stored; they show up as soon as the trace record does.
+A trace whose trace record has not arrived is shown from the spans that did (``"trace_record": false``) on
+``/api/traces`` and in the viewer; Galileo's ``GET /v2/projects/{pid}/traces/{id}`` answers 404 for it
+until the record arrives.
 
 In Python, :func:`create_app` returns the ASGI app, e.g. for ``uvicorn`` or Starlette's ``TestClient``.
 """

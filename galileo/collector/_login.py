@@ -24,6 +24,10 @@ from galileo.collector.viewer.pages import PAGE_HEADERS, STATIC_PATH, render
 
 __all__ = ["login_routes"]
 
+# The viewer's headers, but with the referrer kept on this origin: a browser submitting a form from a page
+# with ``no-referrer`` sends ``Origin: null``, which the guard refuses as it would a sandboxed frame's.
+_HEADERS = {**PAGE_HEADERS, "Referrer-Policy": "same-origin"}
+
 
 def _safe_next(value: str | None) -> str:
     """``value`` when it is a path on this collector, else ``/`` (no open redirect)."""
@@ -40,7 +44,7 @@ class _Login:
 
     def _form(self, next_path: str, error: str = "", status: int = 200) -> Response:
         page = render("login.html", static=STATIC_PATH, version=__version__, next=next_path, error=error)
-        return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
+        return HTMLResponse(page, status_code=status, headers=_HEADERS)
 
     async def show(self, request: Request) -> Response:
         if self.access.api_key is None:

@@ -264,8 +264,7 @@ def test_a_trace_whose_spans_failed_is_flagged_with_the_count_in_the_list_and_it
 
     first.find_element("css selector", "a.trace-link").click()
     _wait(page, lambda d: d.current_url.endswith(f"/traces/{one}"))
-    head = _one(page, ".trace-head")
-    assert _status_cell(head) == ["ok 200", "⚠ 1 error"]
+    _wait(page, lambda d: _status_cell(_one(d, ".trace-head")) == ["ok 200", "⚠ 1 error"])  # drawn after
     failed = _row(page, "<b>broken</b>")  # text, never markup
     assert failed.find_element("css selector", ".error-mark").text == "⚠ 500"
     assert failed.find_elements("css selector", ".name b") == []
