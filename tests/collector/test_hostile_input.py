@@ -243,3 +243,15 @@ def test_refused_bodies_leave_no_trace_in_memory(tmp_path: Path) -> None:
         assert grown < 100, f"the collector grew by {grown:.0f} MB"
         refused = [entry for entry in collector.requests() if entry["status"] == 422]
         assert len(refused) == 10 and all(entry["body"] is None for entry in refused)
+
+
+def test_the_request_log_keeps_at_most_its_byte_budget_of_bodies(tmp_path: Path) -> None:
+    with CollectorProcess(tmp_path / "log.db") as collector:
+        writer = _Writer(collector)
+        for _ in range(80):  # 80 accepted bodies of 1 MiB: more than the log's 64 MiB
+            body = writer.trace_body(_trace(input="z" * (1024 * 1024)))
+            assert writer.post_raw(writer.traces_path, body).status_code == 200
+        entries = collector.requests()
+        kept = sum(len(json.dumps(entry["body"])) for entry in entries if entry["body"] is not None)
+        assert kept <= 64 * 1024 * 1024 + 80 * 1024, kept
+        assert len(entries) < 81 and entries[-1]["body"] is not None  # the oldest went first

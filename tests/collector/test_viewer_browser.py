@@ -31,9 +31,11 @@ WAIT = 10.0
 
 
 def _wait(driver: Any, condition: Any) -> Any:
+    """Until ``condition`` holds; an element the page redrew meanwhile (stale) is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT).until(condition)
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def _visible(driver: Any, css: str) -> list[Any]:
@@ -323,20 +325,7 @@ def test_a_trace_whose_record_never_arrived_is_listed_found_by_a_span_id_and_sho
     note = "No trace record with this id has arrived"
     _wait(page, lambda d: note in d.find_element("css selector", ".details").text)
 
-    late = {
-        "type": "trace",
-        "id": trace_id,
-        "name": "GET /late",
-        "input": "q",
-        "created_at": "2026-01-01T00:00:00Z",
-    }
-    answer = requests.post(
-        f"{collector.url}/v2/projects/{project_id}/traces",
-        json={"traces": [late]},
-        headers=collector.auth_headers(),
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
+    _ingest_into(collector, project_id, trace_id, "GET /late")
     _wait(page, lambda d: _one(d, ".trace-head h1").text.splitlines() == ["TRACE", "GET /late"])
     assert _visible(page, ".trace-head .missing-note") == []
     page.get(f"{collector.url}/?project_id={project_id}")
@@ -357,11 +346,13 @@ def test_a_new_trace_appears_without_a_reload(page: Any, collector: CollectorPro
     assert page.execute_script("return window.__sameDocument") is True
 
 
-def _ingest_into(collector: CollectorProcess, project_id: str, trace_id: str) -> None:
+def _ingest_into(
+    collector: CollectorProcess, project_id: str, trace_id: str, name: str = "arrived live"
+) -> None:
     trace = {
         "type": "trace",
         "id": trace_id,
-        "name": "arrived live",
+        "name": name,
         "input": "q",
         "created_at": "2026-01-01T00:00:00Z",
     }
