@@ -5,22 +5,57 @@ span tree), the logger hands records to the process-wide sender (a bounded queue
 the sender's transport speaks Galileo's HTTP API. Functions decorated with :func:`log` are traced without
 a logger in hand, joining the current request's trace (see :mod:`galileo.decorator`). With nothing
 configured, records go to the local collector (``galileo-collector serve``) at http://localhost:8088.
+
+The record types the tracing API returns and takes (:class:`Trace`, the span types, :class:`Message`,
+:class:`Document`, ...) carry the names and attributes of the published SDK's; they are attrs classes.
 """
 
 from __future__ import annotations
 
+from galileo._ingestion import TracesIngestRequest
 from galileo._sender import shutdown, stats
 from galileo._version import __version__
 from galileo.config import GalileoConfig
 from galileo.decorator import galileo_context, log
 from galileo.exceptions import ConfigurationError, GalileoLoggerException
 from galileo.logger import GalileoLogger
+from galileo.schema import (
+    AgentSpan,
+    Document,
+    LlmSpan,
+    Message,
+    MessageRole,
+    RetrieverSpan,
+    Session,
+    Span,
+    StepWithChildSpans,
+    ToolCall,
+    ToolCallFunction,
+    ToolSpan,
+    Trace,
+    WorkflowSpan,
+)
 
 __all__ = [
+    "AgentSpan",
     "ConfigurationError",
+    "Document",
     "GalileoConfig",
     "GalileoLogger",
     "GalileoLoggerException",
+    "LlmSpan",
+    "Message",
+    "MessageRole",
+    "RetrieverSpan",
+    "Session",
+    "Span",
+    "StepWithChildSpans",
+    "ToolCall",
+    "ToolCallFunction",
+    "ToolSpan",
+    "Trace",
+    "TracesIngestRequest",
+    "WorkflowSpan",
     "__version__",
     "galileo_context",
     "log",

@@ -38,6 +38,7 @@ it), and :data:`REDACTION_FAILED` is sent in the redacted field instead.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import math
@@ -55,6 +56,7 @@ __all__ = [
     "TRUNCATION_MARKER",
     "Document",
     "Message",
+    "MessageRole",
     "Payload",
     "PayloadPolicy",
     "ToolCall",
@@ -78,6 +80,25 @@ KINDS: Final = ("trace", "llm", "retriever", "tool", "workflow", "agent")
 # Roles other libraries use for the same thing (LangChain "human"/"ai").
 _ROLE_ALIASES: Final = {"human": "user", "ai": "assistant", "model": "assistant"}
 _FIELDS: Final = ("input", "output")
+
+
+class MessageRole(str, enum.Enum):
+    """The roles a :class:`Message` may have (the published ``MessageRole``); plain strings work as well."""
+
+    agent = "agent"
+    assistant = "assistant"
+    developer = "developer"
+    function = "function"
+    system = "system"
+    tool = "tool"
+    user = "user"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _role(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 @attrs.frozen(kw_only=True)
@@ -108,7 +129,7 @@ class Message:
     requires a string."""
 
     content: str | None
-    role: str = attrs.field(default="user", validator=attrs.validators.in_(MESSAGE_ROLES))
+    role: str = attrs.field(default="user", converter=_role, validator=attrs.validators.in_(MESSAGE_ROLES))
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
 
@@ -122,7 +143,7 @@ class Message:
         }
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Document:
     """A retrieved document: text and scalar metadata."""
 

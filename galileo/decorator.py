@@ -307,7 +307,7 @@ class _ContextLogger(GalileoLogger):
         self._trees: ContextVar[_Tree | None] = ContextVar("galileo_tree", default=None)
         token = self._trees.set(None)
         try:
-            super().__init__(project, log_stream, mode=mode)
+            super().__init__(project, log_stream=log_stream, mode=mode)
         finally:
             self._trees.reset(token)  # the constructing context keeps no tree of its own
 

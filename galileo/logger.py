@@ -58,8 +58,11 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from galileo import _sender, schema
+from galileo import _ingestion, _sender, schema
 from galileo._context import RequestState, SpanFrame, request_state, span_frame
+from galileo._ingestion import IngestionHook
+from galileo._logger_api import PublishedLoggerApi
+from galileo._timestamps import created_at_or_now
 from galileo._transport import Target, get_client
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
@@ -76,6 +79,9 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 _PRUNE_OUTBOXES = 64
 
 _S = TypeVar("_S", bound=schema.Span)
+
+#: How long the interpreter's exit waits for ingestion hooks still running batches nobody flushed.
+_HOOK_EXIT_WAIT = 10.0
 
 
 #: The monotonic clock of durations (the C function itself: request paths call it several times).
@@ -157,7 +163,7 @@ class _Open:
         self.last_wall = record.created_at if record is not None else None  # ...and its wall-clock time
 
 
-class GalileoLogger:
+class GalileoLogger(PublishedLoggerApi):
     """Logs traces and spans to Galileo; see the module docstring for modes, tree rules and blocking.
 
     ``project``/``log_stream`` (or ``project_id``/``log_stream_id``, or ``experiment_id``) say where records
@@ -170,14 +176,16 @@ class GalileoLogger:
     def __init__(
         self,
         project: str | None = None,
+        project_id: str | None = None,
         log_stream: str | None = None,
-        *,
+        log_stream_id: str | None = None,
         experiment_id: str | None = None,
-        mode: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
-        project_id: str | None = None,
-        log_stream_id: str | None = None,
+        local_metrics: Sequence[Any] | None = None,
+        mode: str | None = None,
+        ingestion_hook: IngestionHook | None = None,
+        *,
         config: GalileoConfig | None = None,
         **options: Any,
     ) -> None:
@@ -202,6 +210,12 @@ class GalileoLogger:
         upstream_parent = _check_uuid("span_id", span_id)
         if upstream_parent is not None and upstream_trace is None:
             raise ConfigurationError("span_id", "continuing a trace needs trace_id as well as span_id")
+        if ingestion_hook is not None and config.mode == "distributed":
+            raise ConfigurationError(
+                "ingestion_hook", "needs mode='batch': the hook is given each flush's batch"
+            )
+        if ingestion_hook is not None and not callable(ingestion_hook):
+            raise ConfigurationError("ingestion_hook", "must be a callable", type(ingestion_hook).__name__)
         if upstream_trace is not None and config.mode != "distributed":
             raise ConfigurationError(
                 "GALILEO_MODE",
@@ -219,6 +233,10 @@ class GalileoLogger:
         self._stack: list[_Open] = []
         self._upstream_trace_id = upstream_trace
         self._upstream_parent_id = upstream_parent or upstream_trace
+        self._span_id_given = upstream_parent  # the published ``span_id``: what the logger was built with
+        self._ingestion_hook = ingestion_hook
+        self._hook_jobs: tuple[_ingestion.HookJob, ...] = ()  # handed to the hook, not yet waited for
+        self.local_metrics = list(local_metrics) if local_metrics else None
         self._outbox: _sender.TraceOutbox | None = None
         self._outboxes: list[_sender.TraceOutbox] = []
         self._prune_at = _PRUNE_OUTBOXES  # see _enqueue_all
@@ -258,13 +276,11 @@ class GalileoLogger:
 
     @property
     def span_id(self) -> str | None:
-        """The innermost open span's id, or the upstream parent being continued; None at a trace's root."""
-        if not self._stack:
-            return None
-        entry = self._parent_entry()
-        if entry.record is None:
-            return entry.id if entry.id != self._upstream_trace_id else None
-        return None if isinstance(entry.record, schema.Trace) else entry.id
+        """The parent span id this logger was constructed with (``span_id=``), as published; else None.
+
+        The innermost open span is :meth:`current_parent`.
+        """
+        return self._span_id_given
 
     def current_parent(self) -> schema.Record | None:
         """The innermost open record (trace, workflow or agent span); None with nothing open or upstream."""
@@ -284,14 +300,36 @@ class GalileoLogger:
         created_at: _dt.datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
+        dataset_input: str | None = None,
+        dataset_output: str | None = None,
+        dataset_metadata: Mapping[str, Any] | None = None,
         external_id: str | None = None,
     ) -> schema.Trace:
         """Open a trace (a continuing logger has its upstream trace already: it warns and sends nothing)."""
+        trace = self._new_trace(
+            input, redacted_input, name, duration_ns, created_at, metadata, tags, external_id
+        )
+        if dataset_input is not None or dataset_output is not None or dataset_metadata is not None:
+            _set_dataset(trace, dataset_input, dataset_output, dataset_metadata)
+        self._open_trace(trace)
+        return trace
+
+    def _new_trace(
+        self,
+        input: Any,
+        redacted_input: Any,
+        name: str | None,
+        duration_ns: int | None,
+        created_at: Any,
+        metadata: Mapping[str, Any] | None,
+        tags: Sequence[str] | None,
+        external_id: str | None,
+    ) -> schema.Trace:
         policy = self._policy
         trace = schema.Trace(
             input=policy.input("trace", input),
             name=name or "",
-            created_at=created_at or _utcnow(),
+            created_at=_utcnow() if created_at is None else created_at_or_now(created_at, "start_trace"),
             duration_ns=duration_ns,
             external_id=external_id,
         )
@@ -301,22 +339,24 @@ class GalileoLogger:
             trace.user_metadata = policy.metadata(metadata)
         if tags is not None:
             trace.tags = policy.tags(tags)
+        return trace
+
+    def _open_trace(self, trace: schema.Trace) -> None:
         if self._disabled:
-            return trace
+            return
         with self._lock:
             if self._upstream_trace_id is not None:
                 _log.warning(
                     "galileo: start_trace ignored: this logger continues upstream trace %s",
                     self._upstream_trace_id,
                 )
-                return trace
+                return
             if self._stack:
                 _log.warning(
                     "galileo: start_trace while trace %s is active: concluding it first", self.trace_id
                 )
                 self._conclude_all()
             self._begin_trace(trace)
-        return trace
 
     def _begin_trace(self, trace: schema.Trace) -> None:
         """Make ``trace`` the open root (under the lock, nothing open): in distributed mode its outbox opens
@@ -340,10 +380,12 @@ class GalileoLogger:
         input: Any,
         output: Any,
         model: str | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         name: str | None = None,
-        duration_ns: int | None = None,
         created_at: _dt.datetime | None = None,
+        duration_ns: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         num_input_tokens: int | None = None,
@@ -353,8 +395,8 @@ class GalileoLogger:
         status_code: int | None = None,
         time_to_first_token_ns: int | None = None,
         step_number: int | None = None,
-        redacted_input: Any = None,
-        redacted_output: Any = None,
+        events: Sequence[Any] | None = None,
+        *,
         finish_reason: str | None = None,
     ) -> schema.LlmSpan:
         """Add an llm span (a leaf) under the current parent."""
@@ -371,12 +413,16 @@ class GalileoLogger:
             finish_reason=finish_reason,
             **self._common(metadata, tags, status_code, step_number),
         )
+        if events is not None:
+            span.events = _events(events)
         return self._add(span, duration_ns, created_at, opens_level=False)
 
     def add_retriever_span(
         self,
         input: Any,
         output: Any,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
         name: str | None = None,
         duration_ns: int | None = None,
         created_at: _dt.datetime | None = None,
@@ -384,8 +430,6 @@ class GalileoLogger:
         tags: Sequence[str] | None = None,
         status_code: int | None = None,
         step_number: int | None = None,
-        redacted_input: Any = None,
-        redacted_output: Any = None,
     ) -> schema.RetrieverSpan:
         """Add a retriever span (a leaf): ``output`` is the documents (strings, dicts or Documents)."""
         span = schema.RetrieverSpan(
@@ -398,7 +442,9 @@ class GalileoLogger:
     def add_tool_span(
         self,
         input: Any,
+        redacted_input: Any = None,
         output: Any = None,
+        redacted_output: Any = None,
         name: str | None = None,
         duration_ns: int | None = None,
         created_at: _dt.datetime | None = None,
@@ -407,8 +453,6 @@ class GalileoLogger:
         status_code: int | None = None,
         tool_call_id: str | None = None,
         step_number: int | None = None,
-        redacted_input: Any = None,
-        redacted_output: Any = None,
     ) -> schema.ToolSpan:
         """Add a tool span (a leaf)."""
         span = schema.ToolSpan(
@@ -422,28 +466,31 @@ class GalileoLogger:
     def add_workflow_span(
         self,
         input: Any,
+        redacted_input: Any = None,
         output: Any = None,
+        redacted_output: Any = None,
         name: str | None = None,
         duration_ns: int | None = None,
         created_at: _dt.datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         step_number: int | None = None,
-        redacted_input: Any = None,
-        redacted_output: Any = None,
+        status_code: int | None = None,
     ) -> schema.WorkflowSpan:
         """Open a workflow span under the current parent; later spans nest in it until :meth:`conclude`."""
         span = schema.WorkflowSpan(
             **self._payload("workflow", input, output, redacted_input, redacted_output),
             name=name or "",
-            **self._common(metadata, tags, None, step_number),
+            **self._common(metadata, tags, status_code, step_number),
         )
         return self._add(span, duration_ns, created_at, opens_level=True)
 
     def add_agent_span(
         self,
         input: Any,
+        redacted_input: Any = None,
         output: Any = None,
+        redacted_output: Any = None,
         name: str | None = None,
         duration_ns: int | None = None,
         created_at: _dt.datetime | None = None,
@@ -451,15 +498,14 @@ class GalileoLogger:
         tags: Sequence[str] | None = None,
         agent_type: str | None = None,
         step_number: int | None = None,
-        redacted_input: Any = None,
-        redacted_output: Any = None,
+        status_code: int | None = None,
     ) -> schema.AgentSpan:
         """Open an agent span under the current parent; later spans nest in it until :meth:`conclude`."""
         span = schema.AgentSpan(
             **self._payload("agent", input, output, redacted_input, redacted_output),
             name=name or "",
-            agent_type=agent_type or "default",
-            **self._common(metadata, tags, None, step_number),
+            agent_type=_agent_type(agent_type),
+            **self._common(metadata, tags, status_code, step_number),
         )
         return self._add(span, duration_ns, created_at, opens_level=True)
 
@@ -468,10 +514,12 @@ class GalileoLogger:
         input: Any,
         output: Any,
         model: str | None = None,
+        redacted_input: Any = None,
+        redacted_output: Any = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         name: str | None = None,
-        duration_ns: int | None = None,
         created_at: _dt.datetime | None = None,
+        duration_ns: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         num_input_tokens: int | None = None,
@@ -480,14 +528,29 @@ class GalileoLogger:
         temperature: float | None = None,
         status_code: int | None = None,
         time_to_first_token_ns: int | None = None,
+        dataset_input: str | None = None,
+        dataset_output: str | None = None,
+        dataset_metadata: Mapping[str, Any] | None = None,
+        span_step_number: int | None = None,
     ) -> schema.Trace:
         """A whole trace holding one llm span, concluded at once (its input/output become text)."""
         text = schema.to_text(self._policy.input("llm", input))
-        trace = self.start_trace(input=text, name=name, created_at=created_at, metadata=metadata, tags=tags)
+        trace = self.start_trace(
+            input=text,
+            name=name,
+            created_at=created_at,
+            metadata=metadata,
+            tags=tags,
+            dataset_input=dataset_input,
+            dataset_output=dataset_output,
+            dataset_metadata=dataset_metadata,
+        )
         self.add_llm_span(
             input=input,
             output=output,
             model=model,
+            redacted_input=redacted_input,
+            redacted_output=redacted_output,
             tools=tools,
             name=name,
             duration_ns=duration_ns,
@@ -500,6 +563,7 @@ class GalileoLogger:
             temperature=temperature,
             status_code=status_code,
             time_to_first_token_ns=time_to_first_token_ns,
+            step_number=span_step_number,
         )
         self.conclude(duration_ns=duration_ns, status_code=status_code)
         return trace
@@ -699,23 +763,37 @@ class GalileoLogger:
                 self._request = None
 
     # -- sending -------------------------------------------------------------------------------------------
-    def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
+    def flush(
+        self,
+        on_error: Callable[[Exception], None] | None = None,
+        *,
+        timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
+    ) -> FlushResult:
         """Conclude what is open, hand everything to the sender, and wait (bounded) where waiting is safe.
 
-        Returns the traces this logger started since the last flush, as a :class:`FlushResult` (a list)
-        whose ``pending`` is the number of this logger's records not yet delivered when flush returned.
+        Returns what the published SDK returns, as a :class:`FlushResult` (a list): in batch mode the traces
+        sent (those this logger started since the last flush), in distributed mode ``[]`` (its records went
+        as they were logged). Its ``pending`` is the number of this logger's records not yet delivered when
+        flush returned.
 
         - Inside a request (on any thread, through ``TracingMiddleware``) or on a thread running an event
           loop (asyncio or trio): concludes, enqueues and returns at once, with no network wait (``pending``
           is then what is still queued). The request's own trace completes with the response.
         - Elsewhere: waits until the records are delivered or ``timeout`` seconds pass (None: no bound).
         - Never raises because of the backend; records that cannot be delivered are retried within the
-          retry window, then counted in ``galileo.stats()`` and logged.
+          retry window, then counted in ``galileo.stats()`` and logged. ``on_error`` receives what an
+          ``ingestion_hook`` raised, when this flush waited for the hook (see :mod:`galileo._ingestion`).
 
         Use :meth:`async_flush` to wait for delivery from async code without blocking the loop.
         """
         with self._lock:
             traces, outboxes = self._enqueue_all()
+            jobs = self._hook_jobs
+            if jobs:
+                self._hook_jobs = ()
+        traces = self._sent(traces)
+        if jobs:
+            return self._wait_for_hook(traces, jobs, on_error, timeout)
         if not outboxes:
             return FlushResult(traces)
         sender = _sender.get_sender(self._config)
@@ -726,10 +804,32 @@ class GalileoLogger:
             self._forget(outboxes)
         return FlushResult(traces, pending=pending)
 
-    async def async_flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
+    def _wait_for_hook(
+        self,
+        traces: list[schema.Trace],
+        jobs: Sequence[_ingestion.HookJob],
+        on_error: Callable[[Exception], None] | None,
+        timeout: float | None,
+    ) -> FlushResult:
+        """A flush of a logger with an ``ingestion_hook``: wait for the hook where waiting is safe."""
+        if _must_not_block():
+            return FlushResult(traces, count_pending=lambda: _ingestion.wait(jobs, 0))
+        pending = _ingestion.wait(jobs, timeout)
+        _ingestion.report(jobs, on_error)
+        return FlushResult(traces, pending=pending)
+
+    async def async_flush(self, *, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> FlushResult:
         """Like :meth:`flush` outside a loop: waits (bounded) for delivery without blocking the event loop."""
         with self._lock:
             traces, outboxes = self._enqueue_all()
+            jobs = self._hook_jobs
+            if jobs:
+                self._hook_jobs = ()
+        traces = self._sent(traces)
+        if jobs:
+            loop = asyncio.get_running_loop()
+            pending = await loop.run_in_executor(None, _ingestion.wait, jobs, timeout)
+            return FlushResult(traces, pending=pending)
         if not outboxes:
             return FlushResult(traces)
         sender = _sender.get_sender(self._config)
@@ -738,9 +838,13 @@ class GalileoLogger:
             self._forget(outboxes)
         return FlushResult(traces, pending=pending)
 
-    def terminate(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> None:
+    def _sent(self, traces: list[schema.Trace]) -> list[schema.Trace]:
+        """What a flush returns, as published: the batch sent, or ``[]`` in distributed mode."""
+        return traces if self._config.mode != "distributed" else []
+
+    def terminate(self, *, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> None:
         """Flush and release this logger's state (never the process-wide sender)."""
-        self.flush(timeout)
+        self.flush(timeout=timeout)
         with self._lock:
             self._outboxes.clear()
             self._traces.clear()
@@ -777,6 +881,16 @@ class GalileoLogger:
         if not traces:
             return [], []
         records = sum(_count_records(t) for t in traces)
+        if self._ingestion_hook is not None:
+            request = _ingestion.TracesIngestRequest(
+                traces=list(traces),
+                log_stream_id=self.log_stream_id,
+                experiment_id=self._config.experiment_id,
+                session_id=getattr(self, "_session_id", None),
+            )
+            job = _ingestion.submit(self._ingestion_hook, request, records, self._config)
+            self._hook_jobs = (*self._hook_jobs, job)  # a tuple: request loggers share their template's ()
+            return traces, []
         sender = _sender.get_sender(self._config)
         return traces, [sender.submit_batch(get_client(self._config), self._target, traces, records)]
 
@@ -864,6 +978,8 @@ class GalileoLogger:
             return None
         base = stack[-1]
         parent = self._parent_under(base)
+        if created_at is not None:  # naive means UTC; an odd value means now (see galileo._timestamps)
+            created_at = created_at_or_now(created_at, f"{span.type} span {span.name!r}")
         if opens_level:
             span.created_at = created_at or _utcnow()
             span.duration_ns = duration_ns
@@ -972,9 +1088,13 @@ _unflushed: weakref.WeakSet[GalileoLogger] = weakref.WeakSet()
 
 def _flush_unflushed() -> None:
     """At interpreter exit: hand over what batch loggers still hold (the sender's drain then sends it)."""
+    hooks = False
     for logger in list(_unflushed):
         with logger._lock:
             logger._enqueue_all()
+            hooks = hooks or bool(logger._hook_jobs)
+    if hooks:
+        _ingestion.drain(_HOOK_EXIT_WAIT)
 
 
 #: Now, in UTC: the records' own clock (a partial of the C method: no Python frame on request paths).
@@ -983,3 +1103,53 @@ _utcnow = schema._utcnow
 
 def _count_records(record: schema.Record) -> int:
     return 1 + sum(_count_records(child) for child in getattr(record, "spans", ()))
+
+
+def _set_dataset(
+    record: schema.Record,
+    dataset_input: Any,
+    dataset_output: Any,
+    dataset_metadata: Mapping[str, Any] | None,
+) -> None:
+    """A record's published ``dataset_*`` fields (text; metadata values as text)."""
+    if dataset_input is not None:
+        record.dataset_input = _text(dataset_input)
+    if dataset_output is not None:
+        record.dataset_output = _text(dataset_output)
+    if dataset_metadata is not None:
+        try:
+            record.dataset_metadata = {str(k): _text(v) for k, v in dict(dataset_metadata).items()}
+        except (TypeError, ValueError):
+            _log.warning("galileo: dataset_metadata is not a mapping: ignored")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else schema.to_text(value)
+
+
+def _events(events: Any) -> list[dict[str, Any]] | None:
+    """An llm span's published ``events`` as JSON objects (pydantic models dumped; others as given)."""
+    out: list[dict[str, Any]] = []
+    try:
+        for event in events:
+            dump = getattr(event, "model_dump", None)
+            value = dump(mode="json", exclude_none=True) if callable(dump) else event
+            if isinstance(value, Mapping):
+                out.append(dict(value))
+            else:
+                _log.warning("galileo: an llm span event that is not an object was ignored")
+    except Exception:
+        _log.warning("galileo: llm span events could not be read: ignored")
+        return None
+    return out
+
+
+def _agent_type(value: Any) -> str:
+    """An agent span's type: an enum's value, "default" for None or (with a WARNING) an unknown type."""
+    if value is None:
+        return "default"
+    text = getattr(value, "value", value)
+    if text in schema.AGENT_TYPES:
+        return str(text)
+    _log.warning("galileo: unknown agent_type %r: sent as 'default'", text)
+    return "default"

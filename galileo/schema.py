@@ -38,6 +38,7 @@ from galileo._coerce import (
     TRUNCATION_MARKER,
     Document,
     Message,
+    MessageRole,
     Payload,
     PayloadPolicy,
     ToolCall,
@@ -45,6 +46,7 @@ from galileo._coerce import (
     to_text,
     wire_value,
 )
+from galileo._timestamps import as_utc
 
 __all__ = [
     "AGENT_TYPES",
@@ -58,12 +60,16 @@ __all__ = [
     "Document",
     "LlmSpan",
     "Message",
+    "MessageRole",
+    "Metrics",
     "ParentRecord",
     "Payload",
     "PayloadPolicy",
     "Record",
     "RetrieverSpan",
+    "Session",
     "Span",
+    "StepWithChildSpans",
     "ToolCall",
     "ToolCallFunction",
     "ToolSpan",
@@ -119,13 +125,15 @@ _V4_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
 _utcnow: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
 
 
-def _timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-24T23:27:50.998618Z``; naive means UTC."""
-    if moment.tzinfo is timezone.utc:  # what _utcnow makes: one call, not three (two records a trace)
+def _timestamp(moment: Any) -> str:
+    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-24T23:27:50.998618Z``; naive means UTC.
+
+    Never raises: a value that names no moment (see :mod:`galileo._timestamps`) is sent as the current time.
+    """
+    if type(moment) is datetime and moment.tzinfo is timezone.utc:  # what _utcnow makes: the common case
         return moment.isoformat(timespec="microseconds")[:-6] + "Z"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    utc = as_utc(moment) or _utcnow()
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _json_safe(value: Any) -> Any:
@@ -139,6 +147,21 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return to_text(value)
+
+
+@attrs.frozen(kw_only=True)
+class Metrics:
+    """A record's durations and token counts, as the published ``metrics`` attribute names them."""
+
+    duration_ns: int | None = None
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
+    num_total_tokens: int | None = None
+    time_to_first_token_ns: int | None = None
+    num_image_input_tokens: int | None = None
+    num_audio_input_tokens: int | None = None
+    num_audio_output_tokens: int | None = None
+    num_image_output_tokens: int | None = None
 
 
 @attrs.define(kw_only=True, slots=True)
@@ -160,6 +183,20 @@ class Record:
     duration_ns: int | None = None
     external_id: str | None = None
     step_number: int | None = None
+    dataset_input: str | None = None
+    dataset_output: str | None = None
+    dataset_metadata: dict[str, str] = attrs.field(factory=dict)
+    #: The published records' links, None as the published SDK leaves them in the objects it sends (the
+    #: request's own fields name the trace, parent and session).
+    session_id: str | None = None
+    trace_id: str | None = None
+    parent_id: str | None = None
+
+    @property
+    def metrics(self) -> Metrics:
+        """The published ``metrics`` of this record: a read-only snapshot of its duration (and token
+        counts for an llm span); set ``duration_ns`` and the token fields themselves to change them."""
+        return Metrics(**self._metrics())
 
     def to_wire(self, *, include_children: bool = True) -> dict[str, Any]:
         """This record as the API's JSON object (children included unless ``include_children`` is False)."""
@@ -179,9 +216,11 @@ class Record:
             "status_code": self.status_code,
             "metrics": self._metrics(),
             "external_id": self.external_id,
-            "dataset_input": None,
-            "dataset_output": None,
-            "dataset_metadata": {},
+            "dataset_input": self.dataset_input,
+            "dataset_output": self.dataset_output,
+            "dataset_metadata": {
+                str(k): v if isinstance(v, str) else to_text(v) for k, v in self.dataset_metadata.items()
+            },
             "id": self.id,
             "session_id": None,
             "trace_id": None,
@@ -250,6 +289,8 @@ class LlmSpan(Record):
     num_output_tokens: int | None = None
     num_total_tokens: int | None = None
     time_to_first_token_ns: int | None = None
+    #: The published ``events`` (reasoning, tool calls, ... as JSON objects); sent as given.
+    events: list[dict[str, Any]] | None = None
 
     def _metrics(self) -> dict[str, Any]:
         return {
@@ -267,7 +308,7 @@ class LlmSpan(Record):
     def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
         temperature = self.temperature
         body["tools"] = None if self.tools is None else _json_safe(list(self.tools))
-        body["events"] = None
+        body["events"] = None if self.events is None else _json_safe(list(self.events))
         body["model"] = self.model
         body["temperature"] = temperature if temperature is None or math.isfinite(temperature) else None
         body["finish_reason"] = self.finish_reason
@@ -294,6 +335,26 @@ class ToolSpan(Record):
 
 
 Span: TypeAlias = LlmSpan | RetrieverSpan | ToolSpan | WorkflowSpan | AgentSpan
+
+#: The published name of a record that holds child spans (a trace, workflow or agent span).
+StepWithChildSpans: TypeAlias = ParentRecord
+
+
+@attrs.define(kw_only=True)
+class Session:
+    """A session: the traces of one conversation or task, as the published ``Session`` names its fields.
+
+    ``id`` is the server's id once the session exists (None before).
+    """
+
+    id: str | None = None
+    name: str | None = None
+    previous_session_id: str | None = None
+    external_id: str | None = None
+    user_metadata: dict[str, str] = attrs.field(factory=dict)
+    created_at: datetime = attrs.field(factory=_utcnow)
+    traces: list[Trace] = attrs.field(factory=list)
+
 
 #: Span classes by their wire ``type``.
 SPAN_TYPES: dict[str, type[Span]] = {

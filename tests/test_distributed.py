@@ -107,16 +107,16 @@ def test_each_event_is_sent_as_it_happens(collector_env: CollectorProcess) -> No
 def test_continuing_logger_sends_no_trace_record(collector_env: CollectorProcess) -> None:
     upstream = dlogger(log_stream="gateway")
     trace = upstream.start_trace(input="q", name="gateway-trace")
-    upstream.add_workflow_span(input="q", name="gateway-wf")
+    gateway_wf = upstream.add_workflow_span(input="q", name="gateway-wf")
     headers = upstream.get_tracing_headers()
-    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": upstream.span_id}
+    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": gateway_wf.id}
 
     collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and len(t["spans"]) == 1)
     collector_env.clear_requests()
     downstream = dlogger(
         log_stream="retriever", trace_id=headers["X-Galileo-Trace-ID"], span_id=headers["X-Galileo-Parent-ID"]
     )
-    assert (downstream.trace_id, downstream.span_id) == (trace.id, upstream.span_id)
+    assert (downstream.trace_id, downstream.span_id) == (trace.id, gateway_wf.id)
     downstream.add_workflow_span(input="q", name="retriever-wf")
     downstream.add_retriever_span(input="q", output=["doc"], name="search")
     downstream.conclude(output="1 doc")
@@ -501,9 +501,9 @@ def test_headers_move_the_named_records_to_the_front(collector_env: CollectorPro
     assert sender._ready[0] is lingering
 
     trace = logger.start_trace(input="q")
-    logger.add_workflow_span(input="q")
+    workflow = logger.add_workflow_span(input="q")
     headers = logger.get_tracing_headers()
-    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": logger.span_id}
+    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": workflow.id}
     assert logger._outbox is not None and logger._outbox.priority
     logger.flush(timeout=10)
     assert collector_env.trace(trace.id) is not None

@@ -227,7 +227,7 @@ def test_properties(collector_env: CollectorProcess) -> None:
     trace = logger.start_trace(input="q")
     assert (logger.trace_id, logger.span_id, logger.current_parent()) == (trace.id, None, trace)
     span = logger.add_workflow_span(input="q")
-    assert (logger.trace_id, logger.span_id, logger.current_parent()) == (trace.id, span.id, span)
+    assert (logger.trace_id, logger.span_id, logger.current_parent()) == (trace.id, None, span)
     assert logger.conclude() is trace
     assert logger.mode == "batch"
     logger.terminate(timeout=10)
