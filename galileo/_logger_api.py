@@ -18,6 +18,7 @@ import datetime as _dt
 import logging
 import threading
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from galileo import _sender, _transport, schema
@@ -133,8 +134,6 @@ class PublishedLoggerApi:
         id: uuid.UUID | str | None = None,
     ) -> schema.Trace:
         """Open a trace with its output (and id) known; with a trace open, that one is concluded first."""
-        from galileo.logger import _set_dataset
-
         trace = self._new_trace(
             input, redacted_input, name, duration_ns, created_at, user_metadata, tags, external_id
         )
@@ -164,6 +163,42 @@ class PublishedLoggerApi:
             outbox = self._outbox
             if placed is not None and outbox is not None and isinstance(span, schema.ParentRecord):
                 outbox.conclude(span.id)  # a span added whole is concluded: nothing opens under it
+
+    def add_protect_span(
+        self,
+        payload: Any,
+        redacted_payload: Any = None,
+        response: Any = None,
+        redacted_response: Any = None,
+        created_at: _dt.datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        status_code: int | None = None,
+        step_number: int | None = None,
+    ) -> schema.ToolSpan:
+        """A Galileo Protect check as the published SDK logs it: a tool span named ``GalileoProtect`` whose
+        input is the payload's JSON and output the response's; it lasts what the response says it took."""
+        duration_ns = None
+        meta = getattr(response, "trace_metadata", None)
+        try:
+            if meta is not None:
+                duration_ns = int(meta.response_at - meta.received_at)
+        except (AttributeError, TypeError, ValueError):
+            pass
+        return self.add_tool_span(  # type: ignore[attr-defined, no-any-return]
+            schema.to_text(payload),
+            None if redacted_payload is None else schema.to_text(redacted_payload),
+            None if response is None else schema.to_text(response),
+            None if redacted_response is None else schema.to_text(redacted_response),
+            "GalileoProtect",
+            duration_ns,
+            created_at,
+            metadata,
+            tags,
+            status_code,
+            None,
+            step_number,
+        )
 
     # -- sending a batch on -----------------------------------------------------------------------------
     def ingest_traces(self, ingest_request: Any) -> None:
@@ -206,3 +241,53 @@ class PublishedLoggerApi:
         records = sum(_count_records(t) for t in traces)
         client = _transport.get_client(self._config)
         return _sender.get_sender(self._config).submit_batch(client, target, traces, records)
+
+
+def _set_dataset(
+    record: schema.Record,
+    dataset_input: Any,
+    dataset_output: Any,
+    dataset_metadata: Mapping[str, Any] | None,
+) -> None:
+    """A record's published ``dataset_*`` fields (text; metadata values as text)."""
+    if dataset_input is not None:
+        record.dataset_input = _text(dataset_input)
+    if dataset_output is not None:
+        record.dataset_output = _text(dataset_output)
+    if dataset_metadata is not None:
+        try:
+            record.dataset_metadata = {str(k): _text(v) for k, v in dict(dataset_metadata).items()}
+        except (TypeError, ValueError):
+            _log.warning("galileo: dataset_metadata is not a mapping: ignored")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else schema.to_text(value)
+
+
+def _events(events: Any) -> list[dict[str, Any]] | None:
+    """An llm span's published ``events`` as JSON objects (pydantic models dumped; others as given)."""
+    out: list[dict[str, Any]] = []
+    try:
+        for event in events:
+            dump = getattr(event, "model_dump", None)
+            value = dump(mode="json", exclude_none=True) if callable(dump) else event
+            if isinstance(value, Mapping):
+                out.append(dict(value))
+            else:
+                _log.warning("galileo: an llm span event that is not an object was ignored")
+    except Exception:
+        _log.warning("galileo: llm span events could not be read: ignored")
+        return None
+    return out
+
+
+def _agent_type(value: Any) -> str:
+    """An agent span's type: an enum's value, "default" for None or (with a WARNING) an unknown type."""
+    if value is None:
+        return "default"
+    text = getattr(value, "value", value)
+    if text in schema.AGENT_TYPES:
+        return str(text)
+    _log.warning("galileo: unknown agent_type %r: sent as 'default'", text)
+    return "default"

@@ -61,7 +61,7 @@ from typing import Any, TypeVar
 from galileo import _ingestion, _sender, schema
 from galileo._context import RequestState, SpanFrame, request_state, span_frame
 from galileo._ingestion import IngestionHook
-from galileo._logger_api import PublishedLoggerApi
+from galileo._logger_api import PublishedLoggerApi, _agent_type, _events, _set_dataset
 from galileo._timestamps import created_at_or_now
 from galileo._transport import Target, get_client
 from galileo.config import GalileoConfig
@@ -237,6 +237,8 @@ class GalileoLogger(PublishedLoggerApi):
         self._ingestion_hook = ingestion_hook
         self._hook_jobs: tuple[_ingestion.HookJob, ...] = ()  # handed to the hook, not yet waited for
         self.local_metrics = list(local_metrics) if local_metrics else None
+        if self.local_metrics:
+            _log.warning("galileo: local_metrics are accepted but not computed by this SDK (see the README)")
         self._outbox: _sender.TraceOutbox | None = None
         self._outboxes: list[_sender.TraceOutbox] = []
         self._prune_at = _PRUNE_OUTBOXES  # see _enqueue_all
@@ -1103,53 +1105,3 @@ _utcnow = schema._utcnow
 
 def _count_records(record: schema.Record) -> int:
     return 1 + sum(_count_records(child) for child in getattr(record, "spans", ()))
-
-
-def _set_dataset(
-    record: schema.Record,
-    dataset_input: Any,
-    dataset_output: Any,
-    dataset_metadata: Mapping[str, Any] | None,
-) -> None:
-    """A record's published ``dataset_*`` fields (text; metadata values as text)."""
-    if dataset_input is not None:
-        record.dataset_input = _text(dataset_input)
-    if dataset_output is not None:
-        record.dataset_output = _text(dataset_output)
-    if dataset_metadata is not None:
-        try:
-            record.dataset_metadata = {str(k): _text(v) for k, v in dict(dataset_metadata).items()}
-        except (TypeError, ValueError):
-            _log.warning("galileo: dataset_metadata is not a mapping: ignored")
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else schema.to_text(value)
-
-
-def _events(events: Any) -> list[dict[str, Any]] | None:
-    """An llm span's published ``events`` as JSON objects (pydantic models dumped; others as given)."""
-    out: list[dict[str, Any]] = []
-    try:
-        for event in events:
-            dump = getattr(event, "model_dump", None)
-            value = dump(mode="json", exclude_none=True) if callable(dump) else event
-            if isinstance(value, Mapping):
-                out.append(dict(value))
-            else:
-                _log.warning("galileo: an llm span event that is not an object was ignored")
-    except Exception:
-        _log.warning("galileo: llm span events could not be read: ignored")
-        return None
-    return out
-
-
-def _agent_type(value: Any) -> str:
-    """An agent span's type: an enum's value, "default" for None or (with a WARNING) an unknown type."""
-    if value is None:
-        return "default"
-    text = getattr(value, "value", value)
-    if text in schema.AGENT_TYPES:
-        return str(text)
-    _log.warning("galileo: unknown agent_type %r: sent as 'default'", text)
-    return "default"

@@ -4,7 +4,9 @@ ingestion hooks, run on ours against the local collector."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import threading
 from typing import Any
 
@@ -246,8 +248,27 @@ def test_a_failing_hook_never_reaches_the_caller(collector_env: CollectorProcess
     assert galileo.stats()["dropped_by_reason"]["ingestion_hook"] == before + 2
 
 
-def test_local_metrics_accepted(collector_env: CollectorProcess) -> None:
+def test_local_metrics_accepted(collector_env: CollectorProcess, caplog: pytest.LogCaptureFixture) -> None:
+    # Accepted as published; computing local scorers is not part of this SDK (documented): a WARNING says so.
     logger = GalileoLogger(project="published", log_stream="metrics", local_metrics=[object()])
     trace = logger.start_trace("q")
     logger.flush(timeout=10)
     assert stored(collector_env, trace.id)["input"] == "q"
+    assert "local_metrics are accepted but not computed" in caplog.text
+    assert "local_metrics are accepted but not computed" in caplog.text
+
+
+def test_protect_span_as_published(collector_env: CollectorProcess) -> None:
+    @dataclasses.dataclass
+    class Payload:  # the shape of galileo_core's protect Payload
+        input_: str
+        output: str
+
+    logger = GalileoLogger(project="published", log_stream="protect")
+    trace = logger.start_trace("q")
+    span = logger.add_protect_span(Payload(input_="user text", output="model text"), status_code=200)
+    logger.conclude()
+    logger.flush(timeout=10)
+    got = stored(collector_env, trace.id)["spans"][0]
+    assert (got["type"], got["name"], got["id"]) == ("tool", "GalileoProtect", span.id)
+    assert json.loads(got["input"]) == {"input_": "user text", "output": "model text"}
