@@ -26,7 +26,7 @@ import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -95,6 +95,7 @@ AGENT_TYPES: Final = (
     "judge",
 )
 _LOGGING_METHOD: Final = "api_direct"
+_T = TypeVar("_T")
 
 
 #: Where record ids come from: a Mersenne Twister seeded from the OS's entropy (and seeded again in a forked
@@ -149,6 +150,36 @@ def _json_safe(value: Any) -> Any:
     return to_text(value)
 
 
+class _Extra(Generic[_T]):
+    """A published attribute kept in a record's ``_extra`` dict: records that never set one (nearly all)
+    pay for one slot, not one per attribute (records are made on request paths)."""
+
+    def __init__(self, name: str, factory: Callable[[], _T] | None = None) -> None:
+        self.name = name
+        self.factory = factory
+
+    @overload
+    def __get__(self, record: None, owner: type[Any]) -> _Extra[_T]: ...
+    @overload
+    def __get__(self, record: Record, owner: type[Any]) -> _T: ...
+    def __get__(self, record: Record | None, owner: type[Any]) -> _Extra[_T] | _T:
+        if record is None:
+            return self
+        extra = record._extra
+        if extra is not None and self.name in extra:
+            return extra[self.name]  # type: ignore[no-any-return]
+        if self.factory is None:
+            return None  # type: ignore[return-value]
+        value = self.factory()  # a mutable default, kept so that changes to it stay
+        self.__set__(record, value)
+        return value
+
+    def __set__(self, record: Record, value: _T) -> None:
+        if record._extra is None:
+            record._extra = {}
+        record._extra[self.name] = value
+
+
 @attrs.frozen(kw_only=True)
 class Metrics:
     """A record's durations and token counts, as the published ``metrics`` attribute names them."""
@@ -183,14 +214,17 @@ class Record:
     duration_ns: int | None = None
     external_id: str | None = None
     step_number: int | None = None
-    dataset_input: str | None = None
-    dataset_output: str | None = None
-    dataset_metadata: dict[str, str] = attrs.field(factory=dict)
+    #: The published attributes few records use (see :class:`_Extra`): one slot, None until one is set.
+    _extra: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    dataset_input = _Extra[str | None]("dataset_input")
+    dataset_output = _Extra[str | None]("dataset_output")
+    dataset_metadata = _Extra[dict[str, str]]("dataset_metadata", dict)
     #: The published records' links, None as the published SDK leaves them in the objects it sends (the
     #: request's own fields name the trace, parent and session).
-    session_id: str | None = None
-    trace_id: str | None = None
-    parent_id: str | None = None
+    session_id = _Extra[str | None]("session_id")
+    trace_id = _Extra[str | None]("trace_id")
+    parent_id = _Extra[str | None]("parent_id")
 
     @property
     def metrics(self) -> Metrics:
@@ -216,19 +250,28 @@ class Record:
             "status_code": self.status_code,
             "metrics": self._metrics(),
             "external_id": self.external_id,
-            "dataset_input": self.dataset_input,
-            "dataset_output": self.dataset_output,
-            "dataset_metadata": {
-                str(k): v if isinstance(v, str) else to_text(v) for k, v in self.dataset_metadata.items()
-            },
+            "dataset_input": None,
+            "dataset_output": None,
+            "dataset_metadata": {},
             "id": self.id,
             "session_id": None,
             "trace_id": None,
             "step_number": self.step_number,
             "parent_id": None,
         }
+        if self._extra is not None:
+            self._add_extra(body)
         self._add_kind_fields(body, include_children)
         return body
+
+    def _add_extra(self, body: dict[str, Any]) -> None:
+        """The published ``dataset_*`` fields, when any was set (text; metadata values as text)."""
+        extra = self._extra or {}
+        for key in ("dataset_input", "dataset_output"):
+            value = extra.get(key)
+            body[key] = value if value is None or isinstance(value, str) else to_text(value)
+        meta = extra.get("dataset_metadata") or {}
+        body["dataset_metadata"] = {str(k): v if isinstance(v, str) else to_text(v) for k, v in meta.items()}
 
     def _metrics(self) -> dict[str, Any]:
         return {"duration_ns": self.duration_ns}
@@ -290,7 +333,7 @@ class LlmSpan(Record):
     num_total_tokens: int | None = None
     time_to_first_token_ns: int | None = None
     #: The published ``events`` (reasoning, tool calls, ... as JSON objects); sent as given.
-    events: list[dict[str, Any]] | None = None
+    events = _Extra[list[dict[str, Any]] | None]("events")
 
     def _metrics(self) -> dict[str, Any]:
         return {
@@ -308,7 +351,8 @@ class LlmSpan(Record):
     def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
         temperature = self.temperature
         body["tools"] = None if self.tools is None else _json_safe(list(self.tools))
-        body["events"] = None if self.events is None else _json_safe(list(self.events))
+        events = self.events if self._extra is not None else None
+        body["events"] = None if events is None else _json_safe(list(events))
         body["model"] = self.model
         body["temperature"] = temperature if temperature is None or math.isfinite(temperature) else None
         body["finish_reason"] = self.finish_reason
