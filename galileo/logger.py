@@ -40,6 +40,21 @@ Inputs and outputs are coerced to the shapes the Galileo schemas require, trunca
 ``max_payload_chars`` (GALILEO_MAX_PAYLOAD_CHARS) with a visible marker, and passed through the optional
 ``redact`` hook into ``redacted_input``/``redacted_output`` (see :mod:`galileo.schema`).
 
+The published SDK's surface
+---------------------------
+The constructor, ``start_trace``, every ``add_*_span``, ``add_single_llm_span_trace``, ``flush``,
+``async_flush`` and ``terminate`` take the published 2.7.0 parameters in the published order; ours
+(``config``, ``timeout``, ``finish_reason``, the configuration options) come after them, keyword-only.
+``span_id`` is the parent span id the logger was built with (None otherwise); the innermost open level is
+:meth:`current_parent`. ``trace_id`` is None until a trace exists, then the active (or continued) trace's id.
+``project_id`` and ``log_stream_id`` are None until given or resolved by the sender, off the request path.
+:meth:`flush` returns what the published SDK returns: the traces sent in batch mode, ``[]`` in distributed
+mode. ``created_at`` may be naive (read as UTC), aware (converted) or odd (the current time, with a
+WARNING): see :mod:`galileo._timestamps`. ``ingestion_hook`` (batch mode) receives each flush's batch on a
+thread of its own (see :mod:`galileo._ingestion`); ``local_metrics`` are accepted and not computed. The
+further published methods (``add_trace``, ``add_child_span_to_parent``, ``add_protect_span``,
+``previous_parent``, ``reset_parent_tracking``, ``ingest_traces``) are in :mod:`galileo._logger_api`.
+
 Thread safety: one logger may be used from several threads or tasks of one request; its state is guarded by
 a lock. Blocking: :meth:`flush` waits (bounded by ``timeout``) only outside a running event loop; on a thread
 that runs an event loop it enqueues and returns at once, and :meth:`async_flush` waits without blocking.
@@ -168,6 +183,8 @@ class GalileoLogger(PublishedLoggerApi):
 
     ``project``/``log_stream`` (or ``project_id``/``log_stream_id``, or ``experiment_id``) say where records
     go; anything not given comes from the environment (GALILEO_PROJECT, ...), then defaults to "default".
+    The parameters are the published SDK's, in its order: ``GalileoLogger("p", "s")`` names project "p" and
+    project id "s"; write ``GalileoLogger(project="p", log_stream="s")``.
     ``trace_id``/``span_id`` continue an upstream trace in distributed mode. Further configuration
     (``api_key``, ``api_url``, ``console_url``, ``extra_headers``, ``max_payload_chars``, ``redact``,
     ``timeout``, ``logging_disabled``) may be given here or as ``config=GalileoConfig.resolve(...)``.
