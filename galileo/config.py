@@ -17,7 +17,7 @@ GALILEO_API_URL (api_url)      API base URL, http(s); wins over the derivation b
 GALILEO_CONSOLE_URL            console URL the API URL is derived from (default https://app.galileo.ai/)
 GALILEO_PROJECT / _PROJECT_ID  project by name or id (a UUID); name "default" when neither is set
 GALILEO_LOG_STREAM / _ID       log stream by name or id (a UUID); name "default" when neither is set
-GALILEO_EXPERIMENT_ID          experiment id (a UUID)
+GALILEO_EXPERIMENT_ID          experiment id (a UUID), instead of a log stream
 GALILEO_MODE (mode)            ``batch`` (default: traces go together at ``flush()``) or ``distributed``
 GALILEO_LOGGING_DISABLED       1/true/yes/on or 0/false/no/off (case-insensitive); default off
 GALILEO_EXTRA_HEADERS          JSON object of header name -> value sent with every request (API gateways)
@@ -30,12 +30,20 @@ GALILEO_RETRY_WINDOW           seconds a failed send is retried, >= 0; default 1
 =============================  ==========================================================================
 
 Where traces go. ``GALILEO_API_URL`` when set. Otherwise, when an API key or a console URL is set, the API URL
-is derived from the console URL (default https://app.galileo.ai/), keeping its scheme and port: a host
-``app.X`` becomes ``api.X``, and the first ``console`` in a host becomes ``api``
-(https://console.acme.galileo.ai -> https://api.acme.galileo.ai); any other host cannot be derived from and
-asks for GALILEO_API_URL. With none of the three set, traces go to the local collector at
+is derived from the console URL (default https://app.galileo.ai/) by galileo_core's rule, so a setting that
+works with the published SDK works here: a console URL without a scheme gets ``https://``; one containing
+``localhost`` or ``127.0.0.1`` gives ``http://localhost:8088``; one containing ``app.galileo.ai`` gives
+``https://api.galileo.ai``; any other has ``console`` replaced by ``api`` wherever it appears
+(https://console.acme.galileo.ai -> https://api.acme.galileo.ai), and one without ``console`` is the API URL
+as it is (http://localtest:8088). With none of the three set, traces go to the local collector at
 :data:`DEFAULT_LOCAL_URL` (``is_local_default``), which is said once per process at INFO on the ``galileo``
 logger.
+
+Where in a project. ``experiment_id`` and a log stream are two destinations: giving ``experiment_id`` together
+with ``log_stream`` or ``log_stream_id`` as arguments raises (as the published ``GalileoLogger`` does). An
+argument wins over the environment here too: an experiment argument over ``GALILEO_LOG_STREAM(_ID)``, a log
+stream argument over ``GALILEO_EXPERIMENT_ID``; with both only in the environment the experiment wins. The
+destination not taken is None in the resolved config.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ __all__ = ["DEFAULT_CONSOLE_URL", "DEFAULT_LOCAL_URL", "MODES", "GalileoConfig"]
 
 DEFAULT_LOCAL_URL: Final = "http://localhost:8088"
 DEFAULT_CONSOLE_URL: Final = "https://app.galileo.ai/"
+_GALILEO_API_URL: Final = "https://api.galileo.ai"
 MODES: Final = ("batch", "distributed")
 
 _DEFAULT_NAME: Final = "default"
@@ -165,16 +174,16 @@ class GalileoConfig:
         if redact is not None and not callable(redact):
             raise ConfigurationError("redact", "must be a callable redact(field, value) -> value or None")
         pid = _uuid(project_id, env, "GALILEO_PROJECT_ID")
-        sid = _uuid(log_stream_id, env, "GALILEO_LOG_STREAM_ID")
+        stream, sid, experiment = _destination(log_stream, log_stream_id, experiment_id, env)
         config = cls(
             api_url=url,
             api_key=key,
             console_url=console,
             project=_string(project, env, "GALILEO_PROJECT") or (None if pid else _DEFAULT_NAME),
             project_id=pid,
-            log_stream=_string(log_stream, env, "GALILEO_LOG_STREAM") or (None if sid else _DEFAULT_NAME),
+            log_stream=stream,
             log_stream_id=sid,
-            experiment_id=_uuid(experiment_id, env, "GALILEO_EXPERIMENT_ID"),
+            experiment_id=experiment,
             mode=_mode(mode, env),
             logging_disabled=_bool(logging_disabled, env, "GALILEO_LOGGING_DISABLED"),
             extra_headers=_headers(extra_headers, env),
@@ -204,6 +213,28 @@ def _announce_local_default() -> None:
         "collector at %s (start it with `galileo-collector serve`)",
         DEFAULT_LOCAL_URL,
     )
+
+
+def _destination(
+    log_stream: str | None, log_stream_id: str | None, experiment_id: str | None, env: Mapping[str, str]
+) -> tuple[str | None, str | None, str | None]:
+    """``(log_stream, log_stream_id, experiment_id)``: a log stream or an experiment (module docstring)."""
+    by_argument = _raw(log_stream, {}, "") is not None or _raw(log_stream_id, {}, "") is not None
+    experiment_argument = _uuid(experiment_id, {}, "GALILEO_EXPERIMENT_ID")
+    if by_argument and experiment_argument is not None:
+        raise ConfigurationError(
+            "experiment_id",
+            "give a log stream (log_stream / log_stream_id) or an experiment (experiment_id), not both",
+        )
+    if experiment_argument is not None:
+        return None, None, experiment_argument
+    if not by_argument:
+        experiment = _uuid(None, env, "GALILEO_EXPERIMENT_ID")
+        if experiment is not None:
+            return None, None, experiment
+    sid = _uuid(log_stream_id, env, "GALILEO_LOG_STREAM_ID")
+    name = _string(log_stream, env, "GALILEO_LOG_STREAM") or (None if sid else _DEFAULT_NAME)
+    return name, sid, None
 
 
 def _raw(arg: object, env: Mapping[str, str], var: str) -> object:
@@ -344,19 +375,15 @@ def _http_url(var: str, raw: str) -> str:
 
 
 def _derive_api_url(console_url: str) -> str:
-    """The API URL of a console URL: ``app.X`` -> ``api.X``, first ``console`` in the host -> ``api``."""
-    _http_url("GALILEO_CONSOLE_URL", console_url)
-    parts = urlsplit(console_url)
-    host = parts.hostname or ""
-    if host.startswith("app."):
-        api_host = "api." + host[len("app.") :]
-    elif "console" in host:
-        api_host = host.replace("console", "api", 1)
-    else:
-        raise ConfigurationError(
-            "GALILEO_API_URL",
-            f"cannot derive the API URL from GALILEO_CONSOLE_URL={console_url!r} "
-            "(its host has neither 'app.' nor 'console'): set GALILEO_API_URL",
-        )
-    port = f":{parts.port}" if parts.port is not None else ""
-    return f"{parts.scheme.lower()}://{api_host}{port}"
+    """The API URL of a console URL, by galileo_core's ``set_api_url`` rule (see the module docstring)."""
+    var = "GALILEO_CONSOLE_URL"
+    if "://" not in console_url:  # galileo_core: a value that does not start with http(s) gets https://
+        console_url = f"https://{console_url}"
+    normalized = _http_url(var, console_url)
+    parts = urlsplit(normalized)  # host lowercased as galileo_core's URL type makes it (no credentials here)
+    normalized = f"{parts.scheme}://{parts.netloc.lower()}{parts.path}"
+    if "localhost" in normalized or "127.0.0.1" in normalized:
+        return DEFAULT_LOCAL_URL
+    if "app.galileo.ai" in normalized:
+        return _GALILEO_API_URL
+    return _http_url(var, normalized.replace("console", "api"))

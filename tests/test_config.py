@@ -98,10 +98,9 @@ def test_names_default_only_without_ids() -> None:
 
 
 def test_ids_are_canonical() -> None:
-    config = resolve(
-        project_id=PID.upper(), log_stream_id="{" + SID + "}", experiment_id=EID.replace("-", "")
-    )
-    assert (config.project_id, config.log_stream_id, config.experiment_id) == (PID, SID, EID)
+    config = resolve(project_id=PID.upper(), log_stream_id="{" + SID + "}")
+    assert (config.project_id, config.log_stream_id) == (PID, SID)
+    assert resolve(experiment_id=EID.replace("-", "")).experiment_id == EID
 
 
 def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +132,7 @@ def test_blank_values_count_as_unset() -> None:
 PRECEDENCE = [
     ("api_key", "GALILEO_API_KEY", "env-key", "arg-key", "env-key", "arg-key"),
     ("api_url", "GALILEO_API_URL", "http://env:1", "https://arg", "http://env:1", "https://arg"),
-    ("console_url", "GALILEO_CONSOLE_URL", "https://app.env.io", "https://app.arg.io", None, None),
+    ("console_url", "GALILEO_CONSOLE_URL", "https://console.env.io", "https://console.arg.io", None, None),
     ("project", "GALILEO_PROJECT", "env-p", "arg-p", "env-p", "arg-p"),
     ("project_id", "GALILEO_PROJECT_ID", PID, SID, PID, SID),
     ("log_stream", "GALILEO_LOG_STREAM", "env-s", "arg-s", "env-s", "arg-s"),
@@ -178,22 +177,47 @@ def test_extra_headers_and_redact_arguments() -> None:
 # --- URL resolution -----------------------------------------------------------------------------------------
 
 
+# galileo_core's set_api_url rule, as WIRE.md states it; checked against galileo 2.7.0 / galileo_core.
 @pytest.mark.parametrize(
     ("console", "api"),
     [
         ("https://app.galileo.ai/", "https://api.galileo.ai"),
         ("https://app.galileo.ai", "https://api.galileo.ai"),
-        ("https://app.acme.galileo.ai/some/page", "https://api.acme.galileo.ai"),
+        ("https://app.galileo.ai/some/page", "https://api.galileo.ai"),
+        ("HTTPS://APP.Galileo.AI", "https://api.galileo.ai"),
         ("https://console.acme.galileo.ai", "https://api.acme.galileo.ai"),
         ("http://console.internal:8080/", "http://api.internal:8080"),
         ("https://galileo-console.acme.com", "https://galileo-api.acme.com"),
-        ("HTTPS://APP.Galileo.AI", "https://api.galileo.ai"),
+        ("https://Console.Acme.com", "https://api.acme.com"),
+        # "console" replaced wherever it appears, the path included
+        ("https://console.acme.com/console/", "https://api.acme.com/api"),
+        # a URL without "console" is used as it is
+        ("http://localtest:8088", "http://localtest:8088"),
+        ("https://galileo.acme.com", "https://galileo.acme.com"),
+        ("https://app.acme.galileo.ai/some/page", "https://app.acme.galileo.ai/some/page"),
+        ("https://gw.acme.com:9443/galileo/", "https://gw.acme.com:9443/galileo"),
+        # a local console is the local API, whatever its port
+        ("http://localhost:3000", "http://localhost:8088"),
+        ("http://127.0.0.1:3000/", "http://localhost:8088"),
+        ("https://console.localhost", "http://localhost:8088"),
+        # a value without a scheme gets https://
+        ("console.acme.io", "https://api.acme.io"),
+        ("galileo.ai", "https://galileo.ai"),
+        ("localhost:3000", "http://localhost:8088"),
+        ("app.galileo.ai", "https://api.galileo.ai"),
     ],
 )
 def test_api_url_derived_from_console_url(console: str, api: str) -> None:
     config = resolve({"GALILEO_CONSOLE_URL": console})
     assert config.api_url == api
     assert config.console_url == console
+    assert config.is_local_default is False
+
+
+def test_a_console_url_without_console_is_the_api_url() -> None:
+    """The issue's case: a console served on a host without "console" in its name was refused."""
+    config = resolve({"GALILEO_CONSOLE_URL": "http://localtest:8088", "GALILEO_API_KEY": SECRET})
+    assert config.api_url == "http://localtest:8088"
     assert config.is_local_default is False
 
 
@@ -212,6 +236,41 @@ def test_explicit_api_url_wins() -> None:
     assert resolve({"GALILEO_API_URL": "https://[::1]:8443/base//"}).api_url == "https://[::1]:8443/base"
 
 
+# --- log stream or experiment ------------------------------------------------------------------------------
+
+
+def test_experiment_argument_with_log_stream_argument_raises_the_published_exception() -> None:
+    with pytest.raises(GalileoLoggerException, match="not both"):
+        resolve(log_stream="prod", experiment_id=EID)
+
+
+def test_logger_with_log_stream_and_experiment_raises_at_construction() -> None:
+    from galileo import GalileoLogger
+
+    with pytest.raises(GalileoLoggerException, match="not both"):
+        GalileoLogger(project="shop", log_stream="prod", experiment_id=EID, logging_disabled=True)
+    with pytest.raises(GalileoLoggerException, match="not both"):
+        GalileoLogger(project="shop", log_stream_id=SID, experiment_id=EID, logging_disabled=True)
+
+
+def test_experiment_argument_wins_over_log_stream_environment() -> None:
+    env = {"GALILEO_LOG_STREAM": "prod", "GALILEO_LOG_STREAM_ID": SID}
+    config = resolve(env, experiment_id=EID)
+    assert (config.log_stream, config.log_stream_id, config.experiment_id) == (None, None, EID)
+
+
+def test_log_stream_argument_wins_over_experiment_environment() -> None:
+    config = resolve({"GALILEO_EXPERIMENT_ID": EID}, log_stream="prod")
+    assert (config.log_stream, config.log_stream_id, config.experiment_id) == ("prod", None, None)
+    config = resolve({"GALILEO_EXPERIMENT_ID": EID}, log_stream_id=SID)
+    assert (config.log_stream, config.log_stream_id, config.experiment_id) == (None, SID, None)
+
+
+def test_experiment_environment_wins_over_log_stream_environment() -> None:
+    config = resolve({"GALILEO_EXPERIMENT_ID": EID, "GALILEO_LOG_STREAM": "prod"})
+    assert (config.log_stream, config.log_stream_id, config.experiment_id) == (None, None, EID)
+
+
 # --- misconfiguration ---------------------------------------------------------------------------------------
 
 BAD: list[tuple[dict[str, str], dict[str, Any], str, str]] = [
@@ -222,8 +281,11 @@ BAD: list[tuple[dict[str, str], dict[str, Any], str, str]] = [
     ({"GALILEO_API_URL": "https://h/?x=1"}, {}, "GALILEO_API_URL", "query"),
     ({"GALILEO_API_URL": f"https://user:{SECRET}@h"}, {}, "GALILEO_API_URL", "credentials"),
     ({}, {"api_url": "not a url"}, "GALILEO_API_URL", "http"),
-    ({"GALILEO_CONSOLE_URL": "galileo.ai"}, {}, "GALILEO_CONSOLE_URL", "http"),
-    ({"GALILEO_CONSOLE_URL": "https://galileo.acme.com"}, {}, "GALILEO_API_URL", "cannot derive"),
+    ({"GALILEO_CONSOLE_URL": "ftp://console.acme.com"}, {}, "GALILEO_CONSOLE_URL", "http"),
+    ({"GALILEO_CONSOLE_URL": "https://console.acme.com/?x=1"}, {}, "GALILEO_CONSOLE_URL", "query"),
+    ({"GALILEO_CONSOLE_URL": f"https://u:{SECRET}@console.a.io"}, {}, "GALILEO_CONSOLE_URL", "credentials"),
+    ({}, {"log_stream": "prod", "experiment_id": EID}, "experiment_id", "not both"),
+    ({}, {"log_stream_id": SID, "experiment_id": EID}, "experiment_id", "not both"),
     ({"GALILEO_MODE": "streaming"}, {}, "GALILEO_MODE", "batch, distributed"),
     ({}, {"mode": "fast"}, "GALILEO_MODE", "batch, distributed"),
     ({"GALILEO_LOGGING_DISABLED": "maybe"}, {}, "GALILEO_LOGGING_DISABLED", "true"),
