@@ -1,5 +1,6 @@
-"""``@log(name=, span_type=, params=, dataset_record=)`` as the published SDK's docs and decorator show it,
-run on ours against the collector: span fields filled from arguments, the ``params`` mapping, output shapes."""
+"""``@log(name=, span_type=, params=, dataset_record=)`` as the published SDK's docs and decorator show
+it, run on ours against the collector: span fields filled from arguments, the ``params`` mapping, output
+shapes."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def only_trace(collector: CollectorProcess, project: str) -> dict[str, Any]:
     return tree
 
 
-# -- span fields from arguments of the same name ---------------------------------------------------------------
+# -- span fields from arguments of the same name -------------------------------------------------------------
 def test_llm_span_fields_come_from_arguments_of_the_same_name_defaults_included(
     collector_env: CollectorProcess, _env: str
 ) -> None:
@@ -136,7 +137,7 @@ def test_an_argument_called_name_names_the_span_unless_log_names_it(
     assert tree_lines(tree) == ["trace:flow", "  workflow:flow", "    tool:Ada", "    tool:Greeter"]
 
 
-# -- params ------------------------------------------------------------------------------------------------------
+# -- params --------------------------------------------------------------------------------------------------
 def test_params_maps_span_fields_to_arguments_values_and_functions(
     collector_env: CollectorProcess, _env: str
 ) -> None:
@@ -195,7 +196,7 @@ def test_a_value_of_the_wrong_type_is_left_out_with_a_warning(
     assert [r.getMessage() for r in caplog.records if "temperature" in r.getMessage()]
 
 
-# -- output shapes ---------------------------------------------------------------------------------------------
+# -- output shapes -------------------------------------------------------------------------------------------
 class Doc(BaseModel):
     """Shaped like galileo_core's Document (which is a pydantic model with these fields)."""
 
