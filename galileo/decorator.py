@@ -12,14 +12,18 @@ Decorate the functions worth seeing in a trace; their calls become spans, nested
         documents = search(question)       # a retriever span under "answer"
         ...
 
-``@log`` and ``@log(span_type="workflow"|"agent"|"llm"|"retriever"|"tool", name=None)`` work on functions,
-async functions, generators and async generators, methods included. A call records its input (the
-arguments as passed, by parameter name, ``self``/``cls`` left out, as JSON text; values JSON cannot hold
-are shown by their ``repr``; at most :data:`MAX_CHARS` characters), its output (the return value, or the
-yielded items joined: strings concatenated as they are, other items as JSON text one per line; at most
-:data:`MAX_CHARS` characters) and its duration. A call that raises gets ``status_code`` 500 and
-``"ExceptionType: message"`` as its output, and the exception propagates unchanged. A workflow or agent
-span returning None takes its last child's output.
+``@log`` and ``@log(name=None, span_type="workflow"|"agent"|"llm"|"retriever"|"tool", params=None,
+dataset_record=None)`` work on functions, async functions, generators and async generators, methods included.
+A call records its input (the arguments as passed, by parameter name, ``self``/``cls`` left out, as JSON
+text, at most :data:`MAX_CHARS` characters), its output (the return value, or the yielded items joined:
+strings concatenated as they are, other items as JSON text one per line; at most :data:`MAX_CHARS`
+characters), its duration, and the span fields its arguments give: a parameter named after a field of the
+span type (``name``, ``metadata``, ``tags``, ``model``, ``temperature``, ``tools``, ``tool_call_id``,
+``agent_type``) fills it, and ``params={field: parameter name | value | function of the arguments}`` names the
+source of any field, as the published SDK does (:mod:`galileo._log_fields` has the details and the output
+shapes per span type). A call that raises gets ``status_code`` 500 and ``"ExceptionType: message"`` as its
+output, and the exception propagates unchanged. A workflow or agent span returning None takes its last
+child's output; a trace a call started takes its last child's output, a message or documents as their JSON.
 
 Where spans go
 --------------
@@ -38,7 +42,8 @@ generator is exhausted, raises or is closed. Which trace a call joins, first mat
    (:func:`~galileo.middleware.get_request_logger`), under its current parent — the same tree, continuing
    the upstream trace from the request's headers or the request's own ``METHOD route`` trace (opened, if
    it is not yet, when the first decorated call begins);
-4. elsewhere: the process's logger for GALILEO_PROJECT / GALILEO_LOG_STREAM (mode from GALILEO_MODE).
+4. elsewhere: the process's logger for what ``galileo_context.init(...)`` set in this context, each setting
+   not given from the environment (GALILEO_PROJECT, GALILEO_LOG_STREAM, GALILEO_MODE).
 
 With no active trace there (cases 2 and 4), the outermost decorated call starts a trace (named after the
 function, with the same input) and concludes it when it returns: in batch mode the trace is then handed to
@@ -61,21 +66,19 @@ generator, around each resumption of its body) and reset after, so gathered task
 inherit it and concurrent ones never see each other's. Spans are added and concluded through
 ``GalileoLogger._add_under`` / ``_conclude_record``, which reuse the logger's record building, payload
 policy, lock and distributed-mode sending, but never push on the logger's stack (shared by every task of a
-request). Outside requests, the process's loggers (``_ContextLogger``, one per project, log stream and mode)
-keep what a logger knows of its current trace (stack, outbox, batch traces, upstream ids) in a context
-variable of their own, so one logger object serves concurrent tasks and threads; the outermost decorated
-call gives its context a fresh tree for its duration.
+request). Outside requests, the process's loggers (:class:`galileo._context_loggers.ContextLogger`, one per
+project, log stream, experiment and mode) keep what a logger knows of its current trace (stack, outbox, batch
+traces, upstream ids) in a context variable of their own, so one logger object serves concurrent tasks and
+threads; the outermost decorated call gives its context a fresh tree for its duration.
 
 ``galileo_context``
 -------------------
-``with galileo_context(project=..., log_stream=..., trace_id=..., span_id=..., mode=...):`` (or
-``async with``) scopes where decorated calls go; on leaving it, what the block's logger left open in the block
-is concluded and handed to the sender. ``galileo_context.get_logger_instance(project=..., log_stream=...)``
-returns the process's logger for that pair (one per project, log stream and mode), whose active trace and
-parent stack are per context: a trace started in one task or thread is not seen by concurrent ones (tasks
-started while it is active join it). Inside a request served through ``TracingMiddleware`` it returns the
-request's logger. ``galileo_context.flush()`` hands everything over and waits (bounded) for delivery where
-waiting is safe; ``galileo_context.reset()`` forgets the process's loggers (the environment is read again).
+``with galileo_context(project=..., log_stream=..., experiment_id=..., trace_id=..., span_id=..., mode=...):``
+(or ``async with``) scopes where decorated calls go; ``galileo_context.init(...)`` sets where they go in this
+context outside blocks; on leaving a block, what the block's logger left open in the block is concluded and
+handed to the sender. The rest of its surface (``get_logger_instance``, ``flush``, ``get_current_*``, ...) is
+described in :mod:`galileo._galileo_context`; the process's loggers and blocks in
+:mod:`galileo._context_loggers`.
 
 Never breaks the decorated function: a failure of the SDK (serialisation, configuration, a bad context) is
 logged once, as one WARNING line on the ``galileo`` logger naming the cause (e.g. the setting to fix; its
