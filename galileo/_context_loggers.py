@@ -1,0 +1,396 @@
+"""The process's loggers for ``@log`` and ``galileo_context``, and where a decorated call's records go.
+
+The process keeps one logger per project, log stream, experiment and mode (:class:`ContextLogger`). What such
+a logger knows of its current trace (stack, outbox, batch traces, upstream ids) lives in a context variable of
+its own (:class:`Tree`), so one logger object serves concurrent tasks and threads; the outermost decorated
+call gives its context a fresh tree for its duration. A ``galileo_context(...)`` block is a :class:`Scope`
+set in a context variable; ``galileo_context.init(...)`` sets the context's :class:`Defaults`.
+
+Which logger a decorated call outside any decorated workflow/agent call goes to (:func:`current_logger`):
+the block's logger when a block entered in the same request (or outside any request) is active; else the
+request's logger inside a request served through ``TracingMiddleware``; else the logger of ``init``'s
+project, log stream, experiment and mode (each, when not given, from the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+from galileo import _sender, schema
+from galileo._context import RequestState, SpanFrame, current_request, span_frame
+from galileo._log_fields import warn_once as _warn_once
+from galileo.logger import GalileoLogger, _check_uuid, _now_ns, _Open
+
+__all__ = [
+    "ContextLogger",
+    "Defaults",
+    "Key",
+    "Scope",
+    "Tree",
+    "active_scope",
+    "all_loggers",
+    "context_logger",
+    "current_defaults",
+    "current_logger",
+    "defaults",
+    "forget",
+    "forget_handed",
+    "hand_over",
+    "take_handed",
+]
+
+_log = logging.getLogger("galileo")
+
+
+# -- per-context trees of the process's loggers -------------------------------------------------------------
+def _owner() -> object:
+    """The task running now, else the thread: who a context's tree belongs to."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return task if task is not None else threading.get_ident()
+
+
+class Tree:
+    """One context's trace of a :class:`ContextLogger`: what a GalileoLogger keeps per logger."""
+
+    __slots__ = (
+        "by_call",
+        "outbox",
+        "outboxes",
+        "owner",
+        "stack",
+        "traces",
+        "upstream_parent_id",
+        "upstream_trace_id",
+    )
+
+    def __init__(
+        self, trace_id: str | None = None, parent_id: str | None = None, *, by_call: bool = False
+    ) -> None:
+        self.by_call = by_call  # its trace was started by a decorated call, which concludes it
+        self.owner = _owner()
+        self.stack: list[_Open] = []
+        self.traces: list[schema.Trace] = []
+        self.outbox: _sender.TraceOutbox | None = None
+        self.outboxes: list[_sender.Outbox] = []
+        self.upstream_trace_id = trace_id
+        self.upstream_parent_id = parent_id or trace_id
+        if trace_id is not None:
+            self.stack.append(_Open(None, self.upstream_parent_id or trace_id, _now_ns()))
+
+
+def _tree_field(name: str) -> Any:
+    def get(self: ContextLogger) -> Any:
+        return getattr(self._trees.get() or self._tree(), name)
+
+    def set_(self: ContextLogger, value: Any) -> None:
+        setattr(self._tree(), name, value)
+
+    return property(get, set_)
+
+
+class ContextLogger(GalileoLogger):
+    """The process's logger for one project and log stream, its trace and parent stack kept per context.
+
+    Every piece of state a :class:`GalileoLogger` keeps about its current trace (the stack of open levels,
+    the batch traces, the distributed outbox, the upstream ids) lives in a :class:`Tree` held in a context
+    variable of this logger, so the same object serves concurrent tasks and threads without mixing their
+    trees; configuration, lock and everything else are shared.
+    """
+
+    _stack = _tree_field("stack")
+    _traces = _tree_field("traces")
+    _outbox = _tree_field("outbox")
+    _outboxes = _tree_field("outboxes")
+    _upstream_trace_id = _tree_field("upstream_trace_id")
+    _upstream_parent_id = _tree_field("upstream_parent_id")
+
+    def __init__(self, key: Key, **extra: Any) -> None:
+        self._trees: ContextVar[Tree | None] = ContextVar("galileo_tree", default=None)
+        project, log_stream, experiment_id, mode = key
+        token = self._trees.set(None)
+        try:  # keywords only: the constructor's positional order is the published one
+            if experiment_id is not None:
+                extra["experiment_id"] = experiment_id
+            super().__init__(project=project, log_stream=log_stream, mode=mode, **extra)
+        finally:
+            self._trees.reset(token)  # the constructing context keeps no tree of its own
+
+    def _tree(self) -> Tree:
+        tree = self._trees.get()
+        if tree is None:
+            tree = Tree()
+            self._trees.set(tree)
+        return tree
+
+    def start_trace(self, *args: Any, **kwargs: Any) -> schema.Trace:
+        """As :meth:`GalileoLogger.start_trace`, in this context's tree; a task or thread that inherited
+        another's tree starts a tree of its own instead of concluding that one's trace."""
+        tree = self._trees.get()
+        if tree is None or (tree.owner != _owner() and tree.upstream_trace_id is None):
+            self._trees.set(Tree())
+        return super().start_trace(*args, **kwargs)
+
+    def conclude(
+        self,
+        output: Any = None,
+        redacted_output: Any = None,
+        duration_ns: int | None = None,
+        status_code: int | None = None,
+        conclude_all: bool = False,
+    ) -> schema.Record | None:
+        """As :meth:`GalileoLogger.conclude`, except that a trace a running decorated call started is left
+        for that call to conclude (``conclude_all`` closes the levels above it)."""
+        tree = self._trees.get()
+        if tree is None or not tree.by_call or self._disabled:
+            return super().conclude(output, redacted_output, duration_ns, status_code, conclude_all)
+        with self._lock:
+            stack = tree.stack
+            if len(stack) == 1:
+                _log.warning(
+                    "galileo: conclude() ignored: this trace concludes when its outermost @log call returns"
+                )
+                return stack[0].record
+            while len(stack) > 1:
+                self._conclude_top(output, redacted_output, duration_ns, status_code)
+                if not conclude_all:
+                    break
+            return self.current_parent()
+
+    def __repr__(self) -> str:
+        return "<context " + super().__repr__()[1:]
+
+
+# -- where calls go ------------------------------------------------------------------------------------------
+class Scope:
+    """One ``galileo_context(...)`` block."""
+
+    __slots__ = (
+        "_tokens",
+        "experiment_id",
+        "log_stream",
+        "logger",
+        "mode",
+        "project",
+        "request",
+        "span_id",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        project: str | None,
+        log_stream: str | None,
+        trace_id: str | None,
+        span_id: str | None,
+        mode: str | None,
+        experiment_id: str | None = None,
+    ) -> None:
+        given = current_defaults()  # what the block does not name comes from galileo_context.init(...)
+        self.project = project if project is not None else given.project
+        self.log_stream = log_stream if log_stream is not None else given.log_stream
+        self.experiment_id = experiment_id if experiment_id is not None else given.experiment_id
+        if mode is None:
+            mode = given.mode
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.mode = mode
+        self.logger: ContextLogger | None = None
+        self.request: RequestState | None = None
+        self._tokens: tuple[Token[Scope | None], Token[SpanFrame | None], Token[Tree | None]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<galileo_context project={self.project!r} log_stream={self.log_stream!r}>"
+
+    def __enter__(self) -> Scope:
+        if self._tokens is not None:
+            raise RuntimeError("this galileo_context(...) block is already entered")
+        try:
+            trace_id, parent_id, mode = self._ids()
+            self.logger = context_logger(self.project, self.log_stream, mode, self.experiment_id)
+            self.request = current_request()
+            tree = Tree(trace_id, parent_id)
+        except Exception:
+            _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up (%s)")
+            return self
+        self._tokens = (_scope.set(self), span_frame.set(None), self.logger._trees.set(tree))
+        return self
+
+    def _ids(self) -> tuple[str | None, str | None, str | None]:
+        mode = self.mode
+        if self.trace_id is None and self.span_id is None:
+            return None, None, mode
+        try:
+            trace_id = _check_uuid("trace_id", self.trace_id)
+            parent_id = _check_uuid("span_id", self.span_id)
+            if trace_id is None:
+                raise ValueError("span_id without trace_id")
+            if mode not in (None, "distributed"):
+                raise ValueError("continuing a trace needs mode='distributed'")
+        except Exception as exc:
+            _log.warning("galileo: galileo_context(trace_id=..., span_id=...) ignored: %s; a new trace", exc)
+            return None, None, mode
+        return trace_id, parent_id, "distributed"
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tokens, self._tokens = self._tokens, None
+        if tokens is None or self.logger is None:
+            return
+        try:
+            hand_over(self.logger)  # what the block left open, concluded and queued
+        except Exception:
+            _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records (%s)")
+        finally:
+            self.logger._trees.reset(tokens[2])
+            span_frame.reset(tokens[1])
+            _scope.reset(tokens[0])
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class Defaults:
+    """What ``galileo_context.init(...)`` set in this context: where decorated calls go outside any block."""
+
+    __slots__ = ("experiment_id", "log_stream", "mode", "project")
+
+    def __init__(
+        self,
+        project: str | None = None,
+        log_stream: str | None = None,
+        experiment_id: str | None = None,
+        mode: str | None = None,
+    ) -> None:
+        self.project = project
+        self.log_stream = log_stream
+        self.experiment_id = experiment_id
+        self.mode = mode
+
+
+#: (project, log_stream, experiment_id, mode): one process's logger each.
+Key = tuple[str | None, str | None, str | None, str | None]
+
+_scope: ContextVar[Scope | None] = ContextVar("galileo_scope", default=None)
+defaults: ContextVar[Defaults | None] = ContextVar("galileo_defaults", default=None)
+_NOTHING_SET = Defaults()
+
+
+def current_defaults() -> Defaults:
+    """What ``galileo_context.init(...)`` set in this context (nothing: all None)."""
+    return defaults.get() or _NOTHING_SET
+
+
+_loggers: dict[Key, ContextLogger] = {}
+_loggers_lock = threading.Lock()
+_handed: list[_sender.Outbox] = []  # what outermost calls handed to the sender, for galileo_context.flush()
+_handed_lock = threading.Lock()
+_prune_at = 256
+
+
+def context_logger(
+    project: str | None,
+    log_stream: str | None,
+    mode: str | None,
+    experiment_id: str | None = None,
+    **extra: Any,
+) -> ContextLogger:
+    """The process's logger for a project, log stream, experiment and mode (None: from the environment); one
+    each. ``extra`` (``local_metrics``, ``ingestion_hook``) is passed to a logger made now, or makes a new one
+    for the key when given."""
+    key = (project, log_stream, experiment_id, mode)
+    logger = _loggers.get(key)
+    if logger is None or extra:
+        with _loggers_lock:
+            logger = _loggers.get(key)
+            if logger is None or extra:
+                replaced = logger
+                logger = _loggers[key] = ContextLogger(key, **extra)
+                if replaced is not None:
+                    hand_over(replaced)
+    return logger
+
+
+def forget(key: Key | None = None) -> None:
+    """Forget the process's logger for ``key`` (None: all of them), handing over what it holds here."""
+    with _loggers_lock:
+        if key is None:
+            gone = list(_loggers.values())
+            _loggers.clear()
+        else:
+            one = _loggers.pop(key, None)
+            gone = [one] if one is not None else []
+    for logger in gone:
+        hand_over(logger)
+
+
+def all_loggers() -> list[ContextLogger]:
+    with _loggers_lock:
+        return list(_loggers.values())
+
+
+def take_handed() -> list[_sender.Outbox]:
+    """The outboxes handed to the sender since the last call (for galileo_context.flush())."""
+    with _handed_lock:
+        outboxes, _handed[:] = list(_handed), []
+    return outboxes
+
+
+def forget_handed() -> None:
+    with _handed_lock:
+        _handed.clear()
+
+
+def active_scope() -> Scope | None:
+    """The ``galileo_context(...)`` block in force here (entered in this request, or outside any)."""
+    scope = _scope.get()
+    if scope is not None and scope.logger is not None and scope.request is current_request():
+        return scope
+    return None
+
+
+def hand_over(logger: GalileoLogger) -> None:
+    """Conclude what ``logger`` holds in this context and queue it (never waits); remember the outboxes."""
+    with logger._lock:
+        _, outboxes = logger._enqueue_all()
+    if outboxes:
+        global _prune_at
+        with _handed_lock:
+            _handed.extend(outboxes)
+            if len(_handed) > _prune_at:  # forget what was delivered; amortised, also with a dead backend
+                _handed[:], _prune_at = _sender.get_sender(logger.config).prune(_handed, 256)
+
+
+def current_logger() -> GalileoLogger:
+    """The logger a decorated call outside any decorated workflow/agent call goes to (rules 2-4)."""
+    scope = _scope.get()
+    request = current_request()
+    if scope is not None and scope.logger is not None and scope.request is request:
+        return scope.logger
+    if request is not None:
+        return request.logger or _request_logger()()
+    given = current_defaults()
+    return context_logger(given.project, given.log_stream, given.mode, given.experiment_id)
+
+
+@functools.cache
+def _request_logger() -> Callable[[], GalileoLogger]:
+    """``get_request_logger``, imported on first use (galileo.middleware imports Starlette)."""
+    from galileo.middleware._request import get_request_logger
+
+    return get_request_logger

@@ -1,0 +1,248 @@
+"""``galileo_context``: where ``@log`` calls go, and the process's loggers.
+
+The published SDK's surface, on our loggers::
+
+    galileo_context.init(project="p", log_stream="s")   # this context's defaults (later tasks inherit)
+    with galileo_context(project="p", log_stream="s"):  # or ``async with``; trace_id=/span_id= continue
+        answer(question)
+    galileo_context.get_logger_instance()               # the logger decorated calls here go to
+    galileo_context.flush()                             # hand everything over, wait (bounded) where safe
+
+``get_current_project()`` / ``get_current_log_stream()`` / ``get_current_mode()`` name what the innermost
+block (else ``init``) set (None: not set here; the logger then reads the environment);
+``get_current_trace()`` is the trace decorated calls here join, ``get_current_span_stack()`` the decorated
+workflow/agent spans open here, outermost first; ``reset_trace_context()`` concludes and hands over what this
+context holds and lets the next decorated call start a new trace. ``galileo_context.log`` is :func:`log`.
+
+Differences from the published SDK, kept: inside a request served through ``TracingMiddleware`` (and no block
+entered in it) ``get_logger_instance()`` returns the request's logger; ``flush()`` returns the number of
+records still pending instead of None and, without arguments, flushes every process logger; a block leaves
+what it did not name to ``init`` (else the environment) instead of resetting it.
+
+The session methods (``start_session``, ``set_session``, ``clear_session``) belong in the block marked below.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from galileo import _context_loggers as _registry
+from galileo import _sender, schema
+from galileo._context import current_request, span_frame
+from galileo._log_fields import forget_warnings
+from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
+
+if TYPE_CHECKING:
+    from galileo._context_loggers import Scope
+
+__all__ = ["GalileoContext", "galileo_context"]
+
+
+class GalileoContext:
+    """The type of :data:`galileo_context` (one per process): call it for a ``with`` block."""
+
+    def __call__(
+        self,
+        project: str | None = None,
+        log_stream: str | None = None,
+        *,
+        experiment_id: str | None = None,
+        mode: str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> Scope:
+        """A block (``with`` or ``async with``) in which decorated calls go to ``project``/``log_stream`` (or
+        ``experiment_id``; None: from ``init``, else the environment), continuing ``trace_id``/``span_id``
+        when given (distributed mode)."""
+        return _registry.Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+
+    def init(
+        self,
+        project: str | None = None,
+        log_stream: str | None = None,
+        experiment_id: str | None = None,
+        local_metrics: list[Any] | None = None,
+        mode: str | None = None,
+    ) -> None:
+        """Send this context's decorated calls (outside blocks) to ``project``/``log_stream`` (or
+        ``experiment_id``) in ``mode``, with a fresh logger: the previous one's records are handed over."""
+        _registry.forget((project, log_stream, experiment_id, mode))
+        extra: dict[str, Any] = {"local_metrics": local_metrics} if local_metrics is not None else {}
+        _registry.context_logger(project, log_stream, mode, experiment_id, **extra)
+        _registry.defaults.set(_registry.Defaults(project, log_stream, experiment_id, mode))
+        span_frame.set(None)
+
+    @property
+    def log(self) -> Callable[..., Any]:
+        """:func:`galileo.log`, as ``galileo_context.log``."""
+        from galileo.decorator import log
+
+        return log
+
+    def get_logger_instance(
+        self,
+        project: str | None = None,
+        log_stream: str | None = None,
+        experiment_id: str | None = None,
+        mode: str | None = None,
+        ingestion_hook: Callable[..., Any] | None = None,
+    ) -> GalileoLogger:
+        """The process's logger for ``project``/``log_stream``/``experiment_id``/``mode`` (what is not given:
+        from the block in force, else ``init``, else the environment), its trace and stack per context;
+        inside a request served through ``TracingMiddleware`` (and no block entered in it), the request's
+        logger. ``ingestion_hook`` makes a new logger for the key that hands records to the hook. Raises
+        :class:`~galileo.exceptions.ConfigurationError` on an invalid configuration."""
+        named = (project, log_stream, experiment_id, mode, ingestion_hook) != (None,) * 5
+        scope = _registry.active_scope()
+        if scope is not None and scope.logger is not None:
+            if not named:
+                return scope.logger
+        elif current_request() is not None:
+            from galileo.middleware._request import get_request_logger
+
+            return get_request_logger()
+        where = _current_key(scope)
+        extra = {"ingestion_hook": ingestion_hook} if ingestion_hook is not None else {}
+        return _registry.context_logger(
+            project if project is not None else where[0],
+            log_stream if log_stream is not None else where[1],
+            mode if mode is not None else where[3],
+            experiment_id if experiment_id is not None else where[2],
+            **extra,
+        )
+
+    def get_current_project(self) -> str | None:
+        """The project the block in force (else ``init``) names; None: not set here."""
+        return _current_key(_registry.active_scope())[0]
+
+    def get_current_log_stream(self) -> str | None:
+        """The log stream the block in force (else ``init``) names; None: not set here."""
+        return _current_key(_registry.active_scope())[1]
+
+    def get_current_mode(self) -> str | None:
+        """The mode decorated calls here are logged in (``"batch"`` or ``"distributed"``)."""
+        try:
+            return _registry.current_logger().mode
+        except Exception:
+            return _current_key(_registry.active_scope())[3]
+
+    def get_current_trace(self) -> schema.Trace | None:
+        """The trace decorated calls here join (None: none is open, or it continues an upstream trace)."""
+        logger = self._here()
+        if logger is None:
+            return None
+        with logger._lock:
+            stack = logger._stack
+            record = stack[0].record if stack else None
+        return record if isinstance(record, schema.Trace) else None
+
+    def get_current_span_stack(self) -> list[schema.Span]:
+        """The workflow and agent spans of decorated calls open here, outermost first."""
+        frame = span_frame.get()
+        trace = self.get_current_trace()
+        if frame is None or frame.level.record is None or trace is None:
+            return []
+        path = _path_to(trace, frame.level.record)
+        return [record for record in path if isinstance(record, (schema.WorkflowSpan, schema.AgentSpan))]
+
+    def reset_trace_context(self) -> None:
+        """Conclude what this context holds (handed to the sender) and start afresh: the next decorated call
+        starts a new trace. Inside a request, the request's trace is left to the middleware."""
+        span_frame.set(None)
+        logger = self._here()
+        if isinstance(logger, _registry.ContextLogger):
+            _registry.hand_over(logger)
+            logger._trees.set(None)
+
+    def flush(
+        self,
+        project: str | None = None,
+        log_stream: str | None = None,
+        experiment_id: str | None = None,
+        mode: str | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        *,
+        timeout: float | None = DEFAULT_FLUSH_TIMEOUT,
+    ) -> int:
+        """Hand over what the process's loggers hold here (only the one for ``project``/``log_stream``/
+        ``experiment_id``/``mode`` when one is named) and wait (bounded, and only where waiting is safe: not
+        in a request nor on an event loop's thread) for everything decorated calls handed over; return the
+        records still pending. ``on_error`` is called with a :class:`TimeoutError` when some are."""
+        if (project, log_stream, experiment_id, mode) == (None,) * 4:
+            loggers: list[GalileoLogger] = list(_registry.all_loggers())
+        else:
+            loggers = [self.get_logger_instance(project, log_stream, experiment_id, mode)]
+        for logger in loggers:
+            _registry.hand_over(logger)
+        pending = _wait(_registry.take_handed(), timeout)
+        if pending and on_error is not None and not _must_not_block():
+            try:
+                on_error(TimeoutError(f"{pending} records not yet delivered after {timeout} s"))
+            except Exception:
+                _registry._log.warning("galileo: a flush(on_error=...) callback raised; ignored")
+        return pending
+
+    def flush_all(self) -> int:
+        """:meth:`flush` of every process logger; return the records still pending."""
+        return self.flush()
+
+    def reset(self) -> None:
+        """Forget the process's loggers (the next use reads the environment again), ``init``'s settings here
+        and what was handed over; records already handed to the sender still go."""
+        _registry.forget()
+        _registry.forget_handed()
+        _registry.defaults.set(_registry.Defaults())
+        forget_warnings()
+
+    # -- sessions: start_session / set_session / clear_session go here ---------------------------------------
+
+    def _here(self) -> GalileoLogger | None:
+        frame = span_frame.get()
+        if frame is not None:
+            return frame.logger
+        try:
+            return _registry.current_logger()
+        except Exception:
+            return None
+
+    def __repr__(self) -> str:
+        return "galileo_context"
+
+
+def _current_key(scope: Scope | None) -> _registry.Key:
+    if scope is not None:
+        return (scope.project, scope.log_stream, scope.experiment_id, scope.mode)
+    given = _registry.current_defaults()
+    return (given.project, given.log_stream, given.experiment_id, given.mode)
+
+
+def _path_to(root: schema.Record, target: schema.Record) -> list[schema.Record]:
+    """The records from under ``root`` down to ``target`` (included); [] when it is not in the tree."""
+    for child in getattr(root, "spans", None) or ():
+        if child is target:
+            return [child]
+        below = _path_to(child, target)
+        if below:
+            return [child, *below]
+    return []
+
+
+def _wait(outboxes: list[_sender.Outbox], timeout: float | None) -> int:
+    by_sender: dict[_sender.Sender, list[_sender.Outbox]] = {}
+    for outbox in outboxes:
+        by_sender.setdefault(outbox.sender, []).append(outbox)
+    pending = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for sender, mine in by_sender.items():
+        if _must_not_block():
+            pending += sender.busy_pending(mine)[1]
+        else:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            pending += sender.wait(mine, left)
+    return pending
+
+
+#: Scopes decorated calls and hands out the process's loggers; see the module docstring.
+galileo_context = GalileoContext()
