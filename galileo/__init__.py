@@ -12,7 +12,7 @@ from __future__ import annotations
 from galileo._sender import shutdown, stats
 from galileo._version import __version__
 from galileo.config import GalileoConfig
-from galileo.decorator import galileo_context, log
+from galileo.decorator import galileo_context, log, start_session
 from galileo.exceptions import ConfigurationError, GalileoLoggerException
 from galileo.logger import GalileoLogger
 
@@ -25,5 +25,6 @@ __all__ = [
     "galileo_context",
     "log",
     "shutdown",
+    "start_session",
     "stats",
 ]

@@ -103,13 +103,13 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, cast, overload
 
 import attrs
 
-from galileo import _sender, schema
+from galileo import _sender, _sessions, schema
 from galileo._context import RequestState, SpanFrame, current_request, span_frame
 from galileo.exceptions import _describe
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _check_uuid, _must_not_block, _now_ns, _Open
 from galileo.schema import TRUNCATION_MARKER
 
-__all__ = ["MAX_CHARS", "SPAN_KINDS", "GalileoContext", "SpanKind", "galileo_context", "log"]
+__all__ = ["MAX_CHARS", "SPAN_KINDS", "GalileoContext", "SpanKind", "galileo_context", "log", "start_session"]
 
 _log = logging.getLogger("galileo")
 
@@ -360,7 +360,18 @@ class _ContextLogger(GalileoLogger):
 class _Scope:
     """One ``galileo_context(...)`` block."""
 
-    __slots__ = ("_tokens", "log_stream", "logger", "mode", "project", "request", "span_id", "trace_id")
+    __slots__ = (
+        "_saved_session",
+        "_tokens",
+        "log_stream",
+        "logger",
+        "mode",
+        "project",
+        "request",
+        "session_id",
+        "span_id",
+        "trace_id",
+    )
 
     def __init__(
         self,
@@ -378,6 +389,8 @@ class _Scope:
         self.logger: _ContextLogger | None = None
         self.request: RequestState | None = None
         self._tokens: tuple[Token[_Scope | None], Token[SpanFrame | None], Token[_Tree | None]] | None = None
+        self.session_id: str | None = None  # galileo_context(session_id=...): the block's session
+        self._saved_session: tuple[_sessions.SessionRef | None] | None = None
 
     def __repr__(self) -> str:
         return f"<galileo_context project={self.project!r} log_stream={self.log_stream!r}>"
@@ -394,6 +407,9 @@ class _Scope:
             _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up (%s)")
             return self
         self._tokens = (_scope.set(self), span_frame.set(None), self.logger._trees.set(tree))
+        if self.session_id is not None:  # the block's session, the logger's previous one back at exit
+            self._saved_session = (self.logger._session,)
+            self.logger.set_session(self.session_id)
         return self
 
     def _ids(self) -> tuple[str | None, str | None, str | None]:
@@ -423,6 +439,8 @@ class _Scope:
         except Exception:
             _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records (%s)")
         finally:
+            if self._saved_session is not None:
+                self.logger._session, self._saved_session = self._saved_session[0], None
             self.logger._trees.reset(tokens[2])
             span_frame.reset(tokens[1])
             _scope.reset(tokens[0])
@@ -834,10 +852,15 @@ class GalileoContext:
         trace_id: str | None = None,
         span_id: str | None = None,
         mode: str | None = None,
+        session_id: str | None = None,
     ) -> _Scope:
         """A block (``with`` or ``async with``) in which decorated calls go to ``project``/``log_stream``
-        (None: from the environment), continuing ``trace_id``/``span_id`` when given (distributed mode)."""
-        return _Scope(project, log_stream, trace_id, span_id, mode)
+        (None: from the environment), continuing ``trace_id``/``span_id`` when given (distributed mode),
+        their traces in the existing session ``session_id`` when given (the logger's session before the block
+        is back after it)."""
+        scope = _Scope(project, log_stream, trace_id, span_id, mode)
+        scope.session_id = session_id
+        return scope
 
     def get_logger_instance(
         self, project: str | None = None, log_stream: str | None = None, *, mode: str | None = None
@@ -880,6 +903,37 @@ class GalileoContext:
                 pending += sender.wait(mine, left)
         return pending
 
+    # -- sessions (see galileo._sessions) ------------------------------------------------------------------
+    def start_session(
+        self,
+        name: str | None = None,
+        previous_session_id: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:
+        """:meth:`GalileoLogger.start_session` on :meth:`get_logger_instance`'s logger: the session's id,
+        or None inside a request handler or on an event loop (the traces carry the session all the same)."""
+        try:
+            logger = self.get_logger_instance()
+        except Exception:
+            _warn_once("session", "galileo: galileo_context.start_session() ignored: no logger (%s)")
+            return None
+        return logger.start_session(name, previous_session_id, external_id, metadata)
+
+    def set_session(self, session_id: str) -> None:
+        """:meth:`GalileoLogger.set_session` on :meth:`get_logger_instance`'s logger."""
+        try:
+            self.get_logger_instance().set_session(session_id)
+        except Exception:
+            _warn_once("session", "galileo: galileo_context.set_session() ignored: no logger (%s)")
+
+    def clear_session(self) -> None:
+        """:meth:`GalileoLogger.clear_session` on :meth:`get_logger_instance`'s logger."""
+        try:
+            self.get_logger_instance().clear_session()
+        except Exception:
+            _warn_once("session", "galileo: galileo_context.clear_session() ignored: no logger (%s)")
+
     def reset(self) -> None:
         """Forget the process's loggers (the next use reads the environment again) and what was handed over;
         records already handed to the sender still go."""
@@ -895,3 +949,5 @@ class GalileoContext:
 
 #: Scopes decorated calls and hands out the process's loggers; see the module docstring.
 galileo_context = GalileoContext()
+#: ``galileo.start_session(...)``, as published: :meth:`GalileoContext.start_session`.
+start_session = galileo_context.start_session
