@@ -22,6 +22,11 @@ A session the API will not create (a 4xx answer) is given up once: its traces st
 reported in one WARNING. A transient failure (no answer, 5xx, 429) is retried with the traces that need it,
 within the sender's retry window, like any other write.
 
+Sessions with an external id are looked for and created one at a time per (API, target, external id) in
+the process, and the id found is remembered (:data:`_KNOWN_MAX` of them): requests of one conversation that
+each start the session, concurrently or one after another, get one session, and only the first of them
+costs a search.
+
 A session applies to the traces a logger starts after it was set (in batch mode: to the traces of the next
 flush); ``clear_session`` stops it. Only trace ingest bodies name a session: span and update bodies belong
 to a trace already sent.
@@ -40,6 +45,14 @@ from galileo._transport import Client, Outcome, Result, Target
 __all__ = ["SessionRef", "check_session_id", "new_session", "same_session"]
 
 _log = logging.getLogger("galileo")
+
+#: How many (API, target, external id) -> session id answers the process remembers (oldest forgotten first).
+_KNOWN_MAX = 4096
+_known_lock = threading.Lock()
+#: (client, target, external id) -> the session id the API gave for it.
+_known: dict[tuple[Client, Target, str], str] = {}
+#: (client, target, external id) -> the lock held while that session is looked for or created.
+_creating: dict[tuple[Client, Target, str], threading.Lock] = {}
 
 
 def check_session_id(value: object) -> str | None:
@@ -102,26 +115,49 @@ class SessionRef:
         with self._lock:
             if not self.pending:
                 return self.id
-            found = self._find(client, target) if self.external_id and self.external_id.strip() else None
-            if found is not None:
-                self.id = found
-                _log.debug("galileo: reusing session %s (external id given)", found)
-                return found
-            answer = client.post_json(target, "/sessions", "session create", self.body)
-            session_id = answer.get("id") if isinstance(answer, dict) else None
-            if isinstance(session_id, str):
-                self.id = session_id
-                _log.debug("galileo: session %s created", session_id)
-                return session_id
-            if isinstance(answer, Result) and answer.outcome is not Outcome.REJECTED:
-                return answer  # transient (no answer, 5xx, 429, auth): the caller retries
-            self.failed = True
-            detail = answer.detail if isinstance(answer, Result) else "no id in the answer"
-            _log.warning(
-                "galileo: the session could not be created (%s); its traces are sent without a session",
-                detail,
-            )
-            return None
+            if not (self.external_id and self.external_id.strip()):
+                return self._create(client, target)
+            key = (client, target, self.external_id)
+            with _known_lock:
+                lock = _creating.setdefault(key, threading.Lock())
+            with lock:  # one search-or-create per external id at a time in the process
+                try:
+                    found = _known.get(key)
+                    if found is None:
+                        found = self._find(client, target)
+                    if found is not None:
+                        self.id = found
+                        _log.debug("galileo: reusing session %s (external id given)", found)
+                        return found
+                    return self._create(client, target)
+                finally:
+                    with _known_lock:
+                        if self.id is not None:
+                            if len(_known) >= _KNOWN_MAX:
+                                del _known[next(iter(_known))]
+                            _known[key] = self.id
+                        if len(_creating) > _KNOWN_MAX:  # forget the locks nobody holds
+                            for other, other_lock in list(_creating.items()):
+                                if not other_lock.locked():
+                                    del _creating[other]
+
+    def _create(self, client: Client, target: Target) -> str | Result | None:
+        """Create the session (under its lock); as :meth:`resolve` answers."""
+        answer = client.post_json(target, "/sessions", "session create", self.body)
+        session_id = answer.get("id") if isinstance(answer, dict) else None
+        if isinstance(session_id, str):
+            self.id = session_id
+            _log.debug("galileo: session %s created", session_id)
+            return session_id
+        if isinstance(answer, Result) and answer.outcome is not Outcome.REJECTED:
+            return answer  # transient (no answer, 5xx, 429, auth): the caller retries
+        self.failed = True
+        detail = answer.detail if isinstance(answer, Result) else "no id in the answer"
+        _log.warning(
+            "galileo: the session could not be created (%s); its traces are sent without a session",
+            detail,
+        )
+        return None
 
     def _find(self, client: Client, target: Target) -> str | None:
         """The id of the session with this external id in the target's log stream or experiment, if any.
