@@ -23,8 +23,11 @@ for the next request, send it without holding any lock, then settle the outcome.
 - Records of different traces never share a span POST. Trace POSTs are the exception the API allows: a
   ``traces`` list may hold several traces, so traces of different outboxes to one API and target that are
   ready at one moment (each with its subtree not sent yet) go in one ``POST /traces``
-  (:meth:`Sender._coalesce`); ``is_complete`` is a field of the whole body, so complete traces share a
-  POST only with complete ones, and the others each get their own ``is_complete`` PATCH. A combined POST the
+  (:meth:`Sender._coalesce`); ``is_complete`` and ``session_id`` are fields of the whole body, so complete
+  traces share a POST only with complete ones (the others each get their own ``is_complete`` PATCH), and
+  traces of one session only with traces of that session. A session still to be created is created (or
+  found by its external id) by the worker about to send the first POST naming it (see
+  :mod:`galileo._sessions`). A combined POST the
   API rejects outright (422, 413, other 4xx) is sent again trace by trace: one bad trace never sinks the
   others.
 

@@ -302,6 +302,24 @@ class _ContextLogger(GalileoLogger):
     _outboxes = _tree_field("outboxes")
     _upstream_trace_id = _tree_field("upstream_trace_id")
     _upstream_parent_id = _tree_field("upstream_parent_id")
+    _shared_session: _sessions.SessionRef | None = None  # the session outside blocks with their own
+
+    def _get_session(self) -> _sessions.SessionRef | None:
+        """The session of the traces this context starts: that of the ``galileo_context(session_id=...)``
+        block it runs in, if the block is on this logger, else the logger's (as published: process-wide)."""
+        scope = _scope.get()
+        if scope is not None and scope.own_session and scope.logger is self:
+            return scope.session
+        return self._shared_session
+
+    def _set_session(self, session: _sessions.SessionRef | None) -> None:
+        scope = _scope.get()
+        if scope is not None and scope.own_session and scope.logger is self:
+            scope.session = session  # set_session / clear_session inside such a block: the block's
+        else:
+            self._shared_session = session
+
+    _session = property(_get_session, _set_session)
 
     def __init__(self, project: str | None, log_stream: str | None, mode: str | None) -> None:
         self._trees: ContextVar[_Tree | None] = ContextVar("galileo_tree", default=None)
@@ -361,14 +379,14 @@ class _Scope:
     """One ``galileo_context(...)`` block."""
 
     __slots__ = (
-        "_saved_session",
         "_tokens",
         "log_stream",
         "logger",
         "mode",
+        "own_session",
         "project",
         "request",
-        "session_id",
+        "session",
         "span_id",
         "trace_id",
     )
@@ -389,8 +407,10 @@ class _Scope:
         self.logger: _ContextLogger | None = None
         self.request: RequestState | None = None
         self._tokens: tuple[Token[_Scope | None], Token[SpanFrame | None], Token[_Tree | None]] | None = None
-        self.session_id: str | None = None  # galileo_context(session_id=...): the block's session
-        self._saved_session: tuple[_sessions.SessionRef | None] | None = None
+        #: galileo_context(session_id=...): the block's own session (``own_session``), which its logger's
+        #: traces in this context belong to instead of the logger's (see _ContextLogger._session).
+        self.own_session = False
+        self.session: _sessions.SessionRef | None = None
 
     def __repr__(self) -> str:
         return f"<galileo_context project={self.project!r} log_stream={self.log_stream!r}>"
@@ -407,9 +427,6 @@ class _Scope:
             _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up (%s)")
             return self
         self._tokens = (_scope.set(self), span_frame.set(None), self.logger._trees.set(tree))
-        if self.session_id is not None:  # the block's session, the logger's previous one back at exit
-            self._saved_session = (self.logger._session,)
-            self.logger.set_session(self.session_id)
         return self
 
     def _ids(self) -> tuple[str | None, str | None, str | None]:
@@ -439,8 +456,6 @@ class _Scope:
         except Exception:
             _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records (%s)")
         finally:
-            if self._saved_session is not None:
-                self.logger._session, self._saved_session = self._saved_session[0], None
             self.logger._trees.reset(tokens[2])
             span_frame.reset(tokens[1])
             _scope.reset(tokens[0])
@@ -856,10 +871,13 @@ class GalileoContext:
     ) -> _Scope:
         """A block (``with`` or ``async with``) in which decorated calls go to ``project``/``log_stream``
         (None: from the environment), continuing ``trace_id``/``span_id`` when given (distributed mode),
-        their traces in the existing session ``session_id`` when given (the logger's session before the block
-        is back after it)."""
+        their traces in the existing session ``session_id`` when given: the block's own, for the traces its
+        context starts (other tasks and threads keep theirs; a malformed id is ignored with a WARNING)."""
         scope = _Scope(project, log_stream, trace_id, span_id, mode)
-        scope.session_id = session_id
+        if session_id is not None:
+            checked = _sessions.check_session_id(session_id)
+            if checked is not None:
+                scope.own_session, scope.session = True, _sessions.SessionRef(checked)
         return scope
 
     def get_logger_instance(

@@ -258,6 +258,7 @@ def test_galileo_context_session_functions(collector_env: CollectorProcess) -> N
     step("in no session")
     galileo_context.flush()
     with galileo_context(session_id=existing):
+        assert galileo_context.get_logger_instance().session_id == existing
         step("in a block's session")
     galileo_context.flush()
 
@@ -265,6 +266,32 @@ def test_galileo_context_session_functions(collector_env: CollectorProcess) -> N
     assert _session_traces(collector_env, started) == ["step"]
     assert _session_traces(collector_env, existing) == ["step", "step"]
     assert galileo_context.get_logger_instance().session_id is None  # the block's session ended with it
+
+
+def test_galileo_context_session_blocks_of_concurrent_tasks_stay_apart(
+    collector_env: CollectorProcess,
+) -> None:
+    """Two requests' worth of ``galileo_context(session_id=...)`` blocks at once: each trace keeps its own."""
+    first, second = (GalileoLogger(project="sessions", log_stream="chat").start_session() for _ in range(2))
+
+    @log
+    async def answer(question: str) -> str:
+        await asyncio.sleep(0.01)  # the other task's block is open meanwhile
+        return question
+
+    async def conversation(session_id: str | None, question: str) -> None:
+        with galileo_context(project="sessions", log_stream="chat", session_id=session_id):
+            await answer(question)
+
+    async def main() -> None:
+        await asyncio.gather(conversation(first, "one"), conversation(second, "two"))
+
+    asyncio.run(main())
+    galileo_context.flush()
+    assert first is not None and second is not None
+    for session_id, question in ((first, "one"), (second, "two")):
+        (summary,) = collector_env.traces(session_id=session_id)
+        assert question in _stored(collector_env, summary["id"])["input"]
 
 
 # -- inside a request handler --------------------------------------------------------------------------------
