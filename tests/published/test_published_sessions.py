@@ -199,6 +199,26 @@ def test_async_start_session_returns_the_id_without_blocking_the_loop(
     assert _stored(collector_env, trace_id)["session_id"] == session_id
 
 
+def test_start_session_on_an_event_loop_does_not_wait_and_the_traces_carry_it(
+    collector_env: CollectorProcess, http_spy: HttpSpy
+) -> None:
+    conversation = _unique("loop")
+
+    async def main() -> tuple[str | None, str]:
+        logger = GalileoLogger(project="sessions", log_stream="chat", mode="distributed")
+        returned = logger.start_session(name="on the loop", external_id=conversation)
+        trace_id = logger.start_trace(input="q", name="loop turn").id
+        logger.conclude(output="a")
+        return returned, trace_id
+
+    returned, trace_id = asyncio.run(main())
+    assert returned is None  # a blocking wait would stall the loop: await async_start_session for the id
+    stored = _stored(collector_env, trace_id)
+    (session,) = _sessions(collector_env, conversation)
+    assert stored["session_id"] == session["id"]
+    assert all(c.thread.startswith("galileo-sender-") for c in http_spy.calls)
+
+
 def test_traces_of_different_sessions_never_share_a_post(collector_env: CollectorProcess) -> None:
     """The sender puts traces ready together in one POST /traces; the body names one session."""
     collector_env.clear_requests()
