@@ -16,7 +16,7 @@ from galileo._ingestion import TracesIngestRequest
 from galileo._sender import shutdown, stats
 from galileo._version import __version__
 from galileo.config import GalileoConfig
-from galileo.decorator import galileo_context, log
+from galileo.decorator import galileo_context, log, start_session
 from galileo.exceptions import ConfigurationError, GalileoLoggerException
 from galileo.logger import GalileoLogger
 from galileo.schema import (
@@ -60,5 +60,6 @@ __all__ = [
     "galileo_context",
     "log",
     "shutdown",
+    "start_session",
     "stats",
 ]

@@ -23,7 +23,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
-from galileo import _sender, schema
+from galileo import _sender, _sessions, schema
 from galileo._context import RequestState, SpanFrame, current_request, span_frame
 from galileo._log_fields import warn_once as _warn_once
 from galileo.logger import GalileoLogger, _check_uuid, _now_ns, _Open
@@ -113,6 +113,24 @@ class ContextLogger(GalileoLogger):
     _outboxes = _tree_field("outboxes")
     _upstream_trace_id = _tree_field("upstream_trace_id")
     _upstream_parent_id = _tree_field("upstream_parent_id")
+    _shared_session: _sessions.SessionRef | None = None  # the session outside blocks with their own
+
+    def _get_session(self) -> _sessions.SessionRef | None:
+        """The session of the traces this context starts: that of the ``galileo_context(session_id=...)``
+        block it runs in, if the block is on this logger, else the logger's (as published: process-wide)."""
+        scope = _scope.get()
+        if scope is not None and scope.own_session and scope.logger is self:
+            return scope.session
+        return self._shared_session
+
+    def _set_session(self, session: _sessions.SessionRef | None) -> None:
+        scope = _scope.get()
+        if scope is not None and scope.own_session and scope.logger is self:
+            scope.session = session  # set_session / clear_session inside such a block: the block's
+        else:
+            self._shared_session = session
+
+    _session = property(_get_session, _set_session)
 
     def __init__(self, key: Key, **extra: Any) -> None:
         self._trees: ContextVar[Tree | None] = ContextVar("galileo_tree", default=None)
@@ -180,8 +198,10 @@ class Scope:
         "log_stream",
         "logger",
         "mode",
+        "own_session",
         "project",
         "request",
+        "session",
         "span_id",
         "trace_id",
     )
@@ -207,6 +227,10 @@ class Scope:
         self.logger: ContextLogger | None = None
         self.request: RequestState | None = None
         self._tokens: tuple[Token[Scope | None], Token[SpanFrame | None], Token[Tree | None]] | None = None
+        #: galileo_context(session_id=...): the block's own session (``own_session``), which its logger's
+        #: traces in this context belong to instead of the logger's (see ContextLogger._session).
+        self.own_session = False
+        self.session: _sessions.SessionRef | None = None
 
     def __repr__(self) -> str:
         return f"<galileo_context project={self.project!r} log_stream={self.log_stream!r}>"

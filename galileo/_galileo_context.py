@@ -29,15 +29,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from galileo import _context_loggers as _registry
-from galileo import _sender, schema
+from galileo import _sender, _sessions, schema
 from galileo._context import current_request, span_frame
-from galileo._log_fields import forget_warnings
+from galileo._log_fields import forget_warnings, warn_once
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
 
 if TYPE_CHECKING:
     from galileo._context_loggers import Scope
 
-__all__ = ["GalileoContext", "galileo_context"]
+__all__ = ["GalileoContext", "galileo_context", "start_session"]
 
 
 class GalileoContext:
@@ -52,11 +52,19 @@ class GalileoContext:
         mode: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
+        session_id: str | None = None,
     ) -> Scope:
         """A block (``with`` or ``async with``) in which decorated calls go to ``project``/``log_stream`` (or
         ``experiment_id``; None: from ``init``, else the environment), continuing ``trace_id``/``span_id``
-        when given (distributed mode)."""
-        return _registry.Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+        when given (distributed mode), their traces in the existing session ``session_id`` when given: the
+        block's own, for the traces its context starts (other tasks and threads keep theirs; a malformed id
+        is ignored with a WARNING)."""
+        scope = _registry.Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+        if session_id is not None:
+            checked = _sessions.check_session_id(session_id)
+            if checked is not None:
+                scope.own_session, scope.session = True, _sessions.SessionRef(checked)
+        return scope
 
     def init(
         self,
@@ -196,7 +204,36 @@ class GalileoContext:
         _registry.defaults.set(_registry.Defaults())
         forget_warnings()
 
-    # -- sessions: start_session / set_session / clear_session go here ---------------------------------------
+    # -- sessions (see galileo._sessions) ------------------------------------------------------------------
+    def start_session(
+        self,
+        name: str | None = None,
+        previous_session_id: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:
+        """:meth:`GalileoLogger.start_session` on :meth:`get_logger_instance`'s logger: the session's id,
+        or None inside a request handler or on an event loop (the traces carry the session all the same)."""
+        try:
+            logger = self.get_logger_instance()
+        except Exception:
+            warn_once("session", "galileo: galileo_context.start_session() ignored: no logger (%s)")
+            return None
+        return logger.start_session(name, previous_session_id, external_id, metadata)
+
+    def set_session(self, session_id: str) -> None:
+        """:meth:`GalileoLogger.set_session` on :meth:`get_logger_instance`'s logger."""
+        try:
+            self.get_logger_instance().set_session(session_id)
+        except Exception:
+            warn_once("session", "galileo: galileo_context.set_session() ignored: no logger (%s)")
+
+    def clear_session(self) -> None:
+        """:meth:`GalileoLogger.clear_session` on :meth:`get_logger_instance`'s logger."""
+        try:
+            self.get_logger_instance().clear_session()
+        except Exception:
+            warn_once("session", "galileo: galileo_context.clear_session() ignored: no logger (%s)")
 
     def _here(self) -> GalileoLogger | None:
         frame = span_frame.get()
@@ -246,3 +283,5 @@ def _wait(outboxes: list[_sender.Outbox], timeout: float | None) -> int:
 
 #: Scopes decorated calls and hands out the process's loggers; see the module docstring.
 galileo_context = GalileoContext()
+#: ``galileo.start_session(...)``, as published: :meth:`GalileoContext.start_session`.
+start_session = galileo_context.start_session

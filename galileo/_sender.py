@@ -23,8 +23,11 @@ for the next request, send it without holding any lock, then settle the outcome.
 - Records of different traces never share a span POST. Trace POSTs are the exception the API allows: a
   ``traces`` list may hold several traces, so traces of different outboxes to one API and target that are
   ready at one moment (each with its subtree not sent yet) go in one ``POST /traces``
-  (:meth:`Sender._coalesce`); ``is_complete`` is a field of the whole body, so complete traces share a
-  POST only with complete ones, and the others each get their own ``is_complete`` PATCH. A combined POST the
+  (:meth:`Sender._coalesce`); ``is_complete`` and ``session_id`` are fields of the whole body, so complete
+  traces share a POST only with complete ones (the others each get their own ``is_complete`` PATCH), and
+  traces of one session only with traces of that session. A session still to be created is created (or
+  found by its external id) by the worker about to send the first POST naming it (see
+  :mod:`galileo._sessions`). A combined POST the
   API rejects outright (422, 413, other 4xx) is sent again trace by trace: one bad trace never sinks the
   others.
 
@@ -88,6 +91,7 @@ from typing import Any, TypeVar
 
 from galileo import schema
 from galileo._context import activity
+from galileo._sessions import SessionRef, same_session
 from galileo._transport import Client, Outcome, Result, Target, get_client, reset_clients
 from galileo.config import GalileoConfig
 
@@ -211,6 +215,8 @@ class Outbox:
     in_ready = False
     priority = False
     deferred_at: float | None = None  # when it first yielded to requests in flight
+    #: The session its traces belong to (see galileo._sessions): set when the outbox is made, never after.
+    session: SessionRef | None = None
 
     def __init__(self, sender: Sender, client: Client, target: Target) -> None:
         self.sender = sender
@@ -521,7 +527,9 @@ class TraceOutbox(Outbox):
         else:
             wires = self.wires(request)
         if request.kind == "traces":
-            body = schema.traces_ingest_body(wires, log_stream_id=None, is_complete=request.complete)
+            body = schema.traces_ingest_body(
+                wires, log_stream_id=None, is_complete=request.complete, **_session_fields(self.session)
+            )
             return "POST", "/traces", body
         assert request.parent_id is not None
         body = schema.spans_ingest_body(
@@ -639,9 +647,17 @@ class BatchOutbox(Outbox):
     """Batch mode: traces concluded by ``flush()``, sent in one ``POST /traces``."""
 
     def __init__(
-        self, sender: Sender, client: Client, target: Target, traces: Sequence[schema.Trace], records: int
+        self,
+        sender: Sender,
+        client: Client,
+        target: Target,
+        traces: Sequence[schema.Trace],
+        records: int,
+        session: SessionRef | None = None,
     ) -> None:
         super().__init__(sender, client, target)
+        if session is not None:
+            self.session = session
         self.traces = list(traces)
         self.records = records
         self.state = _NEW
@@ -660,7 +676,10 @@ class BatchOutbox(Outbox):
         return _Request("batch", [], [])
 
     def build(self, request: _Request) -> tuple[str, str, dict[str, Any]]:
-        return "POST", "/traces", schema.traces_ingest_body(self.traces, log_stream_id=None, is_complete=True)
+        body = schema.traces_ingest_body(
+            self.traces, log_stream_id=None, is_complete=True, **_session_fields(self.session)
+        )
+        return "POST", "/traces", body
 
     def settle(self, request: _Request, result: Result, now: float) -> None:
         if result.outcome is Outcome.OK:
@@ -685,6 +704,13 @@ class BatchOutbox(Outbox):
             self.state = _FAILED
             self.sender._pending -= self.records
             self.sender._drop(reason, self.records, result)
+
+
+def _session_fields(session: SessionRef | None) -> dict[str, Any]:
+    """The ingest body's session fields for traces of ``session`` (resolved before the body is built)."""
+    if session is None or session.id is None:
+        return {}
+    return {"session_id": session.id, "session_external_id": session.external_id}
 
 
 def _api_trouble(result: Result) -> bool:
@@ -826,6 +852,8 @@ class Sender:
             "in_flight": self._inflight,
             "updates_sent": self._counters["updates_sent"],
             "updates_dropped": sum(self._updates_dropped.values()),
+            "sessions_failed": self._counters["sessions_failed"],
+            "traces_without_session": self._counters["traces_without_session"],
         }
 
     def stats(self) -> dict[str, Any]:
@@ -835,10 +863,21 @@ class Sender:
         over is in exactly one of them: ``queued + sent + dropped`` is what was logged (``dropped_by_reason``
         splits ``dropped``). ``retried`` counts requests sent again, ``in_flight`` requests under way.
         Updates of records already delivered (a workflow span's PATCH, a trace's ``is_complete`` PATCH) are
-        counted apart, in ``updates_sent`` and ``updates_dropped``.
+        counted apart, in ``updates_sent`` and ``updates_dropped``. ``sessions_failed`` counts sessions the
+        API would not create, ``traces_without_session`` the traces of theirs sent without a session.
         """
         with self._lock:
             return self._stats_locked()
+
+    def note_session_failed(self, session: SessionRef) -> None:
+        """Count ``session`` among those the API would not create (once per session)."""
+        with self._lock:
+            self._session_failed(session)
+
+    def _session_failed(self, session: SessionRef) -> None:
+        if session.failed and not session.counted:
+            session.counted = True
+            self._count("sessions_failed", 1)
 
     def note_dropped(self, reason: str, n: int = 1) -> None:
         """Count records lost before they reached the sender (e.g. a span with no trace)."""
@@ -859,9 +898,20 @@ class Sender:
         self._pending += n
         return True
 
-    def open_trace(self, client: Client, target: Target, trace_id: str, *, owned: bool) -> TraceOutbox:
-        """A new outbox for one logger's records of ``trace_id``; hand it records with its own methods."""
+    def open_trace(
+        self,
+        client: Client,
+        target: Target,
+        trace_id: str,
+        *,
+        owned: bool,
+        session: SessionRef | None = None,
+    ) -> TraceOutbox:
+        """A new outbox for one logger's records of ``trace_id``; hand it records with its own methods.
+        ``session``: the session its trace belongs to (its ``POST /traces`` names it)."""
         outbox = TraceOutbox(self, client, target, trace_id, owned=owned)
+        if session is not None:
+            outbox.session = session
         outbox.not_before = time.monotonic() + LINGER  # let the records made together go together
         return outbox
 
@@ -943,10 +993,15 @@ class Sender:
             self._schedule(outbox)
 
     def submit_batch(
-        self, client: Client, target: Target, traces: Sequence[schema.Trace], records: int
+        self,
+        client: Client,
+        target: Target,
+        traces: Sequence[schema.Trace],
+        records: int,
+        session: SessionRef | None = None,
     ) -> Outbox:
         with self._lock:
-            outbox = BatchOutbox(self, client, target, traces, records)
+            outbox = BatchOutbox(self, client, target, traces, records, session)
             if self._admit(records):
                 self._schedule(outbox)
             else:
@@ -1245,6 +1300,7 @@ class Sender:
                 or not isinstance(outbox, TraceOutbox)
                 or outbox.client is not first.client
                 or outbox.target != first.target
+                or not same_session(outbox.session, first.session)  # one session_id per body
                 or (outbox.not_before > now and outbox.deferred_at is None)  # lingering or backing off
             ):
                 continue
@@ -1399,14 +1455,20 @@ class Sender:
 
     def _exchange(self, outbox: Outbox, request: _Request) -> None:
         """Build and send one planned request (no lock held), then settle its outcome (under the lock)."""
+        session = outbox.session if request.kind in ("traces", "batch") else None
         try:
-            method, path, body = outbox.build(request)
-            data = outbox.client.encode(outbox.target, body)
-            del body  # freed before the wait for the answer (see Client.encode)
-            if isinstance(data, Result):
-                result = data
+            # A session still to be created is created (or found) before the first POST that names it.
+            resolved = session.resolve(outbox.client, outbox.target) if session is not None else None
+            if isinstance(resolved, Result):
+                result = resolved  # not reached this time: retried with the traces, like a failed write
             else:
-                result = outbox.client.write(method, outbox.target, path, data)
+                method, path, body = outbox.build(request)
+                data = outbox.client.encode(outbox.target, body)
+                del body  # freed before the wait for the answer (see Client.encode)
+                if isinstance(data, Result):
+                    result = data
+                else:
+                    result = outbox.client.write(method, outbox.target, path, data)
         except Exception as exc:  # a bug in building a body must not kill the worker
             _log.debug("galileo: could not build a request", exc_info=True)
             result = Result(Outcome.REJECTED, detail=f"could not build the request: {type(exc).__name__}")
@@ -1416,6 +1478,12 @@ class Sender:
                 self._done.notify_all()
             now = time.monotonic()
             self._observe(outbox.client, result, now)
+            if session is not None and session.failed and result.outcome is Outcome.OK:
+                self._session_failed(session)
+                traces = len(request.parts or ()) or (
+                    len(outbox.traces) if isinstance(outbox, BatchOutbox) else 1
+                )
+                self._count("traces_without_session", traces)
             self._settling = True
             try:
                 self._settle(outbox, request, result, now)

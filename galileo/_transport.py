@@ -486,6 +486,21 @@ class Client:
         outcome = classify(status, detail, is_span_post=method == "POST" and path == "/spans")
         return Result(outcome, status, _parse_retry_after(response.headers.get("Retry-After")), detail)
 
+    def post_json(self, target: Target, path: str, what: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to a path of ``target``'s project (``/sessions`` is ``/v2/projects/{pid}/sessions``)
+        with ``target``'s resolved ``log_stream_id`` / ``experiment_id``, and return the answer's JSON; or
+        the :class:`Result` that says why there is none (a non-2xx answer, no answer, ids not resolved).
+        Never raises; ``what`` names the call in that result's detail."""
+        try:
+            ids = self.resolve(target)
+            data = utf8_json(dict(body, log_stream_id=ids.log_stream_id, experiment_id=ids.experiment_id))
+            return self._json("POST", f"/v2/projects/{ids.project_id}{path}", what, body=data)
+        except _ExchangeError as exc:
+            return exc.result
+        except Exception as exc:  # the caller must survive anything; say what, never the payload
+            _log.debug("galileo: unexpected error in %s", what, exc_info=True)
+            return Result(Outcome.RETRY, detail=f"{what}: unexpected {type(exc).__name__}")
+
     # -- project and log stream -------------------------------------------------------------------------
     def resolve(self, target: Target) -> TargetIds:
         """Project and log stream ids for ``target``: looked up or created once per process, then cached."""

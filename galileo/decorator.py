@@ -100,11 +100,11 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, cast, overload
 from galileo import schema
 from galileo._context import SpanFrame, span_frame
 from galileo._context_loggers import ContextLogger, Tree, current_logger, hand_over
-from galileo._galileo_context import GalileoContext, galileo_context
+from galileo._galileo_context import GalileoContext, galileo_context, start_session
 from galileo._log_fields import MAX_CHARS, LogSpec, clip, output_value, to_text, warn_once
 from galileo.logger import GalileoLogger, _now_ns
 
-__all__ = ["MAX_CHARS", "SPAN_KINDS", "GalileoContext", "SpanKind", "galileo_context", "log"]
+__all__ = ["MAX_CHARS", "SPAN_KINDS", "GalileoContext", "SpanKind", "galileo_context", "log", "start_session"]
 
 P = ParamSpec("P")
 R = TypeVar("R")

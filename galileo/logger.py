@@ -73,12 +73,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from galileo import _ingestion, _sender, schema
+from galileo import _ingestion, _sender, _sessions, schema
 from galileo._context import RequestState, SpanFrame, request_state, span_frame
 from galileo._ingestion import IngestionHook
 from galileo._logger_api import PublishedLoggerApi, _agent_type, _events, _set_dataset
 from galileo._timestamps import created_at_or_now
-from galileo._transport import Target, get_client
+from galileo._transport import Result, Target, get_client
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
@@ -189,6 +189,9 @@ class GalileoLogger(PublishedLoggerApi):
     (``api_key``, ``api_url``, ``console_url``, ``extra_headers``, ``max_payload_chars``, ``redact``,
     ``timeout``, ``logging_disabled``) may be given here or as ``config=GalileoConfig.resolve(...)``.
     """
+
+    #: The session of the traces this logger starts (see :mod:`galileo._sessions`); None: no session.
+    _session: _sessions.SessionRef | None = None
 
     def __init__(
         self,
@@ -389,7 +392,7 @@ class GalileoLogger(PublishedLoggerApi):
                 _sender.at_exit(_flush_unflushed)
             return
         self._outbox = outbox = _sender.get_sender(config).open_trace(
-            get_client(config), self._target, trace.id, owned=True
+            get_client(config), self._target, trace.id, owned=True, session=self._session
         )
         self._outboxes.append(outbox)
         outbox.add(trace, None)
@@ -705,6 +708,98 @@ class GalileoLogger(PublishedLoggerApi):
             _sender.get_sender(self._config).prioritize(outbox)
         return headers
 
+    # -- sessions (see galileo._sessions) -----------------------------------------------------------------
+    @property
+    def session_id(self) -> str | None:
+        """The id of the session this logger's traces belong to; None without one, and while a session
+        started inside a request is not created yet (its traces carry its id all the same)."""
+        session = self._session
+        return None if session is None else session.id
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        if value is None:
+            self.clear_session()
+        else:
+            self.set_session(value)
+
+    def start_session(
+        self,
+        name: str | None = None,
+        previous_session_id: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:
+        """Start a session (or, with ``external_id``, reuse the one of that external id in this logger's log
+        stream or experiment); the traces this logger starts from now on belong to it.
+
+        Off a request and off an event loop it waits for the API (each exchange bounded by the configured
+        timeout) and returns the session's id. Inside a request handler, or on a thread running an event
+        loop, it returns None at once: the sender creates the session before the first trace that needs it
+        goes out, and every trace of this logger carries its id (``await async_start_session(...)`` returns
+        the id without blocking the loop). Never raises: a session the API would not create is reported in a
+        WARNING and its traces are sent without one (counted in ``galileo.stats()``).
+        """
+        session = self._new_session(name, previous_session_id, external_id, metadata)
+        if session is None or _must_not_block():
+            return None
+        return self._resolve_session(session, session.resolve(get_client(self._config), self._target))
+
+    async def async_start_session(
+        self,
+        name: str | None = None,
+        previous_session_id: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:
+        """:meth:`start_session` that waits for the session's id without blocking the event loop (the
+        exchanges run in the loop's default executor); returns the id, or None when it could not be had."""
+        session = self._new_session(name, previous_session_id, external_id, metadata)
+        if session is None:
+            return None
+        loop = asyncio.get_running_loop()
+        resolved = await loop.run_in_executor(None, session.resolve, get_client(self._config), self._target)
+        return self._resolve_session(session, resolved)
+
+    def set_session(self, session_id: str) -> None:
+        """Make the traces this logger starts from now on belong to the existing session ``session_id``
+        (a UUID; anything else is ignored with a WARNING, as the API would refuse the traces)."""
+        checked = _sessions.check_session_id(session_id)
+        if checked is not None:
+            self._session = _sessions.SessionRef(checked)
+
+    def clear_session(self) -> None:
+        """The traces this logger starts from now on belong to no session."""
+        self._session = None
+
+    def _new_session(
+        self, name: Any, previous_session_id: Any, external_id: Any, metadata: Any
+    ) -> _sessions.SessionRef | None:
+        """The session a ``start_session`` call asks for, set as this logger's; None when logging is off."""
+        if self._disabled:
+            return None
+        session = _sessions.new_session(name, previous_session_id, external_id, metadata)
+        if getattr(self, "_ingestion_hook", None) is not None:  # records go to a hook, not to an API
+            session.id = str(uuid.uuid4())
+        self._session = session
+        return session
+
+    def _resolve_session(self, session: _sessions.SessionRef, resolved: str | Result | None) -> str | None:
+        """What ``start_session`` returns once ``session.resolve`` answered ``resolved``."""
+        if isinstance(resolved, str):
+            return resolved
+        if resolved is None:  # refused for good: say so once, count it, and log without a session
+            _sender.get_sender(self._config).note_session_failed(session)
+            if self._session is session:
+                self._session = None
+            return None
+        _log.warning(
+            "galileo: could not reach the API to start a session (%s); it is created before this logger's "
+            "next trace goes out",
+            resolved.detail,
+        )
+        return None
+
     # -- the request logger (TracingMiddleware) --------------------------------------------------------------
     @classmethod
     def _for_request(cls, state: RequestState, config: GalileoConfig) -> GalileoLogger:
@@ -911,7 +1006,8 @@ class GalileoLogger(PublishedLoggerApi):
             self._hook_jobs = (*self._hook_jobs, job)  # a tuple: request loggers share their template's ()
             return traces, []
         sender = _sender.get_sender(self._config)
-        return traces, [sender.submit_batch(get_client(self._config), self._target, traces, records)]
+        client = get_client(self._config)
+        return traces, [sender.submit_batch(client, self._target, traces, records, self._session)]
 
     def _prune(self) -> None:
         """Forget delivered outboxes once the list is longer than ``_prune_at`` (see :meth:`_enqueue_all`)."""

@@ -429,18 +429,22 @@ def traces_ingest_body(
     experiment_id: str | None = None,
     is_complete: bool = True,
     include_children: bool = True,
+    session_id: str | None = None,
+    session_external_id: str | None = None,
 ) -> dict[str, Any]:
     """``POST /v2/projects/{pid}/traces`` (LogTracesIngestRequest).
 
     A trace may be given already serialised (a mapping from :meth:`Record.to_wire`), as the distributed
-    sender does when it chooses which children travel nested.
+    sender does when it chooses which children travel nested. ``session_id`` is the session every trace of
+    the body belongs to (the API's answer to ``POST /sessions``): one per body, so traces of different
+    sessions never share one; ``session_external_id`` the external id it was started with, if any.
     """
     if not traces:
         raise ValueError("traces_ingest_body needs at least one trace")
     body = _envelope(log_stream_id, experiment_id)
     body["traces"] = [_wire(trace, include_children) for trace in traces]
-    body["session_id"] = None
-    body["session_external_id"] = None
+    body["session_id"] = session_id
+    body["session_external_id"] = session_external_id
     body["is_complete"] = is_complete
     return body
 

@@ -169,7 +169,7 @@ class CollectorProcess:
         return tree
 
     def traces(self, **params: Any) -> list[dict[str, Any]]:
-        """``GET /api/traces`` (params: limit, project_id, log_stream_id): newest first."""
+        """``GET /api/traces`` (params: limit, project_id, log_stream_id, session_id): newest first."""
         response = self._get("/api/traces", **params)
         response.raise_for_status()
         traces: list[dict[str, Any]] = response.json()

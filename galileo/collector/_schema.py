@@ -9,6 +9,10 @@ Tables (``SCHEMA`` creates the first four; ``MIGRATIONS`` bring an existing data
     many of those failed (a numeric ``status_code`` of 400 or more, the trace record itself not counted) and
     the ``seq`` of the first record from there. Triggers keep it current on every insert and on every update
     of a span's body (a PATCH may set a status code later).
+``sessions`` (version 3)
+    sessions created through ``POST /v2/projects/{pid}/sessions``, each in a log stream or an experiment
+    (``location``: the one it was created in, ``''`` for neither), found again by ``external_id`` there.
+    ``records.session_id`` (version 3) is the session a trace record's ingest body named.
 ``missing_traces`` (version 2)
     the traces whose trace record has not arrived although some of their spans have: one row per such trace
     and per (project, log stream) its spans arrived with, each holding the trace's earliest span
@@ -156,6 +160,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TRIGGER records_trace_arrived AFTER INSERT ON records WHEN NEW.type = 'trace' BEGIN"
         " DELETE FROM missing_traces WHERE trace_id = NEW.id; END",
     ),
+    # 3: sessions, and the session of each trace record (listed newest first per session).
+    (
+        "CREATE TABLE sessions ("
+        " id TEXT PRIMARY KEY, project_id TEXT NOT NULL, location TEXT NOT NULL, name TEXT,"
+        " previous_session_id TEXT, external_id TEXT, user_metadata TEXT, created_at TEXT NOT NULL)",
+        "CREATE INDEX sessions_by_external_id ON sessions (project_id, location, external_id)"
+        " WHERE external_id IS NOT NULL",
+        "ALTER TABLE records ADD COLUMN session_id TEXT",
+        "CREATE INDEX records_traces_by_session"
+        " ON records (session_id, created_at, seq, name) WHERE type = 'trace' AND session_id IS NOT NULL",
+    ),
 )
 
 
@@ -164,19 +179,21 @@ def newest_traces(
     limit: int,
     project_id: str | None = None,
     log_stream_id: str | None = None,
+    session_id: str | None = None,
     record_id: str | None = None,
     name_like: str | None = None,
     before: tuple[str, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL and parameters for up to ``limit`` traces, newest first (stored ``created_at``, then ``seq``).
 
-    Filters: ``project_id``/``log_stream_id`` (a trace record's own; for a trace without one, any location
-    of its spans), ``record_id`` (the trace with that id, or holding the span with that id), ``name_like``
-    (a LIKE pattern with ``\\`` escapes, on trace names: a trace without its record has no name),
-    ``before`` (a ``(created_at, seq)`` key: the traces after it). Each row: ``id``, ``seq``, ``created_at``
-    (the sort key), ``trace_record`` (1, or 0 for a trace whose record is missing) and, from the trace record
-    or else from the trace's earliest span, ``name``, ``project_id``, ``log_stream_id``, ``is_complete``,
-    ``wire_created_at`` (as sent), ``status_code`` and ``duration_ns`` (JSON values, unchecked).
+    Filters: ``project_id``/``log_stream_id`` (a trace record's own; for a trace without one, any location of
+    its spans), ``session_id`` (a trace record's session), ``record_id`` (the trace with that id, or holding
+    the span with that id), ``name_like`` (a LIKE pattern with ``\\`` escapes, on trace names: a trace without
+    its record has no name), ``before`` (a ``(created_at, seq)`` key: the traces after it). Each row: ``id``,
+    ``seq``, ``created_at`` (the sort key), ``trace_record`` (1, or 0 for a trace whose record is missing)
+    and, from the trace record or else from the trace's earliest span, ``name``, ``project_id``,
+    ``log_stream_id``, ``is_complete``, ``wire_created_at`` (as sent), ``status_code`` and ``duration_ns``
+    (JSON values, unchecked).
     """
     # Two streams of (created_at, seq) keys, each read in order from its own index and merged: trace
     # records, and the traces whose record is missing (DISTINCT: one row per location of their spans).
@@ -188,6 +205,10 @@ def newest_traces(
             missing.append(f"{column} = ?")
             present_params.append(value)
             missing_params.append(value)
+    if session_id is not None:  # a trace's session is its record's: a trace without one has none
+        present.append("session_id = ?")
+        present_params.append(session_id)
+        missing.append("0")
     if record_id is not None:
         present.append("id IN (SELECT trace_id FROM records WHERE id = ?)")
         missing.append("trace_id IN (SELECT trace_id FROM records WHERE id = ? UNION ALL SELECT ?)")
@@ -209,7 +230,7 @@ def newest_traces(
         params += missing_params
     sql = (
         "SELECT k.id, k.seq, k.created_at, k.trace_record, r.name, r.project_id, r.log_stream_id,"
-        " r.is_complete, json_extract(r.body, '$.created_at') AS wire_created_at,"
+        " r.is_complete, r.session_id, json_extract(r.body, '$.created_at') AS wire_created_at,"
         " json_extract(r.body, '$.status_code') AS status_code,"
         " json_extract(r.body, '$.metrics.duration_ns') AS duration_ns"
         f" FROM ({keys} ORDER BY created_at DESC, seq DESC LIMIT ?) k JOIN records r ON r.seq = k.seq"

@@ -1,7 +1,9 @@
 """Validation of write bodies against Galileo's published JSON Schemas.
 
 ``ingest_schemas.json`` (packaged next to this module, a byte-for-byte copy of the schemas extracted from
-Galileo's OpenAPI document) holds OpenAPI 3.1 components. Each root (``LogTracesIngestRequest``,
+Galileo's OpenAPI document) holds OpenAPI 3.1 components; ``session_schemas.json`` (a byte-for-byte copy of
+the shared ``galileo-api/session_schemas.json``, from the same OpenAPI document: its ``source`` says which)
+holds those of the session routes (:data:`SESSION_ROOTS`). Each root (``LogTracesIngestRequest``,
 ``LogSpansIngestRequest``, ``LogTraceUpdateRequest``, ``LogSpanUpdateRequest``) is checked with a
 Draft 2020-12 validator; ``#/components/schemas/X`` references resolve through a ``referencing`` registry
 that holds the whole document under one URI. OpenAPI's ``"format": "uuid4"`` is enforced by a format
@@ -39,10 +41,13 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "galileo.collector needs jsonschema; install the collector extra: pip install 'galileo[collector]'"
     ) from exc
 
-__all__ = ["ROOTS", "SCHEMA_URI", "is_uuid4", "load_schema_document", "validate"]
+__all__ = ["ROOTS", "SCHEMA_URI", "SESSION_ROOTS", "is_uuid4", "load_schema_document", "validate"]
 
 SCHEMA_URI = "urn:galileo:ingest-schemas"
+_SESSION_URI = "urn:galileo:session-schemas"
 ROOTS = ("LogTracesIngestRequest", "LogSpansIngestRequest", "LogTraceUpdateRequest", "LogSpanUpdateRequest")
+#: The roots validated against ``session_schemas.json``.
+SESSION_ROOTS = ("SessionCreateRequest", "SessionCreateResponse", "LogRecordsQueryRequest")
 _MAX_ERRORS = 20
 _MAX_MESSAGE = 300
 
@@ -57,9 +62,9 @@ def is_uuid4(value: object) -> bool:
         return False
 
 
-def load_schema_document() -> dict[str, Any]:
-    """The packaged ``ingest_schemas.json``, parsed."""
-    text = resources.files("galileo.collector").joinpath("ingest_schemas.json").read_text("utf-8")
+def load_schema_document(name: str = "ingest_schemas.json") -> dict[str, Any]:
+    """The packaged ``ingest_schemas.json`` (or another packaged schema file), parsed."""
+    text = resources.files("galileo.collector").joinpath(name).read_text("utf-8")
     document: dict[str, Any] = json.loads(text)
     return document
 
@@ -143,9 +148,14 @@ def _dispatch(validator: Any, spec: dict[str, Any], instance: Any, schema: Any) 
 
 @functools.cache
 def _validator(root: str) -> Any:
-    document = _dispatch_on_discriminators(load_schema_document())
-    registry: Registry[Any] = Registry().with_resource(SCHEMA_URI, DRAFT202012.create_resource(document))
-    schema = {"$ref": f"{SCHEMA_URI}#/components/schemas/{root}"}
+    name, uri = (
+        ("session_schemas.json", _SESSION_URI)
+        if root in SESSION_ROOTS
+        else ("ingest_schemas.json", SCHEMA_URI)
+    )
+    document = _dispatch_on_discriminators(load_schema_document(name))
+    registry: Registry[Any] = Registry().with_resource(uri, DRAFT202012.create_resource(document))
+    schema = {"$ref": f"{uri}#/components/schemas/{root}"}
     extended = validators.extend(Draft202012Validator, {_DISPATCH: _dispatch, _NULLABLE: _nullable})
     return extended(schema, registry=registry, format_checker=_format_checker())
 

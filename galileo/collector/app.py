@@ -7,16 +7,22 @@ Galileo routes (answers shaped like Galileo's, errors as ``{"detail": ...}``):
   answers 401 without one, before its body is read. Without an API key any key logs in; with one, only it.
 * ``GET /ingest/healthz`` is not served (404), which keeps the published SDK on the ``/v2`` routes.
 * Projects and log streams: lookup, paginated listing, creation (creating an existing name returns it).
+* Sessions: ``POST /v2/projects/{pid}/sessions`` (SessionCreateRequest, answered with a
+  SessionCreateResponse) and ``POST /v2/projects/{pid}/sessions/search`` (LogRecordsQueryRequest; the
+  filters it serves are ``eq`` on ``external_id`` or ``id``, in the body's log stream or experiment; a
+  filter naming its column ``name`` instead of ``column_id``, as the published SDK 2.7 sends it, is read as
+  ``column_id``). A trace ingest body's ``session_id`` is stored with its traces (and echoed in the answer).
 * Writes: ``POST /v2/projects/{pid}/traces|spans`` and ``PATCH /v2/projects/{pid}/traces|spans/{id}``.
   Bodies are validated against Galileo's JSON Schemas (422 with the schema errors); an unknown project is
   404, a PATCH of a record that is not stored is 404. ``GET /v2/projects/{pid}/traces/{id}`` returns the
   trace as a tree (see :mod:`galileo.collector.store`).
 
 Collector routes (for the CLI and viewers; open without an API key, like the viewer): ``GET /api/traces``
-(latest traces), ``GET /api/traces/{id}`` (a tree, across projects and log streams). Bad query parameters
-are 400. Test endpoints, served only with ``test_endpoints=True`` (``serve --test-endpoints``) and 404
-otherwise: ``GET|DELETE /api/requests`` (the recent write requests, :mod:`galileo.collector._request_log`)
-and ``GET|PUT|DELETE /api/faults`` (:mod:`galileo.collector._faults`).
+(latest traces; ``project_id``, ``log_stream_id`` and ``session_id`` filter them), ``GET /api/traces/{id}`` (a
+tree, across projects and log streams). Bad query parameters are 400. Test endpoints, served only with
+``test_endpoints=True`` (``serve --test-endpoints``) and 404 otherwise: ``GET|DELETE /api/requests`` (the
+recent write requests, :mod:`galileo.collector._request_log`) and ``GET|PUT|DELETE /api/faults``
+(:mod:`galileo.collector._faults`).
 
 Before any route, :mod:`galileo.collector._guard` checks the Host, the Origin of writes, the credentials
 (with an API key: every route but the health check and the logins) and the body's size and type; bodies
@@ -322,8 +328,91 @@ class _Collector:
                 "spans_count": len(records) - len(traces),
                 "log_stream_id": body.get("log_stream_id"),
                 "experiment_id": body.get("experiment_id"),
-                "session_id": None,
+                "session_id": body.get("session_id"),
                 "trace_ids": traces,
+            }
+        )
+
+    # Sessions --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _location(body: dict[str, Any]) -> str:
+        """Where a session lives: the body's experiment, else its log stream, else nowhere (``''``)."""
+        return _canonical_uuid(body.get("experiment_id")) or _canonical_uuid(body.get("log_stream_id")) or ""
+
+    async def create_session(self, request: Request) -> Response:
+        body, failure = await self._validated(request, "SessionCreateRequest")
+        if failure is not None:
+            return failure
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        session = self.store.create_session(
+            project.id,
+            self._location(body),
+            name=body.get("name"),
+            previous_session_id=_canonical_uuid(body.get("previous_session_id")),
+            external_id=body.get("external_id"),
+            user_metadata=body.get("user_metadata"),
+        )
+        logger.info("created session %s in project %r", session["id"], project.name)
+        return JSONResponse(
+            {
+                "id": session["id"],
+                "name": session["name"],
+                "project_id": project.id,
+                "project_name": project.name,
+                "previous_session_id": session["previous_session_id"],
+                "external_id": session["external_id"],
+                "log_stream_id": body.get("log_stream_id"),
+                "experiment_id": body.get("experiment_id"),
+            }
+        )
+
+    async def search_sessions(self, request: Request) -> Response:
+        body, failure = await self._json(request)
+        if failure is not None:
+            return failure
+        for item in body.get("filters") or () if isinstance(body, dict) else ():
+            if isinstance(item, dict) and "column_id" not in item and "name" in item:
+                item["column_id"] = item.pop("name")  # the published SDK 2.7's spelling
+        body, failure = await self._validated(request, "LogRecordsQueryRequest")
+        if failure is not None:
+            return failure
+        project = self._project(request.path_params["project_id"])
+        if project is None:
+            return self._project_not_found(request.path_params["project_id"])
+        wanted: dict[str, str] = {}
+        for item in body.get("filters") or ():
+            column, value = item.get("column_id"), item.get("value")
+            if (
+                column not in ("external_id", "id")
+                or item.get("operator", "eq") != "eq"
+                or not isinstance(value, str)
+            ):
+                return _error(
+                    400, "the collector filters sessions only by external_id or id, with operator eq"
+                )
+            wanted[column] = value
+        limit = body.get("limit", 100)
+        start = body.get("starting_token", 0)
+        if not isinstance(limit, int) or not isinstance(start, int) or limit < 1 or start < 0:
+            return _error(400, "limit must be positive and starting_token not negative")
+        found = self.store.find_sessions(
+            project.id, self._location(body), external_id=wanted.get("external_id"), limit=start + limit + 1
+        )
+        if "id" in wanted:
+            found = [s for s in found if s["id"] == _canonical_uuid(wanted["id"])]
+        page = found[start : start + limit]
+        more = len(found) > start + limit
+        return JSONResponse(
+            {
+                "starting_token": start,
+                "limit": limit,
+                "paginated": more,
+                "next_starting_token": start + limit if more else None,
+                "last_row_id": page[-1]["id"] if page else None,
+                "records": [dict(s, type="session", run_id=self._location(body) or None) for s in page],
             }
         )
 
@@ -404,12 +493,16 @@ class _Collector:
         if not 1 <= limit <= _MAX_PAGE:
             return _error(400, f"limit must be an integer between 1 and {_MAX_PAGE}")
         filters: dict[str, str | None] = {}
-        for name in ("project_id", "log_stream_id"):
+        for name in ("project_id", "log_stream_id", "session_id"):
             raw = params.get(name) or None
             filters[name] = _canonical_uuid(raw)
             if raw is not None and filters[name] is None:
                 return _error(400, f"{name} must be a UUID, got {raw!r}")
-        return JSONResponse(self.store.latest_traces(limit, filters["project_id"], filters["log_stream_id"]))
+        return JSONResponse(
+            self.store.latest_traces(
+                limit, filters["project_id"], filters["log_stream_id"], session_id=filters["session_id"]
+            )
+        )
 
     async def api_trace(self, request: Request) -> Response:
         raw = request.path_params["trace_id"]
@@ -460,6 +553,8 @@ class _Collector:
             Route(f"{project}/log_streams/paginated", auth(self.log_streams_page), methods=["GET"]),
             Route(f"{v2}/traces", auth(write(self.ingest_traces)), methods=["POST"]),
             Route(f"{v2}/spans", auth(write(self.ingest_spans)), methods=["POST"]),
+            Route(f"{v2}/sessions", auth(write(self.create_session)), methods=["POST"]),
+            Route(f"{v2}/sessions/search", auth(self.search_sessions), methods=["POST"]),
             Route(f"{v2}/traces/{{trace_id}}", auth(write(self.update_trace)), methods=["PATCH"]),
             Route(f"{v2}/spans/{{span_id}}", auth(write(self.update_span)), methods=["PATCH"]),
             Route(f"{v2}/traces/{{trace_id}}", auth(self.get_trace), methods=["GET"]),

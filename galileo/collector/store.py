@@ -169,6 +169,7 @@ class Record:
     created_at: str
     is_complete: bool | None
     body: JSONDict
+    session_id: str | None = None  #: a trace's session (the ingest body's ``session_id``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,7 @@ def _flatten(
     log_stream_id: str | None,
     is_complete: bool | None,
     arrival: datetime,
+    session_id: str | None = None,
 ) -> list[Record]:
     """Records for ``items`` and, depth first, their nested ``spans``, parents before children.
 
@@ -236,6 +238,8 @@ def _flatten(
         body.setdefault("created_at", arrival.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         record_type = str(item.get("type") or "span")
         own_trace_id = item_trace_id or record_id
+        if record_type == "trace" and session_id is not None:
+            body["session_id"] = session_id  # as the API stores it: the trace names its session
         records.append(
             Record(
                 id=record_id,
@@ -248,6 +252,7 @@ def _flatten(
                 created_at=_sortable_time(body["created_at"], arrival),
                 is_complete=is_complete if record_type == "trace" else None,
                 body=body,
+                session_id=session_id if record_type == "trace" else None,
             )
         )
         children = item.get("spans")
@@ -266,6 +271,7 @@ def records_from_traces_request(body: Mapping[str, Any], project_id: str) -> lis
         log_stream_id=_canonical_id(body.get("log_stream_id")),
         is_complete=bool(body.get("is_complete", True)),
         arrival=_utc_now(),
+        session_id=_canonical_id(body.get("session_id")),
     )
 
 
@@ -402,6 +408,51 @@ class Store:
             ).fetchone()
         return LogStream(**dict(row)), cursor.rowcount == 1
 
+    # Sessions --------------------------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        project_id: str,
+        location: str,
+        *,
+        name: str | None,
+        previous_session_id: str | None,
+        external_id: str | None,
+        user_metadata: Mapping[str, str] | None,
+    ) -> JSONDict:
+        """Store a new session in ``location`` (a log stream or experiment id, ``''`` for neither)."""
+        session: JSONDict = {
+            "id": str(uuid.uuid4()),
+            "project_id": project_id,
+            "location": location,
+            "name": name,
+            "previous_session_id": previous_session_id,
+            "external_id": external_id,
+            "user_metadata": None if user_metadata is None else json.dumps(dict(user_metadata)),
+            "created_at": _iso(_utc_now()),
+        }
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO sessions (id, project_id, location, name, previous_session_id, external_id,"
+                " user_metadata, created_at) VALUES (:id, :project_id, :location, :name,"
+                " :previous_session_id, :external_id, :user_metadata, :created_at)",
+                session,
+            )
+            self._revision += 1
+        return _session(session)
+
+    def find_sessions(
+        self, project_id: str, location: str, *, external_id: str | None = None, limit: int = 100
+    ) -> list[JSONDict]:
+        """Sessions of ``location`` in the project, oldest first, with ``external_id`` when given."""
+        sql = "SELECT * FROM sessions WHERE project_id = ? AND location = ?"
+        params: list[Any] = [project_id, location]
+        if external_id is not None:
+            sql += " AND external_id = ?"
+            params.append(external_id)
+        rows = self._query(sql + " ORDER BY created_at, rowid LIMIT ?", [*params, limit])
+        return [_session(dict(row)) for row in rows]
+
     # Records ---------------------------------------------------------------------------------------------
 
     def add_records(self, records: Iterable[Record]) -> int:
@@ -418,13 +469,14 @@ class Store:
                 r.created_at,
                 None if r.is_complete is None else int(r.is_complete),
                 json.dumps(r.body, separators=(",", ":"), ensure_ascii=False),
+                r.session_id,
             )
             for r in records
         ]
         with self._transaction() as db:
             cursor = db.executemany(
                 "INSERT OR IGNORE INTO records (id, type, trace_id, parent_id, project_id, log_stream_id,"
-                " name, created_at, is_complete, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " name, created_at, is_complete, body, session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             stored = cursor.rowcount  # direct inserts only: not the trigger's, not the ignored duplicates
@@ -494,14 +546,20 @@ class Store:
         return tree
 
     def latest_traces(
-        self, limit: int = 50, project_id: str | None = None, log_stream_id: str | None = None
+        self,
+        limit: int = 50,
+        project_id: str | None = None,
+        log_stream_id: str | None = None,
+        session_id: str | None = None,
     ) -> list[JSONDict]:
         """Summaries of the newest traces (by created_at, then arrival), newest first.
 
         A filter matches a trace's own project or log stream; a trace without its trace record has none, and
-        matches those of any of its spans.
+        matches those of any of its spans. ``session_id`` matches a trace record's session.
         """
-        sql, params = newest_traces(limit=limit, project_id=project_id, log_stream_id=log_stream_id)
+        sql, params = newest_traces(
+            limit=limit, project_id=project_id, log_stream_id=log_stream_id, session_id=session_id
+        )
         rows = self._query(
             "SELECT n.*, p.name AS project_name, l.name AS log_stream_name,"
             " (SELECT SUM(spans) FROM trace_services s WHERE s.trace_id = n.id) AS span_count,"
@@ -522,6 +580,7 @@ class Store:
                     "project_name": row["project_name"] if own else None,
                     "log_stream_id": row["log_stream_id"] if own else None,
                     "log_stream_name": row["log_stream_name"] if own else None,
+                    "session_id": row["session_id"] if own else None,
                     "is_complete": own and bool(row["is_complete"]),
                     "status_code": row["status_code"] if own else None,
                     "duration_ns": row["duration_ns"] if own else None,
@@ -545,7 +604,16 @@ def _record(row: sqlite3.Row) -> Record:
         created_at=row["created_at"],
         is_complete=None if row["is_complete"] is None else bool(row["is_complete"]),
         body=json.loads(row["body"]),
+        session_id=row["session_id"],
     )
+
+
+def _session(row: Mapping[str, Any]) -> JSONDict:
+    """A stored session as the API shows it (``user_metadata`` as a dict; its location named)."""
+    session = {key: value for key, value in row.items() if key != "location"}
+    metadata = row.get("user_metadata")
+    session["user_metadata"] = json.loads(metadata) if isinstance(metadata, str) else None
+    return session
 
 
 def _failed(status: object) -> bool:

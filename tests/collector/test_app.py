@@ -664,6 +664,7 @@ def test_latest_traces_are_listed_newest_first(collector: CollectorProcess) -> N
         "project_name": client.project["name"],
         "log_stream_id": client.stream["id"],
         "log_stream_name": "svc",
+        "session_id": None,
         "is_complete": False,
         "status_code": None,
         "duration_ns": None,

@@ -235,6 +235,7 @@ def test_a_trace_without_its_record_stands_in_with_the_spans_that_arrived(store:
         "project_name": None,
         "log_stream_id": None,
         "log_stream_name": None,
+        "session_id": None,
         "is_complete": False,
         "status_code": None,
         "duration_ns": None,

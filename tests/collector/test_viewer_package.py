@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from galileo.collector._schema import MIGRATIONS
 from galileo.collector.store import Store, records_from_spans_request, records_from_traces_request
 from galileo.collector.viewer import pages, queries
 
@@ -88,7 +89,7 @@ def test_a_store_of_an_earlier_collector_is_migrated_for_the_viewer(tmp_path: Pa
             ("gateway", 1),
             ("retriever", 1),
         ]
-        assert store.query("PRAGMA user_version")[0][0] == 2
+        assert store.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
         indexes = {row["name"] for row in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "records_trace_created_at" not in indexes and "records_traces_newest" in indexes
     finally:
@@ -151,7 +152,7 @@ def test_a_store_of_schema_version_1_lists_missing_traces_and_counts_errors_once
         )
     store = Store(str(path))
     try:
-        assert store.query("PRAGMA user_version")[0][0] == 2
+        assert store.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
         summaries = store.latest_traces()
         assert [(s["id"], s["trace_record"]) for s in summaries] == [(missing_id, False), (trace_id, True)]
         assert [(s["span_count"], s["error_count"]) for s in summaries] == [(2, 1), (2, 2)]

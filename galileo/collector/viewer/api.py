@@ -1,13 +1,14 @@
 """The viewer's JSON API under ``/api/viewer/``: read-only and without auth, like the collector's ``/api``.
 
-``GET /api/viewer/traces?project_id=&log_stream_id=&q=&limit=50&before=``
+``GET /api/viewer/traces?project_id=&log_stream_id=&session_id=&q=&limit=50&before=``
     ``{"traces": [...], "next": cursor or null, "revision": n}``: trace summaries newest first (id, name,
     ``created_at`` as sent, ``start`` normalised UTC, ``duration_ns``, ``status_code``, ``is_complete``,
     ``trace_record`` (false while only spans of the trace arrived: see
     :mod:`galileo.collector.viewer.queries`), ``span_count``, ``error_count`` (spans with a status code of
     400 or more), project and log stream ids and names, and ``services``: every (project, log stream) its
     records arrived with, the trace's own first, with ``spans`` and ``errors`` counts each). ``q`` searches
-    names, or finds a trace by its id or the id of one of its spans; ``limit`` is 1-200; pass ``next`` as
+    names, or finds a trace by its id or the id of one of its spans; ``session_id`` keeps the traces of that
+    session; ``limit`` is 1-200; pass ``next`` as
     ``before`` for the following page.
 ``GET /api/viewer/traces/{trace_id}``
     ``{"trace", "rows", "span_count", "window_ns", "services", "revision"}``: the waterfall of one trace
@@ -75,10 +76,11 @@ class _ViewerApi:
 
     def traces(self, request: Request) -> Response:
         params = request.query_params
-        _params.check_names(params, ("project_id", "log_stream_id", "q", "limit", "before"))
+        _params.check_names(params, ("project_id", "log_stream_id", "session_id", "q", "limit", "before"))
         filters = queries.Filters(
             project_id=_params.uuid_param(params, "project_id"),
             log_stream_id=_params.uuid_param(params, "log_stream_id"),
+            session_id=_params.uuid_param(params, "session_id"),
             search=_params.search_text(params, "q"),
         )
         limit = _params.integer(params, "limit", 50, 1, MAX_LIMIT)

@@ -77,6 +77,7 @@ class Filters:
 
     project_id: str | None = None
     log_stream_id: str | None = None
+    session_id: str | None = None
     search: str = ""
 
 
@@ -135,6 +136,7 @@ def trace_page(store: Store, filters: Filters, *, limit: int, before: Cursor | N
         limit=limit + 1,
         project_id=filters.project_id,
         log_stream_id=filters.log_stream_id,
+        session_id=filters.session_id,
         record_id=record_id,
         name_like=f"%{_escape_like(term)}%" if term and record_id is None else None,
         before=(before.created_at, before.seq) if before is not None else None,
