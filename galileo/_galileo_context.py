@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from galileo import _context_loggers as _registry
@@ -65,6 +66,23 @@ class GalileoContext:
             if checked is not None:
                 scope.own_session, scope.session = True, _sessions.SessionRef(checked)
         return scope
+
+    def __enter__(self) -> GalileoContext:
+        """``with galileo_context:`` as published: nothing to set up; the block's end flushes."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Flush this context's logger at the end of a bare ``with galileo_context:`` block (without waiting
+        inside a request or on an event loop, as every flush; never raises)."""
+        try:
+            self.get_logger_instance().flush()
+        except Exception:
+            warn_once("exit-flush", "galileo: galileo_context could not flush at the end of a block (%s)")
 
     def init(
         self,

@@ -510,13 +510,12 @@ def _decorate(func: Any, spec_args: tuple[str, str | None, Mapping[str, Any] | N
 
 
 @overload
-def log(func: Callable[P, R], /) -> Callable[P, R]: ...
+def log(func: Callable[P, R]) -> Callable[P, R]: ...
 
 
 @overload
 def log(
     func: None = None,
-    /,
     *,
     name: str | None = None,
     span_type: SpanKind | None = None,
@@ -527,7 +526,6 @@ def log(
 
 def log(
     func: Callable[P, R] | None = None,
-    /,
     *,
     name: str | None = None,
     span_type: SpanKind | None = None,

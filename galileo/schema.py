@@ -398,6 +398,20 @@ class Session:
     user_metadata: dict[str, str] = attrs.field(factory=dict)
     created_at: datetime = attrs.field(factory=_utcnow)
     traces: list[Trace] = attrs.field(factory=list)
+    # The rest of the published record fields, carried as given (a session is not sent as a record).
+    type: str = "session"
+    input: Any = ""
+    redacted_input: Any = None
+    output: Any = None
+    redacted_output: Any = None
+    tags: list[str] = attrs.field(factory=list)
+    status_code: int | None = None
+    metrics: dict[str, Any] = attrs.field(factory=dict)
+    dataset_input: str | None = None
+    dataset_output: str | None = None
+    dataset_metadata: dict[str, str] = attrs.field(factory=dict)
+    session_id: str | None = None
+    trace_id: str | None = None
 
 
 #: Span classes by their wire ``type``.

@@ -39,6 +39,13 @@ KEPT: dict[tuple[str, str], str] = {
     ("galileo.galileo_context.__exit__", ""): (
         "called by the with statement with three positional arguments: their names are not API"
     ),
+    ("galileo.galileo_context.__call__", "'project': ours is positional"): (
+        "ours also takes project and log_stream positionally (galileo_context('p', 's')), as it did before: "
+        "a superset; every published call (keywords only) works unchanged"
+    ),
+    ("galileo.galileo_context.__call__", "'log_stream': ours is positional"): (
+        "see 'project': positional as well as by keyword"
+    ),
     ("galileo.middleware.TracingMiddleware", "'dispatch': ours is positional"): (
         "ours takes Starlette BaseHTTPMiddleware's optional dispatch= function after app, as its base class "
         "does; TracingMiddleware(app) and app.add_middleware(TracingMiddleware) work as published"
