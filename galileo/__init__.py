@@ -19,6 +19,7 @@ from galileo.config import GalileoConfig
 from galileo.decorator import galileo_context, log, start_session
 from galileo.exceptions import ConfigurationError, GalileoLoggerException
 from galileo.logger import GalileoLogger
+from galileo.propagation import get_tracing_headers
 from galileo.schema import (
     AgentSpan,
     Document,
@@ -28,6 +29,7 @@ from galileo.schema import (
     RetrieverSpan,
     Session,
     Span,
+    StepType,
     StepWithChildSpans,
     ToolCall,
     ToolCallFunction,
@@ -49,6 +51,7 @@ __all__ = [
     "RetrieverSpan",
     "Session",
     "Span",
+    "StepType",
     "StepWithChildSpans",
     "ToolCall",
     "ToolCallFunction",
@@ -58,6 +61,7 @@ __all__ = [
     "WorkflowSpan",
     "__version__",
     "galileo_context",
+    "get_tracing_headers",
     "log",
     "shutdown",
     "start_session",

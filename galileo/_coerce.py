@@ -13,6 +13,7 @@ Shapes per record kind (``input`` / ``output``)::
     tool       str                      / str or None
     workflow   str or list[Message]     / str, Message, list[Document] or None
     agent      same as workflow
+    control    str                      / ControlResult or None (the published Agent Control span)
 
 ``None`` as an input becomes ``""``. Text (:func:`to_text`) is the string itself; a message's content
 (several messages become ``"role: content"`` lines); documents' contents joined by a blank line; JSON for
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import logging
 import math
@@ -49,11 +51,13 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 __all__ = [
+    "CONTROL_ACTIONS",
     "DEFAULT_MAX_CHARS",
     "KINDS",
     "MESSAGE_ROLES",
     "REDACTION_FAILED",
     "TRUNCATION_MARKER",
+    "ControlResult",
     "Document",
     "Message",
     "MessageRole",
@@ -76,6 +80,8 @@ REDACTION_FAILED: Final = "[redaction failed]"
 MESSAGE_ROLES: Final = ("agent", "assistant", "developer", "function", "system", "tool", "user")
 #: The record kinds, as the wire ``type`` field spells them.
 KINDS: Final = ("trace", "llm", "retriever", "tool", "workflow", "agent")
+#: The schema's ControlAction enum: what a control span's :class:`ControlResult` decided.
+CONTROL_ACTIONS: Final = ("deny", "steer", "observe")
 
 # Roles other libraries use for the same thing (LangChain "human"/"ai").
 _ROLE_ALIASES: Final = {"human": "user", "ai": "assistant", "model": "assistant"}
@@ -157,8 +163,29 @@ class Document:
         }
 
 
+@attrs.frozen(kw_only=True)
+class ControlResult:
+    """What one control decided (a control span's output, as galileo_core's ``ControlResult`` names it):
+    ``action`` is one of :data:`CONTROL_ACTIONS`; ``matched`` is False for no match and for an error (then
+    ``error_message`` says which)."""
+
+    action: str = attrs.field(validator=attrs.validators.in_(CONTROL_ACTIONS))
+    matched: bool
+    confidence: float | None = None
+    error_message: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        confidence = self.confidence
+        return {
+            "action": self.action,
+            "matched": bool(self.matched),
+            "confidence": confidence if confidence is None or math.isfinite(confidence) else None,
+            "error_message": self.error_message,
+        }
+
+
 #: What a record's input/output holds once coerced.
-Payload: TypeAlias = "str | Message | list[Message] | list[Document] | None"
+Payload: TypeAlias = "str | Message | list[Message] | list[Document] | ControlResult | None"
 
 
 @attrs.frozen(kw_only=True)
@@ -244,7 +271,7 @@ def wire_value(kind: str, field: str, value: Any, *, redacted: bool = False) -> 
     if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
         return value  # what _shape returns, without its two calls (two per record, on the sender)
     shaped = _shape(kind, field, value, None)
-    if isinstance(shaped, (Message, Document)):
+    if isinstance(shaped, (Message, Document, ControlResult)):
         return shaped.to_wire()
     if isinstance(shaped, list):
         return [item.to_wire() for item in shaped]
@@ -338,7 +365,7 @@ def _scalar(value: Any, limit: int | None) -> str | int | float | bool:
 # --- shapes -----------------------------------------------------------------------------------------------
 
 
-_TEXT_INPUT: Final = frozenset({"trace", "retriever", "tool", "workflow", "agent"})
+_TEXT_INPUT: Final = frozenset({"trace", "retriever", "tool", "workflow", "agent", "control"})
 _TEXT_OUTPUT: Final = frozenset({"trace", "tool", "workflow", "agent"})
 
 
@@ -350,9 +377,11 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
             return [_message(item, "user", limit) for item in _items(value)]
         if kind in ("workflow", "agent") and _is_messages(value):
             return [_message(item, "user", limit) for item in _items(value)]
-        if kind in KINDS:
+        if kind in KINDS or kind == "control":
             return _clip(to_text(value), limit)
     elif field == "output":
+        if kind == "control":
+            return _control_result(value, limit)
         if kind == "llm":
             items = _items(value)
             return _message(items[-1], "assistant", limit) if items else Message(content="", role="assistant")
@@ -370,6 +399,38 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
         if kind in KINDS:
             return _clip(to_text(value), limit)
     raise ValueError(f"cannot shape the {field!r} of a record of kind {kind!r}; kinds are {KINDS}")
+
+
+def _control_result(value: Any, limit: int | None) -> ControlResult | None:
+    """A control span's output: a :class:`ControlResult` from one, a mapping or an object with its fields
+    (galileo_core's pydantic ``ControlResult``); anything else is None, with a WARNING (the schema admits
+    no other value, and one invalid span would fail its whole request)."""
+    if value is None or isinstance(value, ControlResult):
+        return value
+    dump = getattr(value, "model_dump", None)
+    try:
+        fields = dump() if callable(dump) else value
+        read = fields.get if isinstance(fields, Mapping) else functools.partial(getattr, fields)
+        action = read("action", None)
+        action = getattr(action, "value", action)
+        matched = read("matched", None)
+        confidence = read("confidence", None)
+        error = read("error_message", None)
+    except Exception:
+        action = matched = None
+    if action not in CONTROL_ACTIONS or not isinstance(matched, bool):
+        _log.warning(
+            "galileo: a control span's output needs action (one of %s) and matched (a bool); sent as null",
+            ", ".join(CONTROL_ACTIONS),
+        )
+        return None
+    number = confidence if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) else None
+    return ControlResult(
+        action=str(action),
+        matched=matched,
+        confidence=None if number is None or not math.isfinite(number) else float(number),
+        error_message=None if error is None else _clip(_safe_str(error), limit),
+    )
 
 
 def _items(value: Any) -> list[Any]:

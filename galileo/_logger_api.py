@@ -1,14 +1,19 @@
 """The published ``GalileoLogger``'s further surface, on our span tree and sender.
 
 :class:`GalileoLogger` (galileo.logger) builds the tree; this mixin adds what the published SDK's logger
-also offers and our core does not need: its attributes (``traces``, ``project_id``, ``log_stream_id``,
-``experiment_id``), ``previous_parent``, ``reset_parent_tracking``, ``add_trace``,
-``add_child_span_to_parent`` and ``ingest_traces``/``async_ingest_traces`` (which send on a batch an
-``ingestion_hook`` received, see :mod:`galileo._ingestion`).
+also offers and our core does not need: its attributes (``traces``, ``project_name``, ``project_id``,
+``log_stream_name``, ``log_stream_id``, ``experiment_id``), ``previous_parent``, ``reset_parent_tracking``,
+``add_trace``, ``add_child_span_to_parent``, ``add_protect_span``, ``add_control_span`` and
+``ingest_traces``/``async_ingest_traces`` (which send on a batch an ``ingestion_hook`` received, see
+:mod:`galileo._ingestion`).
 
 Differences kept from the published SDK: ``project_id`` and ``log_stream_id`` are looked up by the sender,
 off the request path, so they are None until the first delivery resolved them (or were given); ``add_trace``
-with a trace open concludes it with a WARNING instead of raising.
+with a trace open concludes it with a WARNING instead of raising; ``project_name`` and ``log_stream_name`` are
+the names the logger was configured with, None when it was given an id alone (the published logger reports
+the default name "default" there, which names no project of it). ``add_control_span`` takes the values of
+galileo_core's Control* enums and ``ControlResult`` (or plain strings and a mapping) without depending on it;
+a value the wire's schema does not admit is sent as null with a WARNING, never failing its request.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from galileo import _sender, _transport, schema
 
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["PublishedLoggerApi"]
 
 _log = logging.getLogger("galileo")
+_S = TypeVar("_S", bound=schema.Span)
 
 #: How long ``ingest_traces`` waits for delivery off requests and event loops.
 _INGEST_WAIT = 30.0
@@ -56,11 +62,27 @@ class PublishedLoggerApi:
             self, span: schema.Span, duration_ns: int | None, created_at: Any, *, opens_level: bool
         ) -> tuple[_Open, _Open, int] | None: ...
         def _parent_entry(self) -> _Open: ...
+        def _add(self, span: _S, duration_ns: int | None, created_at: Any, *, opens_level: bool) -> _S: ...
+        def _common(
+            self, metadata: Mapping[str, Any] | None, tags: Any, status: int | None, step: int | None
+        ) -> dict[str, Any]: ...
         def _payload(
             self, kind: str, input: Any, output: Any, redacted_input: Any, redacted_output: Any
         ) -> dict[str, Any]: ...
 
     # -- attributes --------------------------------------------------------------------------------------
+    @property
+    def project_name(self) -> str | None:
+        """The project's name as configured (argument, then GALILEO_PROJECT, then "default"); None when the
+        logger was given ``project_id`` alone."""
+        return self._config.project
+
+    @property
+    def log_stream_name(self) -> str | None:
+        """The log stream's name as configured; None when given ``log_stream_id`` alone, and for an
+        experiment's logger."""
+        return self._config.log_stream
+
     @property
     def traces(self) -> list[schema.Trace]:
         """The traces started since the last flush (batch mode: those a flush will send)."""
@@ -153,7 +175,7 @@ class PublishedLoggerApi:
 
     def add_child_span_to_parent(self, span: schema.Span) -> None:
         """Add a span record built by the caller (with its children) under the current parent."""
-        if not isinstance(span, tuple(schema.SPAN_TYPES.values())):
+        if not isinstance(span, (*schema.SPAN_TYPES.values(), schema.ControlSpan)):
             _log.warning("galileo: add_child_span_to_parent: %s is not a span: ignored", type(span).__name__)
             return
         if self._disabled:
@@ -199,6 +221,54 @@ class PublishedLoggerApi:
             None,
             step_number,
         )
+
+    def add_control_span(
+        self,
+        input: str = "",
+        output: Any = None,
+        name: str | None = None,
+        created_at: _dt.datetime | None = None,
+        duration_ns: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        status_code: int | None = None,
+        id: uuid.UUID | str | None = None,
+        step_number: int | None = None,
+        control_id: int | None = None,
+        agent_name: str | None = None,
+        check_stage: Any = None,
+        applies_to: Any = None,
+        evaluator_name: str | None = None,
+        selector_path: str | None = None,
+    ) -> schema.ControlSpan:
+        """Add a control span (a leaf: one Agent Control check and its :class:`~galileo.schema.ControlResult`)
+        under the current parent, as the published SDK does.
+
+        ``output`` is a ``ControlResult`` (ours or galileo_core's) or a mapping with its fields;
+        ``check_stage`` and ``applies_to`` are enum members or their values; ``id``, when given, is the span's
+        id (an upstream control execution's, say). Values the wire does not admit are sent as null, with a
+        WARNING (see the module docstring).
+        """
+        meta: Any = dict(metadata) if isinstance(metadata, Mapping) else {}
+        stage = _enum_value("check_stage", check_stage, schema.CONTROL_CHECK_STAGES, meta)
+        target = _enum_value("applies_to", applies_to, schema.CONTROL_APPLIES_TO, meta)
+        span = schema.ControlSpan(
+            **self._payload("control", input, output, None, None),
+            name=name or "",
+            control_id=_int_or_none("control_id", control_id),
+            agent_name=_text_or_none(agent_name),
+            check_stage=stage,
+            applies_to=target,
+            evaluator_name=_text_or_none(evaluator_name),
+            selector_path=_text_or_none(selector_path),
+            **self._common(meta if meta or metadata is None else metadata, tags, status_code, step_number),
+        )
+        if id is not None:
+            try:
+                span.id = str(uuid.UUID(str(id)))
+            except ValueError:
+                _log.warning("galileo: add_control_span: id is not a UUID; a new id is used")
+        return self._add(span, duration_ns, created_at, opens_level=False)
 
     # -- sending a batch on -----------------------------------------------------------------------------
     def ingest_traces(self, ingest_request: Any) -> None:
@@ -280,6 +350,33 @@ def _events(events: Any) -> list[dict[str, Any]] | None:
         _log.warning("galileo: llm span events could not be read: ignored")
         return None
     return out
+
+
+def _enum_value(field: str, value: Any, allowed: tuple[str, ...], metadata: dict[str, Any]) -> str | None:
+    """A control span's enum field as the wire's value, or None; a value the wire does not admit is logged and
+    kept in ``metadata``."""
+    if value is None:
+        return None
+    text = getattr(value, "value", value)
+    if text in allowed:
+        return str(text)
+    _log.warning("galileo: add_control_span: %s %r is not one of %s: sent as null", field, text, allowed)
+    metadata.setdefault(field, str(text))
+    return None
+
+
+def _int_or_none(field: str, value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        _log.warning("galileo: add_control_span: %s is not an integer: sent as null", field)
+        return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else _text(value)
 
 
 def _agent_type(value: Any) -> str:

@@ -18,7 +18,9 @@ Outgoing: pass the current trace to the service you call, so its spans land unde
     httpx.AsyncClient(event_hooks={"request": [async_httpx_hook]})
 
 :func:`tracing_headers` (and the hooks, which call it) never raise: on any problem they return no headers and
-log at DEBUG.
+log at DEBUG. :func:`get_tracing_headers` is the published SDK's name for the same thing, without an argument:
+it also finds a ``galileo_context`` block's logger, and with nothing open it returns ``{}`` with a WARNING (at
+most one per :data:`WARN_INTERVAL` seconds) where the published one raises.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "TRACE_ID_HEADER",
     "WARN_INTERVAL",
     "async_httpx_hook",
+    "get_tracing_headers",
     "httpx_hook",
     "inject_headers",
     "parse_trace_headers",
@@ -61,11 +64,15 @@ _PARENT = PARENT_ID_HEADER.lower().encode()
 _UUID4 = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
 
 
+_IGNORED = "galileo: ignoring the trace context of a request: %s; a new trace starts%s"
+
+
 class _RateLimitedWarning:
     """At most one WARNING per interval per kind, saying how many were not logged in between."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, template: str = _IGNORED) -> None:
         self.interval = interval
+        self.template = template
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
@@ -79,12 +86,11 @@ class _RateLimitedWarning:
             self._last[kind] = now
             suppressed = self._suppressed.pop(kind, 0)
         more = f" ({suppressed} more like it not logged)" if suppressed else ""
-        _log.warning(
-            "galileo: ignoring the trace context of a request: %s; a new trace starts%s", message, more
-        )
+        _log.warning(self.template, message, more)
 
 
 _warn = _RateLimitedWarning(WARN_INTERVAL)
+_warn_no_headers = _RateLimitedWarning(WARN_INTERVAL, "galileo: get_tracing_headers(): %s; no headers%s")
 
 
 def _check(value: bytes, header: str) -> str | None:
@@ -157,6 +163,35 @@ def tracing_headers(logger: GalileoLogger | None = None) -> dict[str, str]:
             logger = get_request_logger()
         if logger.config.logging_disabled:  # a no-op logger (disabled or misconfigured): nothing to continue
             _log.debug("galileo: no tracing headers: logging is disabled")
+            return {}
+        return logger.get_tracing_headers()
+    except Exception:
+        _log.debug("galileo: no tracing headers", exc_info=True)
+        return {}
+
+
+def get_tracing_headers() -> dict[str, str]:
+    """The headers that continue the current trace in a service you call (the published SDK's function).
+
+    Names the trace and parent of this context: the ``@log``-decorated workflow or agent call running here,
+    else the current request's trace (through ``TracingMiddleware``), else the current ``galileo_context``
+    block's logger's innermost open record. With none open: ``{}`` and a WARNING (rate limited) instead of the
+    published ``GalileoLoggerException``. Never raises.
+    """
+    try:
+        frame = span_frame.get()
+        if frame is None and current_request() is not None:
+            return tracing_headers()
+        if frame is not None:
+            logger = frame.logger
+        else:
+            import galileo
+
+            logger = galileo.galileo_context.get_logger_instance()
+        if logger.config.logging_disabled:
+            return {}
+        if not logger.has_active_trace():
+            _warn_no_headers("nothing-open", "no trace is open in this context")
             return {}
         return logger.get_tracing_headers()
     except Exception:

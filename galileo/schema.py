@@ -1,7 +1,9 @@
 """The trace/span data model and its exact JSON, as Galileo's ingest API expects it.
 
 A :class:`Trace` holds a tree of spans of five kinds (:class:`WorkflowSpan`, :class:`AgentSpan`,
-:class:`LlmSpan`, :class:`RetrieverSpan`, :class:`ToolSpan`). Records are mutable attrs classes: the logger
+:class:`LlmSpan`, :class:`RetrieverSpan`, :class:`ToolSpan`), and the published SDK's sixth, a
+:class:`ControlSpan` (one Agent Control check: ``GalileoLogger.add_control_span``); :class:`StepType` names
+them all. Records are mutable attrs classes: the logger
 builds them while a request runs and fills ``output``, ``status_code`` and ``duration_ns`` when it concludes
 them. Their ``input``/``output`` hold the shapes :class:`PayloadPolicy` produces (see :mod:`galileo._coerce`,
 re-exported here); :meth:`Record.to_wire` coerces once more, without truncation, so whatever a record holds
@@ -12,7 +14,9 @@ order: links inside objects (``trace_id``, ``parent_id``) and ``session_id`` are
 the request's top-level fields; ``created_at`` is RFC 3339 UTC with microseconds and a ``Z``; durations and
 token counts live under ``metrics``; container kinds carry their children under ``spans`` (``[]`` with
 ``include_children=False``, when the distributed sender sends children in their own requests), and retriever
-and tool spans send ``"spans": []`` as the published SDK does.
+and tool spans send ``"spans": []`` as the published SDK does (their ``spans`` attribute is an empty tuple:
+the published logger never puts children under them), control spans no ``spans`` at all (their schema has
+none).
 
 The four body builders return the request bodies of the four write calls; each validates against its root
 schema (LogTracesIngestRequest, LogSpansIngestRequest, LogTraceUpdateRequest, LogSpanUpdateRequest).
@@ -20,6 +24,7 @@ schema (LogTracesIngestRequest, LogSpansIngestRequest, LogTraceUpdateRequest, Lo
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 import os
@@ -31,11 +36,13 @@ from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar, overload
 import attrs
 
 from galileo._coerce import (
+    CONTROL_ACTIONS,
     DEFAULT_MAX_CHARS,
     KINDS,
     MESSAGE_ROLES,
     REDACTION_FAILED,
     TRUNCATION_MARKER,
+    ControlResult,
     Document,
     Message,
     MessageRole,
@@ -50,6 +57,9 @@ from galileo._timestamps import as_utc
 
 __all__ = [
     "AGENT_TYPES",
+    "CONTROL_ACTIONS",
+    "CONTROL_APPLIES_TO",
+    "CONTROL_CHECK_STAGES",
     "DEFAULT_MAX_CHARS",
     "KINDS",
     "MESSAGE_ROLES",
@@ -57,6 +67,8 @@ __all__ = [
     "SPAN_TYPES",
     "TRUNCATION_MARKER",
     "AgentSpan",
+    "ControlResult",
+    "ControlSpan",
     "Document",
     "LlmSpan",
     "Message",
@@ -69,6 +81,7 @@ __all__ = [
     "RetrieverSpan",
     "Session",
     "Span",
+    "StepType",
     "StepWithChildSpans",
     "ToolCall",
     "ToolCallFunction",
@@ -94,6 +107,9 @@ AGENT_TYPES: Final = (
     "supervisor",
     "judge",
 )
+#: The schema's ControlCheckStage and ControlAppliesTo enums (a control span's check_stage and applies_to).
+CONTROL_CHECK_STAGES: Final = ("pre", "post")
+CONTROL_APPLIES_TO: Final = ("llm_call", "tool_call")
 _LOGGING_METHOD: Final = "api_direct"
 _T = TypeVar("_T")
 
@@ -178,6 +194,19 @@ class _Extra(Generic[_T]):
         if record._extra is None:
             record._extra = {}
         record._extra[self.name] = value
+
+
+class StepType(str, enum.Enum):
+    """The kinds of records, as the published ``StepType`` names them; each value is a record's ``type``."""
+
+    llm = "llm"
+    retriever = "retriever"
+    tool = "tool"
+    workflow = "workflow"
+    agent = "agent"
+    control = "control"
+    trace = "trace"
+    session = "session"
 
 
 @attrs.frozen(kw_only=True)
@@ -358,11 +387,20 @@ class LlmSpan(Record):
         body["finish_reason"] = self.finish_reason
 
 
+#: The children of a leaf span (the published records' ``spans``): always none, shared, read-only.
+_NO_CHILDREN: Final[tuple[()]] = ()
+
+
 @attrs.define(kw_only=True, slots=True)
 class RetrieverSpan(Record):
     """A retrieval: a query in, documents out."""
 
     type: ClassVar[str] = "retriever"
+
+    @property
+    def spans(self) -> tuple[()]:
+        """No children (an empty tuple): the published attribute, on a span that never has any."""
+        return _NO_CHILDREN
 
 
 @attrs.define(kw_only=True, slots=True)
@@ -373,12 +411,46 @@ class ToolSpan(Record):
 
     tool_call_id: str | None = None
 
+    @property
+    def spans(self) -> tuple[()]:
+        """No children (an empty tuple): the published attribute, on a span that never has any."""
+        return _NO_CHILDREN
+
     def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
         body["spans"] = []
         body["tool_call_id"] = self.tool_call_id
 
 
-Span: TypeAlias = LlmSpan | RetrieverSpan | ToolSpan | WorkflowSpan | AgentSpan
+@attrs.define(kw_only=True, slots=True)
+class ControlSpan(Record):
+    """One Agent Control check under the span it guarded: the representative input it looked at (text), its
+    decision as ``output`` (a :class:`ControlResult`, or None), and which control ran where.
+
+    ``check_stage`` is one of :data:`CONTROL_CHECK_STAGES`, ``applies_to`` one of :data:`CONTROL_APPLIES_TO`
+    (the wire's enums; the logger sends any other value as null, keeping it in the metadata). A leaf: no
+    ``spans``.
+    """
+
+    type: ClassVar[str] = "control"
+
+    output: Payload = None
+    control_id: int | None = None
+    agent_name: str | None = None
+    check_stage: str | None = None
+    applies_to: str | None = None
+    evaluator_name: str | None = None
+    selector_path: str | None = None
+
+    def _add_kind_fields(self, body: dict[str, Any], include_children: bool) -> None:
+        body["control_id"] = self.control_id
+        body["agent_name"] = self.agent_name
+        body["check_stage"] = self.check_stage
+        body["applies_to"] = self.applies_to
+        body["evaluator_name"] = self.evaluator_name
+        body["selector_path"] = self.selector_path
+
+
+Span: TypeAlias = LlmSpan | RetrieverSpan | ToolSpan | WorkflowSpan | AgentSpan | ControlSpan
 
 #: The published name of a record that holds child spans (a trace, workflow or agent span).
 StepWithChildSpans: TypeAlias = ParentRecord
@@ -414,7 +486,8 @@ class Session:
     trace_id: str | None = None
 
 
-#: Span classes by their wire ``type``.
+#: Span classes by their wire ``type``: the five kinds the logger's ``add_*_span`` methods and ``@log`` make
+#: (a :class:`ControlSpan` only comes from ``add_control_span``).
 SPAN_TYPES: dict[str, type[Span]] = {
     cls.type: cls for cls in (LlmSpan, RetrieverSpan, ToolSpan, WorkflowSpan, AgentSpan)
 }
