@@ -16,7 +16,7 @@ from galileo._ingestion import TracesIngestRequest
 from galileo._sender import shutdown, stats
 from galileo._version import __version__
 from galileo.config import GalileoConfig
-from galileo.decorator import galileo_context, log, start_session
+from galileo.decorator import GalileoContext, galileo_context, log, start_session
 from galileo.exceptions import ConfigurationError, GalileoLoggerException
 from galileo.logger import GalileoLogger
 from galileo.propagation import get_tracing_headers
@@ -38,11 +38,15 @@ from galileo.schema import (
     WorkflowSpan,
 )
 
+#: The published name of :data:`galileo_context`'s type.
+GalileoDecorator = GalileoContext
+
 __all__ = [
     "AgentSpan",
     "ConfigurationError",
     "Document",
     "GalileoConfig",
+    "GalileoDecorator",
     "GalileoLogger",
     "GalileoLoggerException",
     "LlmSpan",

@@ -52,7 +52,6 @@ KEPT: dict[tuple[str, str], str] = {
     ),
 }
 
-IN_PROGRESS = pytest.mark.xfail(strict=False, reason="issue 19 in progress")
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _MISSING = object()
@@ -252,7 +251,6 @@ def _not_kept(entry: str, found: list[str]) -> list[str]:
     return [] if left == signature_only else left
 
 
-@IN_PROGRESS
 @pytest.mark.parametrize("entry", sorted(ENTRIES))
 def test_published_entry_is_ours(entry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     found = _not_kept(entry, _differences(entry, ENTRIES[entry], monkeypatch))
