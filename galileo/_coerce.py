@@ -14,6 +14,10 @@ Shapes per record kind (``input`` / ``output``)::
     workflow   str or list[Message]     / str, Message, list[Document] or None
     agent      same as workflow
 
+A list of multimodal content blocks (:mod:`galileo._content_blocks`) stays a list of content parts as a
+trace, workflow or agent input/output, and as a message's content (an llm input or output given as blocks is
+one user / assistant message holding them); a message content of text blocks only is their joined text.
+
 ``None`` as an input becomes ``""``. Text (:func:`to_text`) is the string itself; a message's content
 (several messages become ``"role: content"`` lines); documents' contents joined by a blank line; JSON for
 dicts, lists, numbers and booleans (``json.dumps(..., ensure_ascii=False)``, key order kept); for attrs
@@ -38,7 +42,6 @@ it), and :data:`REDACTION_FAILED` is sent in the redacted field instead.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import logging
 import math
@@ -47,6 +50,9 @@ from datetime import date, datetime
 from typing import Any, Final, TypeAlias
 
 import attrs
+
+from galileo._content_blocks import ContentPart, FilePart, TextPart, content_parts, parts_text
+from galileo._messages import MESSAGE_ROLES, Message, MessageRole, ToolCall, ToolCallFunction
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
@@ -72,75 +78,12 @@ DEFAULT_MAX_CHARS: Final = 100_000
 TRUNCATION_MARKER: Final = "…[truncated {omitted} chars]"
 #: Sent as the redacted value when the redaction hook raised.
 REDACTION_FAILED: Final = "[redaction failed]"
-#: The schema's MessageRole enum.
-MESSAGE_ROLES: Final = ("agent", "assistant", "developer", "function", "system", "tool", "user")
 #: The record kinds, as the wire ``type`` field spells them.
 KINDS: Final = ("trace", "llm", "retriever", "tool", "workflow", "agent")
 
 # Roles other libraries use for the same thing (LangChain "human"/"ai").
 _ROLE_ALIASES: Final = {"human": "user", "ai": "assistant", "model": "assistant"}
 _FIELDS: Final = ("input", "output")
-
-
-class MessageRole(str, enum.Enum):
-    """The roles a :class:`Message` may have (the published ``MessageRole``); plain strings work as well."""
-
-    agent = "agent"
-    assistant = "assistant"
-    developer = "developer"
-    function = "function"
-    system = "system"
-    tool = "tool"
-    user = "user"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def _role(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-@attrs.frozen(kw_only=True)
-class ToolCallFunction:
-    """The function an LLM asked to call, with its arguments as a JSON string."""
-
-    name: str
-    arguments: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments}
-
-
-@attrs.frozen(kw_only=True)
-class ToolCall:
-    """One tool call in an assistant message."""
-
-    id: str
-    function: ToolCallFunction
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "function": self.function.to_wire()}
-
-
-@attrs.frozen(kw_only=True)
-class Message:
-    """A chat message. ``content=None`` (a message that only calls tools) is sent as ``""``: the schema
-    requires a string."""
-
-    content: str | None
-    role: str = attrs.field(default="user", converter=_role, validator=attrs.validators.in_(MESSAGE_ROLES))
-    tool_call_id: str | None = None
-    tool_calls: list[ToolCall] | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        calls = self.tool_calls
-        return {
-            "content": "" if self.content is None else self.content,
-            "role": self.role,
-            "tool_call_id": self.tool_call_id,
-            "tool_calls": None if calls is None else [call.to_wire() for call in calls],
-        }
 
 
 @attrs.frozen
@@ -158,7 +101,7 @@ class Document:
 
 
 #: What a record's input/output holds once coerced.
-Payload: TypeAlias = "str | Message | list[Message] | list[Document] | None"
+Payload: TypeAlias = "str | Message | list[Message] | list[Document] | list[ContentPart] | None"
 
 
 @attrs.frozen(kw_only=True)
@@ -272,6 +215,8 @@ def _text(value: Any) -> str:
             return "\n".join(f"{m.role}: {_message_text(m)}" for m in value)
         if all(isinstance(item, Document) for item in value):
             return "\n\n".join(doc.content for doc in value)
+        if all(isinstance(item, (TextPart, FilePart)) for item in value):
+            return parts_text(list(value))
     if not isinstance(value, (Mapping, list, tuple, int, float)):
         value = _json_default(value)
         if isinstance(value, str):
@@ -280,6 +225,8 @@ def _text(value: Any) -> str:
 
 
 def _message_text(message: Message) -> str:
+    if isinstance(message.content, list):
+        return parts_text(message.content)
     if message.content is not None:
         return message.content
     if message.tool_calls:
@@ -289,7 +236,7 @@ def _message_text(message: Message) -> str:
 
 def _json_default(value: Any) -> Any:
     """What json.dumps cannot encode: our value types, attrs/dataclass/pydantic objects, sets, dates."""
-    if isinstance(value, (Message, Document, ToolCall, ToolCallFunction)):
+    if isinstance(value, (Message, Document, ToolCall, ToolCallFunction, TextPart, FilePart)):
         return value.to_wire()
     if attrs.has(type(value)):
         return attrs.asdict(value)
@@ -345,21 +292,30 @@ _TEXT_OUTPUT: Final = frozenset({"trace", "tool", "workflow", "agent"})
 def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
     if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
         return _clip(value, limit)  # the common case, kept cheap: it runs on request paths
+    parts = _parts(value, limit) if kind in KINDS and kind not in ("retriever", "tool") else None
     if field == "input":
         if kind == "llm":
+            if parts is not None:
+                return [Message(content=parts, role="user")]
             return [_message(item, "user", limit) for item in _items(value)]
+        if parts is not None:
+            return parts
         if kind in ("workflow", "agent") and _is_messages(value):
             return [_message(item, "user", limit) for item in _items(value)]
         if kind in KINDS:
             return _clip(to_text(value), limit)
     elif field == "output":
         if kind == "llm":
+            if parts is not None:
+                return Message(content=parts, role="assistant")
             items = _items(value)
             return _message(items[-1], "assistant", limit) if items else Message(content="", role="assistant")
         if kind == "retriever":
             return [_document(item, limit) for item in _items(value)]
         if value is None and kind in KINDS:
             return None
+        if parts is not None:
+            return parts
         if kind in ("workflow", "agent"):
             if isinstance(value, Message):
                 return _message(value, "assistant", limit)
@@ -370,6 +326,17 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
         if kind in KINDS:
             return _clip(to_text(value), limit)
     raise ValueError(f"cannot shape the {field!r} of a record of kind {kind!r}; kinds are {KINDS}")
+
+
+def _parts(value: Any, limit: int | None) -> list[ContentPart] | None:
+    """``value`` as content parts (text parts truncated), or None when it is not a list of content blocks."""
+    parts = content_parts(value)
+    if parts is None or limit is None:
+        return parts
+    return [
+        TextPart(_clip(p.text, limit)) if isinstance(p, TextPart) and len(p.text) > limit else p
+        for p in parts
+    ]
 
 
 def _items(value: Any) -> list[Any]:
@@ -397,11 +364,11 @@ def _is_message_mapping(value: Any) -> bool:
 
 def _message(value: Any, role: str, limit: int | None) -> Message:
     if isinstance(value, Message):
-        if limit is None:
-            return value
         content = value.content
         calls = value.tool_calls
-        if (content is None or len(content) <= limit) and not calls:
+        if content is not None and type(content) is not str:  # content blocks (or any other value)
+            return attrs.evolve(value, content=_content(content, limit))
+        if limit is None or ((content is None or len(content) <= limit) and not calls):
             return value
         return attrs.evolve(
             value,
@@ -424,7 +391,7 @@ def _message(value: Any, role: str, limit: int | None) -> Message:
             else None
         )
         return Message(
-            content=None if content is None else _clip(_content_text(content), limit),
+            content=None if content is None else _content(content, limit),
             role=role,
             tool_call_id=None if call_id is None else _safe_str(call_id),
             tool_calls=tool_calls,
@@ -432,14 +399,28 @@ def _message(value: Any, role: str, limit: int | None) -> Message:
     return Message(content=_clip(to_text(value), limit), role=role)
 
 
-def _content_text(content: Any) -> str:
-    """A message content: a string, or content parts (``[{"type": "text", "text": ...}]``) joined."""
+def _content(content: Any, limit: int | None) -> str | list[ContentPart]:
+    """A message content: a string; text parts (``[{"type": "text", "text": ...}]``) joined; content blocks
+    with media as content parts; anything else as text."""
+    if type(content) is str:
+        return _clip(content, limit)
     if isinstance(content, (list, tuple)) and all(
         isinstance(part, str) or (isinstance(part, Mapping) and isinstance(part.get("text"), str))
         for part in content
     ):
-        return "".join(part if isinstance(part, str) else part["text"] for part in content)
-    return to_text(content)
+        return _clip("".join(part if isinstance(part, str) else part["text"] for part in content), limit)
+    if not isinstance(content, (list, tuple)):
+        return _clip(to_text(content), limit)
+    parts = _parts([TextPart(p) if isinstance(p, str) else p for p in content], limit)
+    if parts is None:
+        return _clip(to_text(content), limit)
+    if all(isinstance(p, str) or _is_text_block(p) for p in content):  # text block objects: as dicts
+        return _clip("".join(p.text for p in parts if isinstance(p, TextPart)), limit)
+    return parts
+
+
+def _is_text_block(value: Any) -> bool:
+    return not isinstance(value, (TextPart, FilePart)) and getattr(value, "type", None) == "text"
 
 
 def _tool_call(value: ToolCall | Mapping[str, Any], limit: int | None) -> ToolCall:
