@@ -51,7 +51,14 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
-from galileo._content_blocks import ContentPart, FilePart, TextPart, content_parts, parts_text
+from galileo._content_blocks import (
+    ContentPart,
+    FilePart,
+    TextPart,
+    content_parts,
+    message_content,
+    parts_text,
+)
 from galileo._messages import MESSAGE_ROLES, Message, MessageRole, ToolCall, ToolCallFunction
 
 __all__ = [
@@ -287,12 +294,18 @@ def _scalar(value: Any, limit: int | None) -> str | int | float | bool:
 
 _TEXT_INPUT: Final = frozenset({"trace", "retriever", "tool", "workflow", "agent"})
 _TEXT_OUTPUT: Final = frozenset({"trace", "tool", "workflow", "agent"})
+_PART_KINDS: Final = frozenset({"trace", "llm", "workflow", "agent"})  # kinds that take content parts
 
 
 def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
     if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
         return _clip(value, limit)  # the common case, kept cheap: it runs on request paths
-    parts = _parts(value, limit) if kind in KINDS and kind not in ("retriever", "tool") else None
+    parts = None
+    if type(value) in (list, tuple) and value and kind in _PART_KINDS:
+        first = value[0]  # lists of messages and documents (the usual ones) are told apart cheaply
+        cls = type(first)
+        if ("type" in first) if cls is dict else (cls is not Message and cls is not Document):
+            parts = _parts(value, limit)
     if field == "input":
         if kind == "llm":
             if parts is not None:
@@ -331,12 +344,13 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
 def _parts(value: Any, limit: int | None) -> list[ContentPart] | None:
     """``value`` as content parts (text parts truncated), or None when it is not a list of content blocks."""
     parts = content_parts(value)
-    if parts is None or limit is None:
+    return parts if parts is None else _clip_parts(parts, limit)
+
+
+def _clip_parts(parts: list[ContentPart], limit: int | None) -> list[ContentPart]:
+    if limit is None:
         return parts
-    return [
-        TextPart(_clip(p.text, limit)) if isinstance(p, TextPart) and len(p.text) > limit else p
-        for p in parts
-    ]
+    return [TextPart(_clip(p.text, limit)) if isinstance(p, TextPart) else p for p in parts]
 
 
 def _items(value: Any) -> list[Any]:
@@ -365,14 +379,17 @@ def _is_message_mapping(value: Any) -> bool:
 def _message(value: Any, role: str, limit: int | None) -> Message:
     if isinstance(value, Message):
         content = value.content
+        text = type(content) is str or content is None
+        if text and limit is None:
+            return value
+        if limit is None:  # content blocks given to the Message itself
+            return attrs.evolve(value, content=_content(content, None))
         calls = value.tool_calls
-        if content is not None and type(content) is not str:  # content blocks (or any other value)
-            return attrs.evolve(value, content=_content(content, limit))
-        if limit is None or ((content is None or len(content) <= limit) and not calls):
+        if text and (content is None or len(content) <= limit) and not calls:
             return value
         return attrs.evolve(
             value,
-            content=None if content is None else _clip(content, limit),
+            content=None if content is None else _content(content, limit),
             tool_calls=None if calls is None else [_tool_call(call, limit) for call in calls],
         )
     if isinstance(value, Mapping):
@@ -400,27 +417,14 @@ def _message(value: Any, role: str, limit: int | None) -> Message:
 
 
 def _content(content: Any, limit: int | None) -> str | list[ContentPart]:
-    """A message content: a string; text parts (``[{"type": "text", "text": ...}]``) joined; content blocks
-    with media as content parts; anything else as text."""
+    """A message content: a string, text pieces joined or content parts (see :func:`message_content`), or
+    anything else as text."""
     if type(content) is str:
         return _clip(content, limit)
-    if isinstance(content, (list, tuple)) and all(
-        isinstance(part, str) or (isinstance(part, Mapping) and isinstance(part.get("text"), str))
-        for part in content
-    ):
-        return _clip("".join(part if isinstance(part, str) else part["text"] for part in content), limit)
-    if not isinstance(content, (list, tuple)):
+    shaped = message_content(content)
+    if shaped is None:
         return _clip(to_text(content), limit)
-    parts = _parts([TextPart(p) if isinstance(p, str) else p for p in content], limit)
-    if parts is None:
-        return _clip(to_text(content), limit)
-    if all(isinstance(p, str) or _is_text_block(p) for p in content):  # text block objects: as dicts
-        return _clip("".join(p.text for p in parts if isinstance(p, TextPart)), limit)
-    return parts
-
-
-def _is_text_block(value: Any) -> bool:
-    return not isinstance(value, (TextPart, FilePart)) and getattr(value, "type", None) == "text"
+    return _clip(shaped, limit) if isinstance(shaped, str) else _clip_parts(shaped, limit)
 
 
 def _tool_call(value: ToolCall | Mapping[str, Any], limit: int | None) -> ToolCall:

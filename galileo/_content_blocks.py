@@ -23,10 +23,11 @@ Design: this module is a leaf (stdlib and attrs only); :mod:`galileo._coerce` ca
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
@@ -39,6 +40,7 @@ __all__ = [
     "TextPart",
     "block_instances",
     "content_parts",
+    "message_content",
     "parts_text",
 ]
 
@@ -126,24 +128,47 @@ def block_instances(value: Any) -> list[ContentPart] | None:
     return content_parts(value)
 
 
+def message_content(content: Any) -> str | list[ContentPart] | None:
+    """A message's ``content`` given as a list: text pieces only (strings, text blocks) joined into one
+    string; content blocks with media as content parts; None for anything else."""
+    if not isinstance(content, (list, tuple)):
+        return None
+    if all(_is_text_piece(p) for p in content):
+        return "".join(p if isinstance(p, str) else p["text"] for p in content)
+    parts = content_parts([TextPart(p) if isinstance(p, str) else p for p in content])
+    if parts is None:
+        return None
+    if all(isinstance(p, str) or _is_text_block(p) for p in content):  # text block objects, as dicts
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return parts
+
+
 def parts_text(parts: list[ContentPart]) -> str:
     """Content parts as one text: text parts as they are, file parts by id, one part per line."""
     return "\n".join(p.text if isinstance(p, TextPart) else f"[file: {p.file_id}]" for p in parts)
+
+
+def _is_text_piece(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, Mapping) and isinstance(value.get("text"), str))
+
+
+def _is_text_block(value: Any) -> bool:
+    return not isinstance(value, (TextPart, FilePart)) and getattr(value, "type", None) == "text"
 
 
 def _part(item: Any) -> ContentPart | None:
     if isinstance(item, (TextPart, FilePart)):
         return item
     if isinstance(item, Mapping):
-        get = item.get
-    elif isinstance(item, (str, bytes, int, float, list, tuple)) or item is None:
+        kind = item.get("type")
+        get: Callable[..., Any] = item.get
+    elif isinstance(item, (str, bytes, int, float, list, tuple, type)) or item is None:
         return None
-    else:
-
-        def get(key: str, default: Any = None) -> Any:
-            return getattr(item, key, default)
-
-    kind = get("type")
+    else:  # a block object (pydantic, attrs, ...): read by attribute
+        kind = getattr(item, "type", None)
+        get = functools.partial(getattr, item)
+    if type(kind) is not str:  # most lists that are not blocks stop here (messages, documents, records)
+        return None
     if kind == "text":
         text = get("text")
         return TextPart(text) if isinstance(text, str) else None
@@ -160,7 +185,7 @@ def _part(item: Any) -> ContentPart | None:
     return None
 
 
-def _file(item: Any, get: Any) -> ContentPart | None:
+def _file(item: Any, get: Callable[..., Any]) -> ContentPart | None:
     file_id = get("file_id")
     if file_id is not None:
         file_id = str(file_id)

@@ -72,9 +72,11 @@ class Message:
 
     def to_wire(self) -> dict[str, Any]:
         calls, content = self.tool_calls, self.content
-        wire: Any = "" if content is None else content
-        if type(content) is list:
+        wire: Any = content
+        if isinstance(content, list):
             wire = [part.to_wire() for part in content]
+        elif content is None:
+            wire = ""
         return {
             "content": wire,
             "role": self.role,
