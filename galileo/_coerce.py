@@ -295,16 +295,18 @@ def _scalar(value: Any, limit: int | None) -> str | int | float | bool:
 _TEXT_INPUT: Final = frozenset({"trace", "retriever", "tool", "workflow", "agent"})
 _TEXT_OUTPUT: Final = frozenset({"trace", "tool", "workflow", "agent"})
 _PART_KINDS: Final = frozenset({"trace", "llm", "workflow", "agent"})  # kinds that take content parts
+_SEQUENCES: Final = frozenset({list, tuple})
+_NOT_BLOCKS: Final = frozenset({Message, Document, str})
 
 
 def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
     if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
         return _clip(value, limit)  # the common case, kept cheap: it runs on request paths
     parts = None
-    if type(value) in (list, tuple) and value and kind in _PART_KINDS:
+    if type(value) in _SEQUENCES and value and kind in _PART_KINDS:
         first = value[0]  # lists of messages and documents (the usual ones) are told apart cheaply
         cls = type(first)
-        if ("type" in first) if cls is dict else (cls is not Message and cls is not Document):
+        if ("type" in first) if cls is dict else cls not in _NOT_BLOCKS:
             parts = _parts(value, limit)
     if field == "input":
         if kind == "llm":

@@ -71,14 +71,12 @@ class Message:
     tool_calls: list[ToolCall] | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        calls, content = self.tool_calls, self.content
-        wire: Any = content
-        if isinstance(content, list):
-            wire = [part.to_wire() for part in content]
-        elif content is None:
-            wire = ""
+        calls = self.tool_calls
+        content: Any = self.content
+        if type(content) is not str:
+            content = "" if content is None else [part.to_wire() for part in content]
         return {
-            "content": wire,
+            "content": content,
             "role": self.role,
             "tool_call_id": self.tool_call_id,
             "tool_calls": None if calls is None else [call.to_wire() for call in calls],
