@@ -152,6 +152,7 @@ def test_decorated_llm_function_receiving_and_returning_content_blocks(
     found = {t["name"]: collector_env.trace(t["id"]) for t in collector_env.wait_for(listed)}
     workflow = found["pipeline"]["spans"][0]
     assert workflow["output"] == [{"type": "text", "text": "It is a cat."}]
+    assert found["pipeline"]["output"] == [{"type": "text", "text": "It is a cat."}]  # as published
     llm = workflow["spans"][0]
     assert llm["type"] == "llm" and llm["model"] == "gpt-4o"
     assert "What is in this image?" in llm["input"][0]["content"]  # the arguments, as JSON (as published)
