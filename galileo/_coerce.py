@@ -307,7 +307,8 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
         first = value[0]  # lists of messages and documents (the usual ones) are told apart cheaply
         cls = type(first)
         if ("type" in first) if cls is dict else cls not in _NOT_BLOCKS:
-            parts = _parts(value, limit)
+            parts = content_parts(value)
+            parts = None if parts is None else _clip_parts(parts, limit)
     if field == "input":
         if kind == "llm":
             if parts is not None:
@@ -343,13 +344,8 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
     raise ValueError(f"cannot shape the {field!r} of a record of kind {kind!r}; kinds are {KINDS}")
 
 
-def _parts(value: Any, limit: int | None) -> list[ContentPart] | None:
-    """``value`` as content parts (text parts truncated), or None when it is not a list of content blocks."""
-    parts = content_parts(value)
-    return parts if parts is None else _clip_parts(parts, limit)
-
-
 def _clip_parts(parts: list[ContentPart], limit: int | None) -> list[ContentPart]:
+    """Content parts with their text parts truncated."""
     if limit is None:
         return parts
     return [TextPart(_clip(p.text, limit)) if isinstance(p, TextPart) else p for p in parts]
