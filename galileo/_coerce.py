@@ -15,6 +15,10 @@ Shapes per record kind (``input`` / ``output``)::
     agent      same as workflow
     control    str                      / ControlResult or None (the published Agent Control span)
 
+A list of multimodal content blocks (:mod:`galileo._content_blocks`) stays a list of content parts as a
+trace, workflow or agent input/output, and as a message's content (an llm input or output given as blocks is
+one user / assistant message holding them); a message content of text blocks only is their joined text.
+
 ``None`` as an input becomes ``""``. Text (:func:`to_text`) is the string itself; a message's content
 (several messages become ``"role: content"`` lines); documents' contents joined by a blank line; JSON for
 dicts, lists, numbers and booleans (``json.dumps(..., ensure_ascii=False)``, key order kept); for attrs
@@ -39,7 +43,6 @@ it), and :data:`REDACTION_FAILED` is sent in the redacted field instead.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import json
 import logging
@@ -49,6 +52,16 @@ from datetime import date, datetime
 from typing import Any, Final, TypeAlias
 
 import attrs
+
+from galileo._content_blocks import (
+    ContentPart,
+    FilePart,
+    TextPart,
+    content_parts,
+    message_content,
+    parts_text,
+)
+from galileo._messages import MESSAGE_ROLES, Message, MessageRole, ToolCall, ToolCallFunction
 
 __all__ = [
     "CONTROL_ACTIONS",
@@ -76,8 +89,6 @@ DEFAULT_MAX_CHARS: Final = 100_000
 TRUNCATION_MARKER: Final = "…[truncated {omitted} chars]"
 #: Sent as the redacted value when the redaction hook raised.
 REDACTION_FAILED: Final = "[redaction failed]"
-#: The schema's MessageRole enum.
-MESSAGE_ROLES: Final = ("agent", "assistant", "developer", "function", "system", "tool", "user")
 #: The record kinds, as the wire ``type`` field spells them.
 KINDS: Final = ("trace", "llm", "retriever", "tool", "workflow", "agent")
 #: The schema's ControlAction enum: what a control span's :class:`ControlResult` decided.
@@ -86,67 +97,6 @@ CONTROL_ACTIONS: Final = ("deny", "steer", "observe")
 # Roles other libraries use for the same thing (LangChain "human"/"ai").
 _ROLE_ALIASES: Final = {"human": "user", "ai": "assistant", "model": "assistant"}
 _FIELDS: Final = ("input", "output")
-
-
-class MessageRole(str, enum.Enum):
-    """The roles a :class:`Message` may have (the published ``MessageRole``); plain strings work as well."""
-
-    agent = "agent"
-    assistant = "assistant"
-    developer = "developer"
-    function = "function"
-    system = "system"
-    tool = "tool"
-    user = "user"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def _role(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-@attrs.frozen(kw_only=True)
-class ToolCallFunction:
-    """The function an LLM asked to call, with its arguments as a JSON string."""
-
-    name: str
-    arguments: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments}
-
-
-@attrs.frozen(kw_only=True)
-class ToolCall:
-    """One tool call in an assistant message."""
-
-    id: str
-    function: ToolCallFunction
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "function": self.function.to_wire()}
-
-
-@attrs.frozen(kw_only=True)
-class Message:
-    """A chat message. ``content=None`` (a message that only calls tools) is sent as ``""``: the schema
-    requires a string."""
-
-    content: str | None
-    role: str = attrs.field(default="user", converter=_role, validator=attrs.validators.in_(MESSAGE_ROLES))
-    tool_call_id: str | None = None
-    tool_calls: list[ToolCall] | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        calls = self.tool_calls
-        return {
-            "content": "" if self.content is None else self.content,
-            "role": self.role,
-            "tool_call_id": self.tool_call_id,
-            "tool_calls": None if calls is None else [call.to_wire() for call in calls],
-        }
 
 
 @attrs.frozen
@@ -185,7 +135,9 @@ class ControlResult:
 
 
 #: What a record's input/output holds once coerced.
-Payload: TypeAlias = "str | Message | list[Message] | list[Document] | ControlResult | None"
+Payload: TypeAlias = (
+    "str | Message | list[Message] | list[Document] | list[ContentPart] | ControlResult | None"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -299,6 +251,8 @@ def _text(value: Any) -> str:
             return "\n".join(f"{m.role}: {_message_text(m)}" for m in value)
         if all(isinstance(item, Document) for item in value):
             return "\n\n".join(doc.content for doc in value)
+        if all(isinstance(item, (TextPart, FilePart)) for item in value):
+            return parts_text(list(value))
     if not isinstance(value, (Mapping, list, tuple, int, float)):
         value = _json_default(value)
         if isinstance(value, str):
@@ -307,6 +261,8 @@ def _text(value: Any) -> str:
 
 
 def _message_text(message: Message) -> str:
+    if isinstance(message.content, list):
+        return parts_text(message.content)
     if message.content is not None:
         return message.content
     if message.tool_calls:
@@ -316,7 +272,7 @@ def _message_text(message: Message) -> str:
 
 def _json_default(value: Any) -> Any:
     """What json.dumps cannot encode: our value types, attrs/dataclass/pydantic objects, sets, dates."""
-    if isinstance(value, (Message, Document, ToolCall, ToolCallFunction)):
+    if isinstance(value, (Message, Document, ToolCall, ToolCallFunction, TextPart, FilePart)):
         return value.to_wire()
     if attrs.has(type(value)):
         return attrs.asdict(value)
@@ -367,14 +323,28 @@ def _scalar(value: Any, limit: int | None) -> str | int | float | bool:
 
 _TEXT_INPUT: Final = frozenset({"trace", "retriever", "tool", "workflow", "agent", "control"})
 _TEXT_OUTPUT: Final = frozenset({"trace", "tool", "workflow", "agent"})
+_PART_KINDS: Final = frozenset({"trace", "llm", "workflow", "agent"})  # kinds that take content parts
+_SEQUENCES: Final = frozenset({list, tuple})
+_NOT_BLOCKS: Final = frozenset({Message, Document, str})
 
 
 def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
     if type(value) is str and kind in (_TEXT_INPUT if field == "input" else _TEXT_OUTPUT):
         return _clip(value, limit)  # the common case, kept cheap: it runs on request paths
+    parts = None
+    if type(value) in _SEQUENCES and value and kind in _PART_KINDS:
+        first = value[0]  # lists of messages and documents (the usual ones) are told apart cheaply
+        cls = type(first)
+        if ("type" in first) if cls is dict else cls not in _NOT_BLOCKS:
+            parts = content_parts(value)
+            parts = None if parts is None else _clip_parts(parts, limit)
     if field == "input":
         if kind == "llm":
+            if parts is not None:
+                return [Message(content=parts, role="user")]
             return [_message(item, "user", limit) for item in _items(value)]
+        if parts is not None:
+            return parts
         if kind in ("workflow", "agent") and _is_messages(value):
             return [_message(item, "user", limit) for item in _items(value)]
         if kind in KINDS or kind == "control":
@@ -383,12 +353,16 @@ def _shape(kind: str, field: str, value: Any, limit: int | None) -> Payload:
         if kind == "control":
             return _control_result(value, limit)
         if kind == "llm":
+            if parts is not None:
+                return Message(content=parts, role="assistant")
             items = _items(value)
             return _message(items[-1], "assistant", limit) if items else Message(content="", role="assistant")
         if kind == "retriever":
             return [_document(item, limit) for item in _items(value)]
         if value is None and kind in KINDS:
             return None
+        if parts is not None:
+            return parts
         if kind in ("workflow", "agent"):
             if isinstance(value, Message):
                 return _message(value, "assistant", limit)
@@ -433,6 +407,13 @@ def _control_result(value: Any, limit: int | None) -> ControlResult | None:
     )
 
 
+def _clip_parts(parts: list[ContentPart], limit: int | None) -> list[ContentPart]:
+    """Content parts with their text parts truncated."""
+    if limit is None:
+        return parts
+    return [TextPart(_clip(p.text, limit)) if isinstance(p, TextPart) else p for p in parts]
+
+
 def _items(value: Any) -> list[Any]:
     """A value as a list of items: None is empty, a list or tuple its elements, anything else one item."""
     if value is None:
@@ -458,15 +439,18 @@ def _is_message_mapping(value: Any) -> bool:
 
 def _message(value: Any, role: str, limit: int | None) -> Message:
     if isinstance(value, Message):
-        if limit is None:
-            return value
         content = value.content
+        text = type(content) is str or content is None
+        if text and limit is None:
+            return value
+        if limit is None:  # content blocks given to the Message itself
+            return attrs.evolve(value, content=_content(content, None))
         calls = value.tool_calls
-        if (content is None or len(content) <= limit) and not calls:
+        if text and (content is None or len(content) <= limit) and not calls:
             return value
         return attrs.evolve(
             value,
-            content=None if content is None else _clip(content, limit),
+            content=None if content is None else _content(content, limit),
             tool_calls=None if calls is None else [_tool_call(call, limit) for call in calls],
         )
     if isinstance(value, Mapping):
@@ -485,7 +469,7 @@ def _message(value: Any, role: str, limit: int | None) -> Message:
             else None
         )
         return Message(
-            content=None if content is None else _clip(_content_text(content), limit),
+            content=None if content is None else _content(content, limit),
             role=role,
             tool_call_id=None if call_id is None else _safe_str(call_id),
             tool_calls=tool_calls,
@@ -493,14 +477,15 @@ def _message(value: Any, role: str, limit: int | None) -> Message:
     return Message(content=_clip(to_text(value), limit), role=role)
 
 
-def _content_text(content: Any) -> str:
-    """A message content: a string, or content parts (``[{"type": "text", "text": ...}]``) joined."""
-    if isinstance(content, (list, tuple)) and all(
-        isinstance(part, str) or (isinstance(part, Mapping) and isinstance(part.get("text"), str))
-        for part in content
-    ):
-        return "".join(part if isinstance(part, str) else part["text"] for part in content)
-    return to_text(content)
+def _content(content: Any, limit: int | None) -> str | list[ContentPart]:
+    """A message content: a string, text pieces joined or content parts (see :func:`message_content`), or
+    anything else as text."""
+    if type(content) is str:
+        return _clip(content, limit)
+    shaped = message_content(content)
+    if shaped is None:
+        return _clip(to_text(content), limit)
+    return _clip(shaped, limit) if isinstance(shaped, str) else _clip_parts(shaped, limit)
 
 
 def _tool_call(value: ToolCall | Mapping[str, Any], limit: int | None) -> ToolCall:

@@ -38,6 +38,7 @@ from typing import Any, Final
 import attrs
 
 from galileo import schema
+from galileo._content_blocks import block_instances
 from galileo.exceptions import _describe
 from galileo.schema import TRUNCATION_MARKER
 
@@ -204,6 +205,10 @@ def output_value(kind: str, value: Any) -> Any:
     """A return value as the span's output (see the module docstring)."""
     if value is None:
         return None
+    if kind != "retriever" and type(value) is list:
+        parts = block_instances(value)  # content block objects stay content blocks, as published
+        if parts is not None:
+            return parts
     if kind == "llm":
         if isinstance(value, (list, tuple)):
             return to_text(list(value))  # the whole list, as the published SDK logs it

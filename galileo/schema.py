@@ -53,6 +53,7 @@ from galileo._coerce import (
     to_text,
     wire_value,
 )
+from galileo._content_blocks import DataContentBlock, TextContentBlock
 from galileo._timestamps import as_utc
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "AgentSpan",
     "ControlResult",
     "ControlSpan",
+    "DataContentBlock",
     "Document",
     "LlmSpan",
     "Message",
@@ -83,6 +85,7 @@ __all__ = [
     "Span",
     "StepType",
     "StepWithChildSpans",
+    "TextContentBlock",
     "ToolCall",
     "ToolCallFunction",
     "ToolSpan",
@@ -572,13 +575,20 @@ def trace_update_body(
     """
     body = _envelope(log_stream_id, experiment_id)
     body["trace_id"] = trace.id
-    body["input"] = wire_value("trace", "input", trace.input) if include_input else None
-    body["output"] = wire_value("trace", "output", trace.output)
+    # A trace update takes text only: content parts become their text here.
+    body["input"] = (
+        _update_text(wire_value("trace", "input", trace.input), trace.input) if include_input else None
+    )
+    body["output"] = _update_text(wire_value("trace", "output", trace.output), trace.output)
     body["status_code"] = trace.status_code
     body["tags"] = [t if isinstance(t, str) else to_text(t) for t in trace.tags]
     body["is_complete"] = is_complete
     body["duration_ns"] = trace.duration_ns
     return body
+
+
+def _update_text(wire: Any, value: Any) -> Any:
+    return wire if wire is None or isinstance(wire, str) else to_text(value)
 
 
 def span_update_body(
