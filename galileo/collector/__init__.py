@@ -95,9 +95,12 @@ def create_app(
         raise ValueError(f"token_ttl must be a positive number of seconds, got {token_ttl!r}")
     if not max_body_mb > 0:
         raise ValueError(f"max_body_mb must be a positive number of MiB, got {max_body_mb!r}")
-    if api_key is not None and (len(api_key.strip()) < MIN_API_KEY_LENGTH or not api_key.isprintable()):
+    if api_key is not None and (
+        len(api_key.strip()) < MIN_API_KEY_LENGTH or not api_key.isprintable() or not api_key.isascii()
+    ):
         raise ValueError(
-            f"the API key must be at least {MIN_API_KEY_LENGTH} printable characters (it has {len(api_key)});"
+            f"the API key must be at least {MIN_API_KEY_LENGTH} printable ASCII characters"
+            f" (it has {len(api_key)});"
             ' make one with: python -c "import secrets; print(secrets.token_urlsafe(24))"'
         )
     hosts = list(allowed_hosts)

@@ -23,6 +23,7 @@ from typing import Any
 __all__ = ["InvalidTokenError", "issue_token", "verify_token"]
 
 _HEADER = {"alg": "HS256", "typ": "JWT"}
+_MAX_TOKEN = 4096  # ours are about 200 characters
 
 
 class InvalidTokenError(ValueError):
@@ -60,21 +61,22 @@ def issue_token(secret: bytes, subject: str, ttl: float, *, now: float | None = 
 def verify_token(secret: bytes, token: str, *, now: float | None = None) -> dict[str, Any]:
     """Return the payload of ``token`` if it is ours and not expired; raise :class:`InvalidTokenError`."""
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or len(token) > _MAX_TOKEN or not token.isascii():
         raise InvalidTokenError("token is not a JWT")
     header_part, payload_part, signature = parts
+    # The signature first: nothing a client made up is parsed (a header of '[' * 3000 was a RecursionError).
+    expected = _sign(secret, f"{header_part}.{payload_part}")
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
+        raise InvalidTokenError("token signature is invalid")
     try:
         header = json.loads(_b64decode(header_part))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidTokenError("token header is not JSON") from exc
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         raise InvalidTokenError("token is not signed with HS256")
-    expected = _sign(secret, f"{header_part}.{payload_part}")
-    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
-        raise InvalidTokenError("token signature is invalid")
     try:
         payload = json.loads(_b64decode(payload_part))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidTokenError("token payload is not JSON") from exc
     if not isinstance(payload, dict):
         raise InvalidTokenError("token payload is not an object")

@@ -10,12 +10,15 @@
   body takes two levels per level of nested spans, so the limit leaves room for some 60 levels of spans,
   far more than any agent produces; the schema validation after parsing recurses in Python (about five
   frames a level) and would fail beyond roughly 200 levels.
-* ``NaN`` and ``Infinity`` are not JSON: refused, rather than stored where they could not be sent back.
+* ``NaN`` and ``Infinity`` are not JSON: refused, rather than stored where they could not be sent back; so
+  are integers outside 64 bits and numbers too large for a double (``1e400``), which SQLite's JSON functions
+  would read as infinity: one such duration made every trace list fail.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -38,6 +41,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _int(text: str) -> int:
+    if len(text) > 20 or not -(2**63) <= (value := int(text)) < 2**63:
+        raise ValueError(f"integer out of the 64-bit range: {text[:30]}")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:30]}")
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
     """``raw`` as a JSON value (see the module docstring); :class:`BodyError` when it is not one."""
     try:
@@ -46,7 +62,7 @@ def parse_json(raw: bytes) -> Any:
         text = raw.decode("utf-8", "replace")
     too_deep = BodyError("json_too_deep", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_int, parse_float=_float)
     except RecursionError:
         raise too_deep from None
     except ValueError as exc:

@@ -18,7 +18,8 @@
    token issued before the key was set, or under another key, is refused. Without an API key, only the
    Galileo API routes need a token (any key logs in), checked by the routes themselves; the viewer and
    ``/api`` are open, which is why the collector binds to loopback by default.
-4. **Body.** A body longer than the limit (``--max-body-mb``, default 32 MiB) is answered **413**: at once
+4. **Body.** A body longer than the limit (``--max-body-mb``, default 32 MiB; 64 KiB on the routes open to
+   anyone, :data:`PUBLIC_MAX_BODY_BYTES`) is answered **413**: at once
    when ``Content-Length`` says so, else as soon as the bytes read pass the limit (never more than the limit
    is buffered). A write to a JSON route whose body is not ``application/json`` (or ``…+json``) is **415**.
    The body, read whole, is handed to the route as it arrived.
@@ -43,6 +44,7 @@ from galileo.collector import _auth
 __all__ = [
     "DEFAULT_MAX_BODY_MB",
     "LOOPBACK_HOSTS",
+    "PUBLIC_MAX_BODY_BYTES",
     "SESSION_COOKIE",
     "WILDCARD_HOSTS",
     "Access",
@@ -60,9 +62,18 @@ WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 SESSION_COOKIE = "galileo_collector_session"
 #: Routes that never need credentials: (method, path), and path prefixes for any GET.
 _PUBLIC = frozenset(
-    {("GET", "/healthcheck"), ("POST", "/login/api_key"), ("GET", "/login"), ("POST", "/login")}
+    {
+        ("GET", "/healthcheck"),
+        ("HEAD", "/healthcheck"),
+        ("POST", "/login/api_key"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+    }
 )
 _PUBLIC_PREFIXES = ("/viewer/static/",)
+#: The largest body a route open to anyone takes (a login is a few hundred bytes), whatever --max-body-mb
+#: says: a client without credentials cannot make the collector hold or parse more than this.
+PUBLIC_MAX_BODY_BYTES = 64 * 1024
 #: Writes whose body is a form, not JSON.
 _FORM_ROUTES = frozenset({("POST", "/login")})
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -190,13 +201,18 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = _decoded_headers(scope)
-        refusal = self._refusal(scope, headers)
+        method, path = scope["method"], scope["path"]
+        public = (method, path) in _PUBLIC or (method == "GET" and path.startswith(_PUBLIC_PREFIXES))
+        limit = (
+            min(PUBLIC_MAX_BODY_BYTES, self.access.max_body_bytes) if public else self.access.max_body_bytes
+        )
+        refusal = self._refusal(scope, headers, public, limit)
         if refusal is not None:
             await refusal(send)
             return
-        await self._with_body(scope, receive, send, headers)
+        await self._with_body(scope, receive, send, headers, limit)
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> _Answer | None:
+    def _refusal(self, scope: Scope, headers: dict[str, str], public: bool, limit: int) -> _Answer | None:
         method, path = scope["method"], scope["path"]
         access = self.access
         if not access.host_allowed(headers.get("host")):
@@ -206,7 +222,6 @@ class Guard:
         origin = headers.get("origin")
         if method in _UNSAFE and origin is not None and not _same_origin(origin, headers.get("host")):
             return _Answer(403, "cross-origin request refused")
-        public = (method, path) in _PUBLIC or (method == "GET" and path.startswith(_PUBLIC_PREFIXES))
         if access.api_key is not None and not public and access.refusal(headers) is not None:
             if method == "GET" and "text/html" in headers.get("accept", ""):
                 target = path + (
@@ -215,8 +230,8 @@ class Guard:
                 return _Answer(303, "log in first", location=f"/login?next={quote(target, safe='')}")
             return _Answer(401, access.refusal(headers) or "", challenge=True)
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > access.max_body_bytes:
-            return self._too_large()
+        if length.isdigit() and int(length) > limit:
+            return _too_large(limit)
         has_body = (length.isdigit() and int(length) > 0) or "transfer-encoding" in headers
         if (
             method in _UNSAFE
@@ -227,11 +242,9 @@ class Guard:
             return _Answer(415, "the body must be JSON (Content-Type: application/json)")
         return None
 
-    def _too_large(self) -> _Answer:
-        limit = self.access.max_body_bytes / (1024 * 1024)
-        return _Answer(413, f"request body larger than {limit:g} MiB (the collector's --max-body-mb)")
-
-    async def _with_body(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    async def _with_body(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], limit: int
+    ) -> None:
         """Read the body (bounded), then run the app with it replayed; 413 when it passes the limit."""
         if "transfer-encoding" not in headers and headers.get("content-length", "0") in ("", "0"):
             await self.app(scope, receive, send)
@@ -244,8 +257,8 @@ class Guard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.access.max_body_bytes:
-                await self._too_large()(send)
+            if size > limit:
+                await _too_large(limit)(send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -261,6 +274,16 @@ class Guard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> _Answer:
+    if limit < 1024 * 1024:
+        return _Answer(
+            413, f"request body larger than {limit // 1024} KiB (the limit of a route open to anyone)"
+        )
+    return _Answer(
+        413, f"request body larger than {limit / (1024 * 1024):g} MiB (the collector's --max-body-mb)"
+    )
 
 
 def _same_origin(origin: str, host: str | None) -> bool:

@@ -54,7 +54,10 @@ class _Login:
     async def submit(self, request: Request) -> Response:
         if self.access.api_key is None:
             return RedirectResponse("/", status_code=303)
-        fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+        try:
+            fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+        except ValueError:  # more fields than a login form has
+            return self._form("/", "That form was not this collector's login.", status=400)
         next_path = _safe_next((fields.get("next") or ["/"])[0])
         if not self.access.key_matches((fields.get("api_key") or [""])[0]):
             return self._form(next_path, "That is not this collector's API key.", status=401)

@@ -88,7 +88,9 @@ class RequestLog:
 
     def _trim(self) -> None:
         while self._entries and (len(self._entries) > self._capacity or self._bytes > self._max_bytes):
-            self._bytes -= len(self._entries.popleft()["raw"])
+            evicted = self._entries.popleft()
+            self._bytes -= len(evicted["raw"])
+            evicted["raw"] = b""  # an entry still in flight: its finish() must not count these bytes again
 
     @property
     def size_bytes(self) -> int:

@@ -44,6 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -60,6 +61,7 @@ from galileo.collector._request_log import RequestLog
 from galileo.collector.store import (
     LogStream,
     Project,
+    Record,
     RecordUpdate,
     Store,
     records_from_spans_request,
@@ -72,6 +74,11 @@ __all__ = ["build_app"]
 logger = logging.getLogger("galileo.collector")
 
 _MAX_PAGE = 1000
+#: Bodies larger than this are parsed, validated and stored on a worker thread, so that one big batch does not
+#: hold every other client (a 26 MB body took 18 s of the event loop); smaller ones stay on the loop, where
+#: the thread hop would cost more than the work.
+_OFF_LOOP_BYTES = 256 * 1024
+_MAX_OFFSET = 10**9  # pagination offsets beyond it are nonsense (and overflow SQLite's integers)
 _USER_EMAIL = "local-user@galileo-collector.local"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -118,8 +125,12 @@ class _Collector:
         """The request's JSON body (parsed once per request), or a 422 answer when it is not JSON."""
         cached: tuple[Any, JSONResponse | None] | None = getattr(request.state, "json_body", None)
         if cached is None:
+            raw = await request.body()
             try:
-                cached = (parse_json(await request.body()), None)
+                if len(raw) > _OFF_LOOP_BYTES:
+                    cached = (await run_in_threadpool(parse_json, raw), None)
+                else:
+                    cached = (parse_json(raw), None)
             except BodyError as exc:
                 cached = (None, _error(422, [exc.problem]))
             request.state.json_body = cached
@@ -129,11 +140,19 @@ class _Collector:
         body, failure = await self._json(request)
         if failure is not None:
             return body, failure
-        problems = _validation.validate(root, body)
+        if len(await request.body()) > _OFF_LOOP_BYTES:
+            problems = await run_in_threadpool(_validation.validate, root, body)
+        else:
+            problems = _validation.validate(root, body)
         if problems:
             logger.info("rejected %s %s: %s", request.method, request.url.path, problems[0]["msg"])
             return body, _error(422, problems)
         return body, None
+
+    async def _store_records(self, request: Request, records: list[Record]) -> int:
+        if len(await request.body()) > _OFF_LOOP_BYTES:
+            return await run_in_threadpool(self.store.add_records, records)
+        return self.store.add_records(records)
 
     def _authenticated(self, handler: Endpoint) -> Endpoint:
         challenge = {"WWW-Authenticate": "Bearer"}
@@ -264,7 +283,7 @@ class _Collector:
         if project is None:
             return self._project_not_found(request.path_params["project_id"])
         problems: list[dict[str, Any]] = []
-        bounds = {"starting_token": (0, 0, None), "limit": (100, 1, _MAX_PAGE)}
+        bounds = {"starting_token": (0, 0, _MAX_OFFSET), "limit": (100, 1, _MAX_PAGE)}
         values: dict[str, int] = {}
         for name, (default, low, high) in bounds.items():
             raw = request.query_params.get(name)
@@ -316,7 +335,7 @@ class _Collector:
         if project is None:
             return self._project_not_found(request.path_params["project_id"])
         records = records_from_traces_request(body, project.id)
-        stored = self.store.add_records(records)
+        stored = await self._store_records(request, records)
         traces = [r.id for r in records if r.type == "trace"]
         logger.debug("traces POST: %d records, %d new", len(records), stored)
         return JSONResponse(
@@ -396,13 +415,22 @@ class _Collector:
             wanted[column] = value
         limit = body.get("limit", 100)
         start = body.get("starting_token", 0)
-        if not isinstance(limit, int) or not isinstance(start, int) or limit < 1 or start < 0:
-            return _error(400, "limit must be positive and starting_token not negative")
+        if (
+            not isinstance(limit, int)
+            or not isinstance(start, int)
+            or not 1 <= limit <= _MAX_PAGE
+            or not 0 <= start <= _MAX_OFFSET
+        ):
+            return _error(
+                400, f"limit must be between 1 and {_MAX_PAGE} and starting_token between 0 and {_MAX_OFFSET}"
+            )
         found = self.store.find_sessions(
-            project.id, self._location(body), external_id=wanted.get("external_id"), limit=start + limit + 1
+            project.id,
+            self._location(body),
+            external_id=wanted.get("external_id"),
+            session_id=_canonical_uuid(wanted["id"]) or "" if "id" in wanted else None,
+            limit=start + limit + 1,
         )
-        if "id" in wanted:
-            found = [s for s in found if s["id"] == _canonical_uuid(wanted["id"])]
         page = found[start : start + limit]
         more = len(found) > start + limit
         return JSONResponse(
@@ -424,7 +452,7 @@ class _Collector:
         if project is None:
             return self._project_not_found(request.path_params["project_id"])
         records = records_from_spans_request(body, project.id)
-        stored = self.store.add_records(records)
+        stored = await self._store_records(request, records)
         logger.debug("spans POST: %d records, %d new", len(records), stored)
         return JSONResponse(
             {
@@ -451,7 +479,8 @@ class _Collector:
         project = self._project(request.path_params["project_id"])
         if project is None:
             return self._project_not_found(request.path_params["project_id"])
-        record = self.store.update_record(record_id, RecordUpdate.from_body(body, trace=trace), trace=trace)
+        update = RecordUpdate.from_body(body, trace=trace)
+        record = self.store.update_record(record_id, update, trace=trace, project_id=project.id)
         if record is None:
             return _error(404, f"{kind.capitalize()} {record_id} not found")
         return JSONResponse(
@@ -480,7 +509,7 @@ class _Collector:
         tree = None if trace_id is None else self.store.trace_tree(trace_id)
         if tree is None or tree["project_id"] != project.id:
             return _error(404, f"Trace {request.path_params['trace_id']} not found")
-        return JSONResponse(tree)
+        return _tree_response(tree)
 
     # Collector API ---------------------------------------------------------------------------------------
 
@@ -512,7 +541,7 @@ class _Collector:
         tree = self.store.trace_tree(trace_id)
         if tree is None:
             return _error(404, f"Trace {trace_id} not found")
-        return JSONResponse(tree)
+        return _tree_response(tree)
 
     async def api_requests(self, request: Request) -> Response:
         assert self.request_log is not None
@@ -570,6 +599,24 @@ class _Collector:
         ]
 
 
+def _tree_response(tree: dict[str, Any]) -> Response:
+    """A trace tree as JSON; a chain of spans too deep to nest in JSON (each span posted on its own can name
+    the previous one as its parent, without limit) is answered 422, pointing at the viewer's flat rows."""
+    try:
+        return JSONResponse(tree)
+    except RecursionError:
+        detail = (
+            f"trace {tree.get('id')} nests too deeply to send as a tree; /api/viewer/traces/ID lists it flat"
+        )
+        return _error(422, detail)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """Any unexpected failure as JSON, like every other answer (the traceback goes to the log)."""
+    logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Framework errors (unknown route, wrong method) as JSON, like every other answer."""
     assert isinstance(exc, HTTPException)
@@ -599,7 +646,7 @@ def build_app(
         finally:
             store.close()
 
-    handlers = {HTTPException: _http_error}
+    handlers: dict[Any, Any] = {HTTPException: _http_error, Exception: _server_error}
     routes = [
         *collector.routes(),
         *(collector.test_routes() if test_endpoints else []),

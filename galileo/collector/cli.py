@@ -253,6 +253,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if "*" in args.allowed_host and api_key is None:
+        print(
+            "WARNING: --allowed-host '*' without an API key: any web page this machine's browser opens can"
+            " reach the collector through DNS rebinding and read every trace. Set GALILEO_COLLECTOR_API_KEY.",
+            file=sys.stderr,
+            flush=True,
+        )
     if not is_loopback(args.host) and api_key is None:
         print(
             f"WARNING: bound to {args.host}, reachable from other machines, without an API key: anyone who"

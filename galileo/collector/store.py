@@ -442,14 +442,24 @@ class Store:
         return _session(session)
 
     def find_sessions(
-        self, project_id: str, location: str, *, external_id: str | None = None, limit: int = 100
+        self,
+        project_id: str,
+        location: str,
+        *,
+        external_id: str | None = None,
+        session_id: str | None = None,
+        limit: int = 100,
     ) -> list[JSONDict]:
-        """Sessions of ``location`` in the project, oldest first, with ``external_id`` when given."""
+        """Sessions of ``location`` in the project, oldest first, with ``external_id`` and ``session_id``
+        when given."""
         sql = "SELECT * FROM sessions WHERE project_id = ? AND location = ?"
         params: list[Any] = [project_id, location]
         if external_id is not None:
             sql += " AND external_id = ?"
             params.append(external_id)
+        if session_id is not None:
+            sql += " AND id = ?"
+            params.append(session_id)
         rows = self._query(sql + " ORDER BY created_at, rowid LIMIT ?", [*params, limit])
         return [_session(dict(row)) for row in rows]
 
@@ -484,14 +494,20 @@ class Store:
                 self._revision += 1
             return stored
 
-    def update_record(self, record_id: str, update: RecordUpdate, *, trace: bool) -> Record | None:
-        """Apply ``update`` to the stored trace (``trace=True``) or span; None when there is no such record.
+    def update_record(
+        self, record_id: str, update: RecordUpdate, *, trace: bool, project_id: str | None = None
+    ) -> Record | None:
+        """Apply ``update`` to the stored trace (``trace=True``) or span; None when there is no such record
+        (in ``project_id``, when given: a PATCH names its project, and reaches no other's records).
 
         ``is_complete`` only ever turns a trace complete: a trace once complete stays complete.
         """
         kind = "type = 'trace'" if trace else "type != 'trace'"
+        sql, params = f"SELECT * FROM records WHERE id = ? AND {kind}", [record_id]
+        if project_id is not None:
+            sql, params = sql + " AND project_id = ?", [*params, project_id]
         with self._transaction() as db:
-            row = db.execute(f"SELECT * FROM records WHERE id = ? AND {kind}", (record_id,)).fetchone()
+            row = db.execute(sql, params).fetchone()
             if row is None:
                 return None
             body = update.apply(json.loads(row["body"]))

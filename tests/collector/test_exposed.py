@@ -255,3 +255,55 @@ def test_a_port_in_use_is_one_clear_error_and_no_banner(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "on http://" not in result.stdout
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+# Found in review --------------------------------------------------------------------------------------------
+
+
+def test_a_public_route_takes_no_body_larger_than_a_login(keyed: CollectorProcess) -> None:
+    """Without the key, /login/api_key parsed up to --max-body-mb of JSON on the event loop (9.8 s for 31 MB)
+    and held that much per connection."""
+    big = b'{"api_key": "' + b"x" * (128 * 1024) + b'"}'
+    headers = {"Content-Type": "application/json"}
+    answer = requests.post(f"{keyed.url}/login/api_key", data=big, headers=headers, timeout=10)
+    assert answer.status_code == 413 and "KiB" in answer.json()["detail"]
+    assert _login(keyed, KEY).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "credential",
+    ["bearer", "cookie"],
+)
+def test_a_crafted_token_is_401_not_500(keyed: CollectorProcess, credential: str) -> None:
+    import base64
+
+    header = base64.urlsafe_b64encode(b"[" * 3000).decode().rstrip("=")
+    token = f"{header}.e30.x"
+    headers = (
+        {"Authorization": f"Bearer {token}"}
+        if credential == "bearer"
+        else {"Cookie": f"galileo_collector_session={token}"}
+    )
+    assert requests.get(f"{keyed.url}/api/traces", headers=headers, timeout=10).status_code == 401
+
+
+def test_a_login_form_with_too_many_fields_is_400(keyed: CollectorProcess) -> None:
+    fields = {f"f{i}": "1" for i in range(12)} | {"api_key": KEY}
+    answer = requests.post(f"{keyed.url}/login", data=fields, allow_redirects=False, timeout=10)
+    assert answer.status_code == 400 and "Set-Cookie" not in answer.headers
+
+
+def test_head_healthcheck_needs_no_key(keyed: CollectorProcess) -> None:
+    assert requests.head(f"{keyed.url}/healthcheck", timeout=10).status_code == 200
+
+
+def test_any_host_without_a_key_warns(tmp_path: Path) -> None:
+    log = _serve_briefly(tmp_path, "--allowed-host", "*")
+    assert "WARNING" in log and "DNS rebinding" in log
+
+
+def test_a_key_that_is_not_ascii_is_refused_at_start(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "galileo.collector", "serve", "--port", str(free_port()), "--db",
+               str(tmp_path / "c.db"), "--api-key", "clé-" + "x" * 20]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "ASCII" in result.stderr

@@ -255,3 +255,89 @@ def test_the_request_log_keeps_at_most_its_byte_budget_of_bodies(tmp_path: Path)
         kept = sum(len(json.dumps(entry["body"])) for entry in entries if entry["body"] is not None)
         assert kept <= 64 * 1024 * 1024 + 80 * 1024, kept
         assert len(entries) < 81 and entries[-1]["body"] is not None  # the oldest went first
+
+
+# Found in review: what one accepted request could do to everyone else -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "number"),
+    [("metrics", b'{"duration_ns": 1' + b"0" * 400 + b"}"), ("metrics", b'{"duration_ns": 1e400}')],
+    ids=["400-digit integer", "1e400"],
+)
+def test_numbers_beyond_64_bits_or_a_double_are_422_and_the_list_keeps_working(
+    writer: _Writer, field: str, number: bytes
+) -> None:
+    """A 400-digit duration was stored, read back by SQLite as infinity, and every trace list answered 500;
+    with ``created_at`` in year 9999 it stayed first for good."""
+    trace = _trace(created_at="9999-12-31T00:00:00Z", **{field: {}})
+    raw = writer.trace_body(trace).replace(b'"metrics": {}', b'"metrics": ' + number)
+    response = writer.post_raw(writer.traces_path, raw)
+    assert response.status_code == 422 and "out of" in response.json()["detail"][0]["msg"]
+    for path in ("/api/traces", "/api/viewer/traces"):
+        assert requests.get(f"{writer.collector.url}{path}", timeout=10).status_code == 200
+
+
+def test_a_body_over_the_threadpool_threshold_is_stored(writer: _Writer) -> None:
+    trace = _trace(input="w" * (400 * 1024), spans=[_nested_spans(3)])
+    assert writer.post_raw(writer.traces_path, writer.trace_body(trace)).status_code == 200
+    stored = writer.collector.trace(trace["id"])
+    assert stored is not None and len(stored["input"]) == 400 * 1024 and stored["spans"]
+
+
+def test_a_chain_of_spans_too_deep_for_a_json_tree_is_422_and_flat_in_the_viewer(writer: _Writer) -> None:
+    """Each span posted on its own may name the previous one as its parent: the stored tree has no depth
+    limit, where a body has one."""
+    trace = _trace()
+    assert writer.post_raw(writer.traces_path, writer.trace_body(trace)).status_code == 200
+    parent = trace["id"]
+    spans_path = writer.traces_path.replace("/traces", "/spans")
+    for _ in range(1100):
+        span = {"type": "workflow", "id": _id(), "name": "s", "input": "x"}
+        body = {
+            "log_stream_id": writer.stream["id"],
+            "trace_id": trace["id"],
+            "parent_id": parent,
+            "spans": [span],
+        }
+        assert writer.post_raw(spans_path, json.dumps(body).encode()).status_code == 200
+        parent = span["id"]
+    url = writer.collector.url
+    answer = requests.get(f"{url}/api/traces/{trace['id']}", timeout=10)
+    assert answer.status_code == 422 and "/api/viewer/traces/" in answer.json()["detail"]
+    flat = requests.get(f"{url}/api/viewer/traces/{trace['id']}", timeout=10)
+    assert flat.status_code == 200 and len(flat.json()["rows"]) == 1101
+
+
+def test_session_search_finds_a_session_by_id_beyond_the_first_page_and_bounds_its_numbers(
+    writer: _Writer,
+) -> None:
+    pid, stream = writer.project["id"], writer.stream["id"]
+    ids = [
+        writer._post(f"/v2/projects/{pid}/sessions", {"log_stream_id": stream, "name": f"s{i}"}).json()["id"]
+        for i in range(3)
+    ]
+    search = f"/v2/projects/{pid}/sessions/search"
+    by_id = {"type": "id", "column_id": "id", "operator": "eq", "value": ids[2]}
+    found = writer._post(search, {"log_stream_id": stream, "limit": 1, "filters": [by_id]}).json()["records"]
+    assert [s["id"] for s in found] == [ids[2]]
+    for numbers in ({"limit": 10**30}, {"starting_token": 10**19}, {"starting_token": 2**62, "limit": 2**62}):
+        assert writer._post(search, {"log_stream_id": stream, **numbers}).status_code in (400, 422), numbers
+    paged = f"{writer.collector.url}/projects/{pid}/log_streams/paginated?starting_token=99999999999999999999"
+    assert requests.get(paged, headers=writer.headers, timeout=10).status_code == 422
+
+
+def test_a_patch_reaches_no_record_of_another_project(writer: _Writer, collector: CollectorProcess) -> None:
+    trace = _trace(input="mine")
+    assert writer.post_raw(writer.traces_path, writer.trace_body(trace)).status_code == 200
+    other = _Writer(collector)
+    path = f"/v2/projects/{other.project['id']}/traces/{trace['id']}"
+    body = json.dumps({"trace_id": trace["id"], "output": "theirs", "log_stream_id": other.stream["id"]})
+    answer = requests.patch(
+        f"{collector.url}{path}",
+        data=body,
+        headers={**other.headers, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 404
+    assert "output" not in collector.trace(trace["id"])  # type: ignore[operator]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import uuid
 from collections import Counter
@@ -111,6 +112,8 @@ def _number(value: Any) -> int | None:
     """An integer metric as stored (JSON numbers only; booleans and text are not durations)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # a row stored before such numbers were refused
     return int(value)
 
 
