@@ -1,0 +1,52 @@
+"""``ingestion_hook`` as the published SDK's docs use it (a hook that changes a batch and sends it on with
+``ingest_traces``; ``galileo_context.get_logger_instance(ingestion_hook=...)`` and ``galileo_context.flush``),
+run on ours against the local collector: sessions, the same logger for the same hook, flushes that wait for
+hooks, the hook thread's bound, and a batch nobody flushed at interpreter exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_process import CollectorProcess
+
+import galileo
+from galileo import GalileoLogger, galileo_context, log
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def project(collector_env: CollectorProcess, fresh_sdk: None) -> Iterator[str]:
+    galileo_context.reset()
+    yield f"published-hooks-{uuid.uuid4().hex[:8]}"
+    galileo_context.reset()
+
+
+def stored(collector: CollectorProcess, trace_id: str) -> dict[str, Any]:
+    return collector.wait_for(lambda: collector.trace(trace_id))
+
+
+def dropped_by_hook() -> int:
+    return int(galileo.stats()["dropped_by_reason"].get("ingestion_hook", 0))
+
+
+def test_the_hook_s_request_names_the_logger_s_session(project: str) -> None:
+    seen: list[Any] = []
+    logger = GalileoLogger(project=project, log_stream="hook", ingestion_hook=seen.append)
+    session_id = logger.start_session(name="conversation")
+    assert session_id is not None and logger.session_id == session_id
+    logger.start_trace("q")
+    logger.conclude("a")
+    logger.flush(timeout=10)
+    ((request,),) = [seen]
+    assert request.session_id == session_id
+    assert request.model_dump()["session_id"] == session_id
