@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from galileo import _sender, _transport, schema
+from galileo import _sender, _sessions, _transport, schema
 
 if TYPE_CHECKING:
     from galileo.config import GalileoConfig
@@ -310,7 +310,12 @@ class PublishedLoggerApi:
 
         records = sum(_count_records(t) for t in traces)
         client = _transport.get_client(self._config)
-        return _sender.get_sender(self._config).submit_batch(client, target, traces, records)
+        session = None
+        session_id = getattr(request, "session_id", None)
+        if session_id is not None:
+            checked = _sessions.check_session_id(session_id)
+            session = None if checked is None else _sessions.SessionRef(checked)
+        return _sender.get_sender(self._config).submit_batch(client, target, traces, records, session)
 
 
 def _hand_subtree(outbox: _sender.TraceOutbox, span: schema.ParentRecord) -> None:

@@ -50,3 +50,24 @@ def test_the_hook_s_request_names_the_logger_s_session(project: str) -> None:
     ((request,),) = [seen]
     assert request.session_id == session_id
     assert request.model_dump()["session_id"] == session_id
+
+
+def test_ingest_traces_sends_the_request_s_session(collector_env: CollectorProcess, project: str) -> None:
+    forward = GalileoLogger(project=project, log_stream="forward")
+    session_id = forward.start_session(name="conversation")
+    assert session_id is not None
+    given = iter([session_id, "not-a-uuid"])
+
+    def hook(request: Any) -> None:
+        request.session_id = next(given)  # set by the hook, as published recipes do
+        forward.ingest_traces(request)
+
+    logger = GalileoLogger(project=project, log_stream="forward", ingestion_hook=hook)
+    in_session = logger.start_trace("q")
+    logger.conclude("a")
+    logger.flush(timeout=10)
+    without = logger.start_trace("q2")
+    logger.conclude("a2")
+    logger.flush(timeout=10)
+    assert stored(collector_env, in_session.id)["session_id"] == session_id
+    assert stored(collector_env, without.id)["session_id"] is None  # an id the API would refuse: left out
