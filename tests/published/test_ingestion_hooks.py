@@ -71,3 +71,20 @@ def test_ingest_traces_sends_the_request_s_session(collector_env: CollectorProce
     logger.flush(timeout=10)
     assert stored(collector_env, in_session.id)["session_id"] == session_id
     assert stored(collector_env, without.id)["session_id"] is None  # an id the API would refuse: left out
+
+
+def test_the_same_hook_gives_the_same_logger(project: str) -> None:
+    seen: list[Any] = []
+
+    def hook(request: Any) -> None:
+        seen.append(request)
+
+    first = galileo_context.get_logger_instance(project=project, log_stream="hook", ingestion_hook=hook)
+    first.start_trace("q")
+    again = galileo_context.get_logger_instance(project=project, log_stream="hook", ingestion_hook=hook)
+    assert again is first
+    again.add_llm_span("q", "a")
+    again.flush(timeout=10)
+    assert [[len(trace.spans) for trace in request.traces] for request in seen] == [[1]]
+    other = galileo_context.get_logger_instance(project=project, log_stream="hook", ingestion_hook=print)
+    assert other is not first
