@@ -88,3 +88,34 @@ def test_the_same_hook_gives_the_same_logger(project: str) -> None:
     assert [[len(trace.spans) for trace in request.traces] for request in seen] == [[1]]
     other = galileo_context.get_logger_instance(project=project, log_stream="hook", ingestion_hook=print)
     assert other is not first
+
+
+def test_galileo_context_flush_waits_for_hooks_and_reports_their_errors(project: str) -> None:
+    release = threading.Event()
+
+    def hook(request: Any) -> None:
+        release.wait(10)
+        raise RuntimeError("hook bug")
+
+    galileo_context.init(project=project, log_stream="hook")
+    galileo_context.get_logger_instance(ingestion_hook=hook)
+
+    @log
+    def step(x: int) -> int:
+        return x
+
+    before = dropped_by_hook()
+    errors: list[Exception] = []
+    step(1)
+    started = time.monotonic()
+    try:
+        assert galileo_context.flush(on_error=errors.append, timeout=0.3) == 2  # bounded: the hook still runs
+        assert time.monotonic() - started >= 0.25
+        assert [type(e) for e in errors] == [TimeoutError]
+    finally:
+        release.set()
+    errors.clear()
+    step(2)
+    assert galileo_context.flush(on_error=errors.append, timeout=10) == 0
+    assert [str(e) for e in errors] == ["hook bug"]
+    assert dropped_by_hook() == before + 4  # a trace and its span, twice
