@@ -119,3 +119,57 @@ def test_galileo_context_flush_waits_for_hooks_and_reports_their_errors(project:
     assert galileo_context.flush(on_error=errors.append, timeout=10) == 0
     assert [str(e) for e in errors] == ["hook bug"]
     assert dropped_by_hook() == before + 4  # a trace and its span, twice
+
+
+def test_the_hook_thread_s_queue_is_bounded(
+    project: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GALILEO_QUEUE_SIZE", "2")
+    release = threading.Event()
+    seen: list[Any] = []
+
+    def hook(request: Any) -> None:
+        release.wait(10)
+        seen.append(request)
+
+    logger = GalileoLogger(project=project, log_stream="hook", ingestion_hook=hook)
+    before = dropped_by_hook()
+    for n in range(4):
+        logger.start_trace(f"q{n}")
+        logger.add_llm_span("q", "a")
+        logger.flush(timeout=0)  # two batches wait for the hook; the two past the bound are refused
+    assert dropped_by_hook() == before + 4
+    assert "ingestion_hook" in caplog.text
+    release.set()
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [[trace.input for trace in request.traces] for request in seen] == [["q0"], ["q1"]]
+
+
+EXIT_SCRIPT = """
+from galileo import GalileoLogger
+
+def hook(request):
+    print("hook got", [trace.name for trace in request.traces], flush=True)
+
+logger = GalileoLogger(project="p", log_stream="s", ingestion_hook=hook)
+logger.start_trace("q", name="unflushed")
+logger.conclude("a")
+"""
+# The interpreters to run it with: this one, and another named by GALILEO_TEST_EXIT_PYTHON (Python 3.12+
+# refuses new threads at exit: there the hook must run on the exiting thread). GALILEO_TEST_EXIT_PYTHONPATH
+# names where that one finds this package's dependencies.
+EXIT_PYTHONS = [sys.executable, *filter(None, [os.environ.get("GALILEO_TEST_EXIT_PYTHON")])]
+EXIT_PYTHONPATH = os.environ.get("GALILEO_TEST_EXIT_PYTHONPATH", "")  # (read before collector_env clears it)
+
+
+@pytest.mark.parametrize("python", EXIT_PYTHONS)
+def test_a_batch_nobody_flushed_reaches_the_hook_at_exit(python: str) -> None:
+    paths = [str(ROOT), EXIT_PYTHONPATH] if python != sys.executable else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    done = subprocess.run(
+        [python, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hook got ['unflushed']" in done.stdout, done.stderr
