@@ -134,6 +134,7 @@ class ContextLogger(GalileoLogger):
 
     def __init__(self, key: Key, **extra: Any) -> None:
         self._trees: ContextVar[Tree | None] = ContextVar("galileo_tree", default=None)
+        self._extra = dict(extra)  # what it was made with (see context_logger)
         project, log_stream, experiment_id, mode = key
         token = self._trees.set(None)
         try:  # keywords only: the constructor's positional order is the published one
@@ -336,18 +337,35 @@ def context_logger(
 ) -> ContextLogger:
     """The process's logger for a project, log stream, experiment and mode (None: from the environment); one
     each. ``extra`` (``local_metrics``, ``ingestion_hook``) is passed to a logger made now, or makes a new one
-    for the key when given."""
+    for the key when it differs from what the key's logger was made with (a hook: by identity)."""
     key = (project, log_stream, experiment_id, mode)
     logger = _loggers.get(key)
-    if logger is None or extra:
+    if logger is None or not _same_extra(logger._extra, extra):
         with _loggers_lock:
             logger = _loggers.get(key)
-            if logger is None or extra:
+            if logger is None or not _same_extra(logger._extra, extra):
                 replaced = logger
                 logger = _loggers[key] = ContextLogger(key, **extra)
                 if replaced is not None:
                     hand_over(replaced)
     return logger
+
+
+def _same_extra(made_with: dict[str, Any], extra: dict[str, Any]) -> bool:
+    """Whether a logger made with ``made_with`` serves a call giving ``extra``: nothing given, or the same
+    objects (a hook by identity), so that asking again with the same hook keeps the logger and its trace."""
+    for name, value in extra.items():
+        if name not in made_with:
+            return False
+        before = made_with[name]
+        if before is value:
+            continue
+        try:
+            if callable(value) or not bool(before == value):
+                return False
+        except Exception:  # an odd __eq__: not the same
+            return False
+    return True
 
 
 def forget(key: Key | None = None) -> None:

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from galileo import _context_loggers as _registry
-from galileo import _sender, _sessions, schema
+from galileo import _ingestion, _sender, _sessions, schema
 from galileo._context import current_request, span_frame
 from galileo._log_fields import forget_warnings, warn_once
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
@@ -118,7 +118,8 @@ class GalileoContext:
         """The process's logger for ``project``/``log_stream``/``experiment_id``/``mode`` (what is not given:
         from the block in force, else ``init``, else the environment), its trace and stack per context;
         inside a request served through ``TracingMiddleware`` (and no block entered in it), the request's
-        logger. ``ingestion_hook`` makes a new logger for the key that hands records to the hook. Raises
+        logger. ``ingestion_hook`` makes a new logger for the key that hands records to the hook, unless the
+        key's logger already has that very hook: then it is that logger, its open trace kept. Raises
         :class:`~galileo.exceptions.ConfigurationError` on an invalid configuration."""
         named = (project, log_stream, experiment_id, mode, ingestion_hook) != (None,) * 5
         scope = _registry.active_scope()
@@ -195,14 +196,27 @@ class GalileoContext:
         """Hand over what the process's loggers hold here (only the one for ``project``/``log_stream``/
         ``experiment_id``/``mode`` when one is named) and wait (bounded, and only where waiting is safe: not
         in a request nor on an event loop's thread) for everything decorated calls handed over; return the
-        records still pending. ``on_error`` is called with a :class:`TimeoutError` when some are."""
+        records still pending. ``on_error`` is called with what their ``ingestion_hook`` raised (when it
+        waited for the hook) and with a :class:`TimeoutError` when some records are still pending."""
         if (project, log_stream, experiment_id, mode) == (None,) * 4:
             loggers: list[GalileoLogger] = list(_registry.all_loggers())
         else:
             loggers = [self.get_logger_instance(project, log_stream, experiment_id, mode)]
+        jobs: list[_ingestion.HookJob] = []
         for logger in loggers:
             _registry.hand_over(logger)
+            with logger._lock:
+                jobs.extend(logger._hook_jobs)  # handed to an ingestion_hook: waited for as logger.flush does
+                logger._hook_jobs = ()
+        started = time.monotonic()
         pending = _wait(_registry.take_handed(), timeout)
+        if jobs:
+            if _must_not_block():
+                pending += _ingestion.wait(jobs, 0)
+            else:
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                pending += _ingestion.wait(jobs, left)
+                _ingestion.report(jobs, on_error)
         if pending and on_error is not None and not _must_not_block():
             try:
                 on_error(TimeoutError(f"{pending} records not yet delivered after {timeout} s"))

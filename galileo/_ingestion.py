@@ -13,6 +13,10 @@ for the hook (bounded by its ``timeout``) where it waits for delivery (off reque
 a request it hands the batch over and returns. A hook that raises never reaches the caller: the error is
 logged (its type only: a message could carry the records' data), the batch's records are counted as dropped
 (``galileo.stats()``, reason ``ingestion_hook``), and a flush that waited passes it to its ``on_error``.
+
+The thread's queue is bounded (``GALILEO_QUEUE_SIZE`` traces, for all hook loggers together): a batch past
+the bound is counted as dropped (reason ``ingestion_hook``). Where no thread can be started any more (at
+interpreter exit on Python 3.12+), a batch still to hand over runs its hook on the exiting thread.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class TracesIngestRequest:
 class HookJob:
     """One batch handed to a hook: ``done`` once the hook returned or raised (``error``)."""
 
-    __slots__ = ("config", "done", "error", "hook", "records", "request")
+    __slots__ = ("config", "done", "error", "hook", "records", "request", "size")
 
     def __init__(
         self, hook: IngestionHook, request: TracesIngestRequest, records: int, config: GalileoConfig
@@ -84,10 +88,17 @@ class HookJob:
         self.request = request
         self.records = records
         self.config = config
+        self.size = len(request.traces)  # its room in the hook thread's queue (the hook may change traces)
         self.done = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        """Call the hook (never raises), then mark the job done."""
+        self.call()
+        self.done.set()
+
+    def call(self) -> None:
+        """Call the hook; what it raises is logged, counted and kept in ``error``."""
         try:
             result = self.hook(self.request)
             if inspect.isawaitable(result):
@@ -98,8 +109,6 @@ class HookJob:
                 "galileo: ingestion_hook raised %s; %d records not ingested", type(exc).__name__, self.records
             )
             _sender.get_sender(self.config).note_dropped("ingestion_hook", self.records)
-        finally:
-            self.done.set()
 
 
 async def _awaited(result: Awaitable[Any]) -> None:
@@ -108,29 +117,61 @@ async def _awaited(result: Awaitable[Any]) -> None:
 
 _jobs: queue.SimpleQueue[HookJob] = queue.SimpleQueue()
 _pending: list[HookJob] = []  # jobs not done yet, for the exit drain
+_queued = 0  # traces of the jobs in _pending (bounded by the submitting logger's queue_size)
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
 
 def _run() -> None:
+    global _queued
     while True:
         job = _jobs.get()
-        job.run()
-        with _lock:
+        job.call()
+        with _lock:  # its room is free before it is done: a flush that waited for it may submit at once
             if job in _pending:
                 _pending.remove(job)
+                _queued -= job.size
+        job.done.set()
 
 
 def submit(hook: IngestionHook, request: TracesIngestRequest, records: int, config: GalileoConfig) -> HookJob:
-    """Hand ``request`` to ``hook`` on the hook thread (started on first use, and again after a fork)."""
-    global _thread
+    """Hand ``request`` to ``hook`` on the hook thread (started on first use, and again after a fork).
+
+    The hook thread holds at most ``config.queue_size`` traces (``GALILEO_QUEUE_SIZE``, over all loggers): a
+    batch past that is refused, its records counted as dropped (reason ``ingestion_hook``, in the sender's
+    rate-limited WARNING). When the thread cannot be started (at interpreter exit on Python 3.12+), the hook
+    runs here, on the calling (exiting) thread, unless that is a request's or an event loop's: then the
+    batch is counted as dropped.
+    """
+    global _thread, _queued
     job = HookJob(hook, request, records, config)
     with _lock:
-        if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="galileo-ingestion-hook", daemon=True)
-            _thread.start()
-        _pending.append(job)
-    _jobs.put(job)
+        if _pending and _queued + job.size > config.queue_size:
+            refused = True
+        else:
+            refused = False
+            if _thread is None or not _thread.is_alive():
+                _thread = threading.Thread(target=_run, name="galileo-ingestion-hook", daemon=True)
+                try:
+                    _thread.start()
+                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                    _thread = None
+            if _thread is not None:
+                _pending.append(job)
+                _queued += job.size
+                _jobs.put(job)
+                return job
+    if refused:
+        _sender.get_sender(config).note_dropped("ingestion_hook", records)
+        job.done.set()
+        return job
+    from galileo.logger import _must_not_block  # (galileo.logger imports this module)
+
+    if _must_not_block():
+        _sender.get_sender(config).note_dropped("ingestion_hook", records)
+        job.done.set()
+    else:
+        job.run()  # never raises: what the hook raises is logged and counted
     return job
 
 

@@ -23,10 +23,10 @@ import datetime as _dt
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from galileo import _sender, _transport, schema
+from galileo import _sender, _sessions, _transport, schema
 
 if TYPE_CHECKING:
     from galileo.config import GalileoConfig
@@ -184,7 +184,7 @@ class PublishedLoggerApi:
             placed = self._place(span, span.duration_ns, span.created_at, opens_level=False)
             outbox = self._outbox
             if placed is not None and outbox is not None and isinstance(span, schema.ParentRecord):
-                outbox.conclude(span.id)  # a span added whole is concluded: nothing opens under it
+                _hand_subtree(outbox, span)  # a span added whole is concluded: nothing opens under it
 
     def add_protect_span(
         self,
@@ -310,7 +310,28 @@ class PublishedLoggerApi:
 
         records = sum(_count_records(t) for t in traces)
         client = _transport.get_client(self._config)
-        return _sender.get_sender(self._config).submit_batch(client, target, traces, records)
+        session = None
+        session_id = getattr(request, "session_id", None)
+        if session_id is not None:
+            checked = _sessions.check_session_id(session_id)
+            session = None if checked is None else _sessions.SessionRef(checked)
+        return _sender.get_sender(self._config).submit_batch(client, target, traces, records, session)
+
+
+def _hand_subtree(outbox: _sender.TraceOutbox, span: schema.ParentRecord) -> None:
+    """Hand the children of ``span`` (a span the caller built whole, already handed over) to ``outbox``, each
+    after its parent, and conclude every parent record after its children, as the logger does for its own."""
+    levels: list[tuple[schema.ParentRecord, Iterator[schema.Span]]] = [(span, iter(span.spans))]
+    while levels:
+        parent, children = levels[-1]
+        child = next(children, None)
+        if child is None:
+            levels.pop()
+            outbox.conclude(parent.id)
+            continue
+        outbox.add(child, parent.id)
+        if isinstance(child, schema.ParentRecord):
+            levels.append((child, iter(child.spans)))
 
 
 def _set_dataset(

@@ -1000,7 +1000,7 @@ class GalileoLogger(PublishedLoggerApi):
                 traces=list(traces),
                 log_stream_id=self.log_stream_id,
                 experiment_id=self._config.experiment_id,
-                session_id=getattr(self, "_session_id", None),
+                session_id=self.session_id,
             )
             job = _ingestion.submit(self._ingestion_hook, request, records, self._config)
             self._hook_jobs = (*self._hook_jobs, job)  # a tuple: request loggers share their template's ()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from collector_process import CollectorProcess
+from sdk_helpers import tree_lines
 
 import galileo
 from galileo import (
@@ -272,3 +273,28 @@ def test_protect_span_as_published(collector_env: CollectorProcess) -> None:
     got = stored(collector_env, trace.id)["spans"][0]
     assert (got["type"], got["name"], got["id"]) == ("tool", "GalileoProtect", span.id)
     assert json.loads(got["input"]) == {"input_": "user text", "output": "model text"}
+
+
+@pytest.mark.parametrize("mode", ["batch", "distributed"])
+def test_a_prebuilt_span_goes_with_its_children(collector_env: CollectorProcess, mode: str) -> None:
+    # Spans built elsewhere, children included, and added whole: the stored tree holds every one of them.
+    before = galileo.stats()
+    logger = GalileoLogger(project="published", log_stream="prebuilt", mode=mode)
+    trace = logger.start_trace("q", name="T")
+    outer = WorkflowSpan(input="w", name="outer")
+    outer.spans.append(LlmSpan(input="l", output="a", name="llm"))
+    inner = WorkflowSpan(input="i", name="inner")
+    inner.spans.append(ToolSpan(input="t", output="o", name="tool"))
+    outer.spans.append(inner)
+    logger.add_child_span_to_parent(outer)
+    logger.conclude("done")
+    assert logger.flush(timeout=10).pending == 0
+    assert tree_lines(stored(collector_env, trace.id)) == [
+        "trace:T",
+        "  workflow:outer",
+        "    llm:llm",
+        "    workflow:inner",
+        "      tool:tool",
+    ]
+    after = galileo.stats()
+    assert after["sent"] - before["sent"] == 5 and after["dropped"] == before["dropped"]
