@@ -779,7 +779,7 @@ class GalileoLogger(PublishedLoggerApi):
         if self._disabled:
             return None
         session = _sessions.new_session(name, previous_session_id, external_id, metadata)
-        if getattr(self, "_ingestion_hook", None) is not None:  # records go to a hook, not to an API
+        if self._ingestion_hook is not None:  # records go to a hook, not to an API
             session.id = str(uuid.uuid4())
         self._session = session
         return session
@@ -1157,14 +1157,16 @@ class GalileoLogger(PublishedLoggerApi):
             base, parent, now = placed
             return SpanFrame(self, _Open(span, span.id, now), base, parent)
 
-    def _conclude_record(self, frame: SpanFrame, output: Any, status_code: int | None) -> None:
+    def _conclude_record(
+        self, frame: SpanFrame, output: Any, status_code: int | None, redacted_output: Any = None
+    ) -> None:
         """Conclude the span ``frame`` opened (see :meth:`_add_under`) as :meth:`conclude` closes a level."""
         if self._disabled:
             return
         with self._lock:
             record = frame.level.record
             assert record is not None
-            now = self._finish(frame.level, output, None, None, status_code)
+            now = self._finish(frame.level, output, redacted_output, None, status_code)
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
             if self._config.mode == "distributed" and self._outbox is not None:
