@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import attrs
 
-from galileo import schema
+from galileo import _params, schema
 from galileo._content_blocks import block_instances
 from galileo._logger_api import _agent_type
 from galileo.exceptions import _describe
@@ -109,6 +109,7 @@ def warn_once(key: str, message: str) -> None:
 
 def forget_warnings() -> None:
     _said.clear()
+    _params.forget()
 
 
 # -- serialisation -------------------------------------------------------------------------------------------
