@@ -1,14 +1,16 @@
 """The typed fields of records, checked where a record is built: a value of the wrong type costs that field.
 
-A record's numbers (status code, step number, durations, token counts, temperature) and an llm span's tools
-are checked by attrs converters on the record classes of :mod:`galileo.schema` (at construction and on
-assignment), and ``duration_ns`` once more where a span is timed (``GalileoLogger._place``): a value that does
-not fit becomes None (the field is left out) with one WARNING per field name until
-``galileo_context.reset()``, naming the field and the value's type, never the value. So a misuse never
-raises into the caller and never makes a batch's body fail to build (which would cost every record in it).
+A record's numbers (status code, step number, durations, token counts, temperature), its text fields (name,
+external id, model, finish reason, tool call id) and an llm span's tools are checked by attrs converters on
+the record classes of :mod:`galileo.schema` (at construction and on assignment), and ``duration_ns`` once
+more where a span is timed (``GalileoLogger._place``): a value that does not fit is left out (None; a name
+"") with one WARNING per field name until ``galileo_context.reset()``, naming the field and the value's
+type, never the value. So a misuse never raises into the caller and never makes a batch's body fail to
+build or be refused (which would cost every record in it).
 
-Integers take what ``operator.index`` takes (numpy integers too), never bools; a temperature takes any real
-number; tools take a list or tuple of mappings (copied as dicts; ``[]`` is valid).
+Text fields take strings only; integers take what ``operator.index`` takes (numpy integers too), never
+bools; a temperature takes any real number; tools take a list or tuple of mappings (copied as dicts; ``[]``
+is valid).
 """
 
 from __future__ import annotations
@@ -22,8 +24,13 @@ from typing import Any
 __all__ = [
     "as_float",
     "as_int",
+    "as_text",
     "duration_ns",
+    "external_id",
+    "finish_reason",
     "forget",
+    "model",
+    "name",
     "num_input_tokens",
     "num_output_tokens",
     "num_total_tokens",
@@ -31,6 +38,7 @@ __all__ = [
     "step_number",
     "temperature",
     "time_to_first_token_ns",
+    "tool_call_id",
     "tools",
 ]
 
@@ -68,6 +76,14 @@ def as_float(name: str, value: Any) -> float | None:
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
+    _dropped(name, value)
+    return None
+
+
+def as_text(name: str, value: Any) -> str | None:
+    """``value`` when it is a string, or None (with a WARNING naming ``name``)."""
+    if value is None or isinstance(value, str):
+        return value
     _dropped(name, value)
     return None
 
@@ -113,3 +129,23 @@ def num_total_tokens(value: Any) -> int | None:
 
 def time_to_first_token_ns(value: Any) -> int | None:
     return value if value is None or type(value) is int else as_int("time_to_first_token_ns", value)
+
+
+def name(value: Any) -> str:
+    return value if type(value) is str else as_text("name", value) or ""
+
+
+def external_id(value: Any) -> str | None:
+    return value if value is None or type(value) is str else as_text("external_id", value)
+
+
+def model(value: Any) -> str | None:
+    return value if value is None or type(value) is str else as_text("model", value)
+
+
+def finish_reason(value: Any) -> str | None:
+    return value if value is None or type(value) is str else as_text("finish_reason", value)
+
+
+def tool_call_id(value: Any) -> str | None:
+    return value if value is None or type(value) is str else as_text("tool_call_id", value)

@@ -236,7 +236,7 @@ class Record:
     type: ClassVar[str]
 
     id: str = attrs.field(factory=new_id)
-    name: str = ""
+    name: str = attrs.field(default="", converter=_params.name)
     input: Payload = ""
     output: Payload = None
     redacted_input: Payload = None
@@ -246,7 +246,7 @@ class Record:
     tags: list[str] = attrs.field(factory=list)
     status_code: int | None = attrs.field(default=None, converter=_params.status_code)
     duration_ns: int | None = attrs.field(default=None, converter=_params.duration_ns)
-    external_id: str | None = None
+    external_id: str | None = attrs.field(default=None, converter=_params.external_id)
     step_number: int | None = attrs.field(default=None, converter=_params.step_number)
     #: The published attributes few records use (see :class:`_Extra`): one slot, None until one is set.
     _extra: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False, eq=False)
@@ -358,10 +358,10 @@ class LlmSpan(Record):
     type: ClassVar[str] = "llm"
 
     input: Payload = attrs.field(factory=list)
-    model: str | None = None
+    model: str | None = attrs.field(default=None, converter=_params.model)
     tools: list[dict[str, Any]] | None = attrs.field(default=None, converter=_params.tools)
     temperature: float | None = attrs.field(default=None, converter=_params.temperature)
-    finish_reason: str | None = None
+    finish_reason: str | None = attrs.field(default=None, converter=_params.finish_reason)
     num_input_tokens: int | None = attrs.field(default=None, converter=_params.num_input_tokens)
     num_output_tokens: int | None = attrs.field(default=None, converter=_params.num_output_tokens)
     num_total_tokens: int | None = attrs.field(default=None, converter=_params.num_total_tokens)
@@ -414,7 +414,7 @@ class ToolSpan(Record):
 
     type: ClassVar[str] = "tool"
 
-    tool_call_id: str | None = None
+    tool_call_id: str | None = attrs.field(default=None, converter=_params.tool_call_id)
 
     @property
     def spans(self) -> tuple[()]:

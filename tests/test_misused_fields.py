@@ -116,3 +116,30 @@ def test_a_status_code_the_schema_refuses_costs_that_field_not_the_batch(
     assert [r.getMessage() for r in warnings.records if r.levelno == logging.WARNING] == [
         "galileo: status_code of type str is not a valid value; left out"
     ]
+
+
+def test_text_fields_of_the_wrong_type_cost_that_field_not_the_batch(
+    collector_env: CollectorProcess, warnings: pytest.LogCaptureFixture
+) -> None:
+    logger = GalileoLogger(project="misused-fields", log_stream="main")
+    dropped_before = galileo.stats()["dropped"]
+    trace = logger.start_trace("question", name=5, external_id=6)  # type: ignore[arg-type]
+    logger.add_llm_span("prompt", "answer", name="chat", model=7, finish_reason=8)  # type: ignore[arg-type]
+    logger.add_tool_span("call", output="result", name=9, tool_call_id=10)  # type: ignore[arg-type]
+    logger.conclude(output="done")
+    assert [t.id for t in logger.flush(timeout=10)] == [trace.id]
+
+    assert galileo.stats()["dropped"] == dropped_before
+    stored = collector_env.trace(trace.id)
+    assert stored is not None
+    assert tree_lines(stored) == ["trace:", "  llm:chat", "  tool:"]
+    llm, tool = stored["spans"]
+    assert (stored["external_id"], llm["model"], llm["finish_reason"], tool["tool_call_id"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    said = [r.getMessage() for r in warnings.records if r.levelno == logging.WARNING]
+    for field in ("name", "external_id", "model", "finish_reason", "tool_call_id"):
+        assert sum(f" {field} of type int " in m for m in said) == 1, (field, said)
