@@ -19,7 +19,8 @@ entered in it) ``get_logger_instance()`` returns the request's logger; ``flush()
 records still pending instead of None and, without arguments, flushes every process logger; a block leaves
 what it did not name to ``init`` (else the environment) instead of resetting it.
 
-The session methods (``start_session``, ``set_session``, ``clear_session``) belong in the block marked below.
+``start_session`` / ``set_session`` / ``clear_session`` act on :meth:`GalileoContext.get_logger_instance`'s
+logger (see :mod:`galileo._sessions`); ``galileo.start_session`` is the first, bound to ``galileo_context``.
 """
 
 from __future__ import annotations

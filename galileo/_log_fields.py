@@ -37,8 +37,9 @@ from typing import Any, Final
 
 import attrs
 
-from galileo import schema
+from galileo import _params, schema
 from galileo._content_blocks import block_instances
+from galileo._logger_api import _agent_type
 from galileo.exceptions import _describe
 from galileo.schema import TRUNCATION_MARKER
 
@@ -108,6 +109,7 @@ def warn_once(key: str, message: str) -> None:
 
 def forget_warnings() -> None:
     _said.clear()
+    _params.forget()
 
 
 # -- serialisation -------------------------------------------------------------------------------------------
@@ -384,13 +386,11 @@ def _checked(where: str, raw: dict[str, Any]) -> dict[str, Any]:
                 if isinstance(value, (list, tuple))
                 else []
             )
-            ok = bool(items) and all(isinstance(t, Mapping) for t in items)
+            ok = isinstance(value, (list, tuple)) and all(isinstance(t, Mapping) for t in items)
             if ok:
                 out[field] = [dict(t) for t in items]
-        elif field == "agent_type":
-            ok = str(value) in schema.AGENT_TYPES
-            if ok:
-                out[field] = str(value)
+        elif field == "agent_type":  # an enum's value; an unknown type is 'default' (with a WARNING)
+            out[field] = _agent_type(value)
         else:  # tags, output, redacted_input, redacted_output: the payload policy takes any value
             out[field] = value
         if not ok:

@@ -112,7 +112,6 @@ R = TypeVar("R")
 SpanKind = Literal["workflow", "agent", "llm", "retriever", "tool"]
 #: The span types ``@log(span_type=...)`` accepts.
 SPAN_KINDS: Final = ("workflow", "agent", "llm", "retriever", "tool")
-_DATASET_FIELDS: Final = ("dataset_input", "dataset_output", "dataset_metadata")
 
 
 # -- one decorated call -------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ class _Call:
             elif "output" in fields:
                 output = output_value(self.spec.kind, fields["output"])
             if self.frame is not None:
-                logger._conclude_record(self.frame, output, status)
+                logger._conclude_record(self.frame, output, status, fields.get("redacted_output"))
             else:
                 spec = self.spec
                 elapsed = _now_ns() - self.start_ns
@@ -276,18 +275,13 @@ def _error_text(error: BaseException) -> str:
 def _dataset(record: Any) -> dict[str, Any]:
     """``start_trace`` keywords of a ``dataset_record`` (an object or mapping with input/output/metadata),
     those the logger takes."""
-    if record is None or not _TAKES_DATASET:
+    if record is None:
         return {}
     values = {
         f"dataset_{key}": record.get(key) if isinstance(record, Mapping) else getattr(record, key, None)
         for key in ("input", "output", "metadata")
     }
     return {k: v for k, v in values.items() if v is not None}
-
-
-_TAKES_DATASET: Final = all(
-    f in inspect.signature(GalileoLogger.start_trace).parameters for f in _DATASET_FIELDS
-)
 
 
 def _begin(spec: LogSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:

@@ -73,7 +73,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from galileo import _ingestion, _sender, _sessions, schema
+from galileo import _ingestion, _params, _sender, _sessions, schema
 from galileo._context import RequestState, SpanFrame, request_state, span_frame
 from galileo._ingestion import IngestionHook
 from galileo._logger_api import PublishedLoggerApi, _agent_type, _events, _set_dataset
@@ -426,7 +426,7 @@ class GalileoLogger(PublishedLoggerApi):
             **self._payload("llm", input, output, redacted_input, redacted_output),
             name=name or "",
             model=model,
-            tools=[dict(t) for t in tools] if tools is not None else None,
+            tools=tools,  # checked (and copied) by the record: galileo._params
             num_input_tokens=num_input_tokens,
             num_output_tokens=num_output_tokens,
             num_total_tokens=total_tokens,
@@ -669,6 +669,8 @@ class GalileoLogger(PublishedLoggerApi):
         assert record is not None
         now = _now_ns()
         kind = record.type
+        if duration_ns is not None and type(duration_ns) is not int:  # a wrong type: timed as if not given
+            duration_ns = _params.as_int("duration_ns", duration_ns)
         if output is None and record.output is None:
             children = getattr(record, "spans", None)
             if children:
@@ -779,7 +781,7 @@ class GalileoLogger(PublishedLoggerApi):
         if self._disabled:
             return None
         session = _sessions.new_session(name, previous_session_id, external_id, metadata)
-        if getattr(self, "_ingestion_hook", None) is not None:  # records go to a hook, not to an API
+        if self._ingestion_hook is not None:  # records go to a hook, not to an API
             session.id = str(uuid.uuid4())
         self._session = session
         return session
@@ -1080,6 +1082,8 @@ class GalileoLogger(PublishedLoggerApi):
         no trace to add it to (logged and counted). Pushing a level it opens is the caller's business.
         """
         now = _now_ns()
+        if duration_ns is not None and type(duration_ns) is not int:  # a wrong type: timed as if not given
+            duration_ns = _params.as_int("duration_ns", duration_ns)
         stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
         if not stack and self._request is not None and not self._request.finalized:
             self._open_request_trace(span.input)
@@ -1157,14 +1161,16 @@ class GalileoLogger(PublishedLoggerApi):
             base, parent, now = placed
             return SpanFrame(self, _Open(span, span.id, now), base, parent)
 
-    def _conclude_record(self, frame: SpanFrame, output: Any, status_code: int | None) -> None:
+    def _conclude_record(
+        self, frame: SpanFrame, output: Any, status_code: int | None, redacted_output: Any = None
+    ) -> None:
         """Conclude the span ``frame`` opened (see :meth:`_add_under`) as :meth:`conclude` closes a level."""
         if self._disabled:
             return
         with self._lock:
             record = frame.level.record
             assert record is not None
-            now = self._finish(frame.level, output, None, None, status_code)
+            now = self._finish(frame.level, output, redacted_output, None, status_code)
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
             if self._config.mode == "distributed" and self._outbox is not None:

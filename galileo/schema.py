@@ -3,11 +3,12 @@
 A :class:`Trace` holds a tree of spans of five kinds (:class:`WorkflowSpan`, :class:`AgentSpan`,
 :class:`LlmSpan`, :class:`RetrieverSpan`, :class:`ToolSpan`), and the published SDK's sixth, a
 :class:`ControlSpan` (one Agent Control check: ``GalileoLogger.add_control_span``); :class:`StepType` names
-them all. Records are mutable attrs classes: the logger
-builds them while a request runs and fills ``output``, ``status_code`` and ``duration_ns`` when it concludes
-them. Their ``input``/``output`` hold the shapes :class:`PayloadPolicy` produces (see :mod:`galileo._coerce`,
-re-exported here); :meth:`Record.to_wire` coerces once more, without truncation, so whatever a record holds
-its JSON matches the schema.
+them all. Records are mutable attrs classes: the logger builds them while a request runs and fills
+``output``, ``status_code`` and ``duration_ns`` when it concludes them. Their numbers and an llm span's tools
+are checked on construction and assignment (a value of the wrong type is left out with a WARNING: see
+:mod:`galileo._params`). Their ``input``/``output`` hold the shapes :class:`PayloadPolicy` produces (see
+:mod:`galileo._coerce`, re-exported here); :meth:`Record.to_wire` coerces once more, without truncation, so
+whatever a record holds its JSON matches the schema.
 
 :meth:`Record.to_wire` emits every key the published SDK sends (``golden/`` in the shared API notes), in its
 order: links inside objects (``trace_id``, ``parent_id``) and ``session_id`` are null, because the links are
@@ -35,6 +36,7 @@ from typing import Any, ClassVar, Final, Generic, TypeAlias, TypeVar, overload
 
 import attrs
 
+from galileo import _params
 from galileo._coerce import (
     CONTROL_ACTIONS,
     DEFAULT_MAX_CHARS,
@@ -234,7 +236,7 @@ class Record:
     type: ClassVar[str]
 
     id: str = attrs.field(factory=new_id)
-    name: str = ""
+    name: str = attrs.field(default="", converter=_params.name)
     input: Payload = ""
     output: Payload = None
     redacted_input: Payload = None
@@ -242,10 +244,10 @@ class Record:
     created_at: datetime = attrs.field(factory=_utcnow)
     user_metadata: dict[str, str] = attrs.field(factory=dict)
     tags: list[str] = attrs.field(factory=list)
-    status_code: int | None = None
-    duration_ns: int | None = None
-    external_id: str | None = None
-    step_number: int | None = None
+    status_code: int | None = attrs.field(default=None, converter=_params.status_code)
+    duration_ns: int | None = attrs.field(default=None, converter=_params.duration_ns)
+    external_id: str | None = attrs.field(default=None, converter=_params.external_id)
+    step_number: int | None = attrs.field(default=None, converter=_params.step_number)
     #: The published attributes few records use (see :class:`_Extra`): one slot, None until one is set.
     _extra: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -356,14 +358,14 @@ class LlmSpan(Record):
     type: ClassVar[str] = "llm"
 
     input: Payload = attrs.field(factory=list)
-    model: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    temperature: float | None = None
-    finish_reason: str | None = None
-    num_input_tokens: int | None = None
-    num_output_tokens: int | None = None
-    num_total_tokens: int | None = None
-    time_to_first_token_ns: int | None = None
+    model: str | None = attrs.field(default=None, converter=_params.model)
+    tools: list[dict[str, Any]] | None = attrs.field(default=None, converter=_params.tools)
+    temperature: float | None = attrs.field(default=None, converter=_params.temperature)
+    finish_reason: str | None = attrs.field(default=None, converter=_params.finish_reason)
+    num_input_tokens: int | None = attrs.field(default=None, converter=_params.num_input_tokens)
+    num_output_tokens: int | None = attrs.field(default=None, converter=_params.num_output_tokens)
+    num_total_tokens: int | None = attrs.field(default=None, converter=_params.num_total_tokens)
+    time_to_first_token_ns: int | None = attrs.field(default=None, converter=_params.time_to_first_token_ns)
     #: The published ``events`` (reasoning, tool calls, ... as JSON objects); sent as given.
     events = _Extra[list[dict[str, Any]] | None]("events")
 
@@ -412,7 +414,7 @@ class ToolSpan(Record):
 
     type: ClassVar[str] = "tool"
 
-    tool_call_id: str | None = None
+    tool_call_id: str | None = attrs.field(default=None, converter=_params.tool_call_id)
 
     @property
     def spans(self) -> tuple[()]:

@@ -4,6 +4,7 @@ shapes."""
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import uuid
@@ -15,11 +16,7 @@ from collector_process import CollectorProcess
 from pydantic import BaseModel, Field
 from sdk_helpers import tree_lines
 
-import galileo.decorator
 from galileo import galileo_context, log
-
-#: Whether this build's start_trace takes dataset fields (they come with the logger's published signature).
-_TAKES_DATASET = getattr(galileo.decorator, "_TAKES_DATASET", False)
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +111,47 @@ def test_tool_and_agent_spans_take_tool_call_id_and_agent_type(
     assert (agent["type"], agent["agent_type"], agent["tags"]) == ("agent", "planner", ["agents"])
     assert (tool["type"], tool["tool_call_id"], tool["output"]) == ("tool", "call-1", "tool call output")
     assert json.loads(tool["input"]) == {"input": "ship it"}
+
+
+def test_an_enum_agent_type_and_an_empty_tools_default_are_kept(
+    collector_env: CollectorProcess, _env: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class AgentType(str, enum.Enum):
+        planner = "planner"
+
+    @log(span_type="llm")
+    def chat(prompt: str, model: str = "gpt-4o", tools: list[dict[str, Any]] = []) -> str:  # noqa: B006
+        return "ok"
+
+    @log(span_type="agent")
+    def plan(goal: str, agent_type: AgentType = AgentType.planner) -> str:
+        return chat(goal)
+
+    with caplog.at_level(logging.WARNING, logger="galileo"):
+        plan("ship it")
+    tree = only_trace(collector_env, _env)
+    agent = tree["spans"][0]
+    assert (agent["agent_type"], agent["spans"][0]["tools"]) == ("planner", [])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_params_redacted_output_reaches_workflow_and_agent_spans(
+    collector_env: CollectorProcess, _env: str
+) -> None:
+    @log(span_type="agent", params={"redacted_output": "[agent answer]"})
+    def agent(question: str) -> str:
+        return "agent secret"
+
+    @log(params={"redacted_output": "[workflow answer]"})
+    def workflow(question: str) -> str:
+        return agent(question)
+
+    workflow("q")
+    tree = only_trace(collector_env, _env)
+    outer = tree["spans"][0]
+    inner = outer["spans"][0]
+    assert (outer["output"], outer["redacted_output"]) == ("agent secret", "[workflow answer]")
+    assert (inner["output"], inner["redacted_output"]) == ("agent secret", "[agent answer]")
 
 
 def test_an_argument_called_name_names_the_span_unless_log_names_it(
@@ -294,7 +332,6 @@ class Record(BaseModel):
     metadata: dict[str, str] | None = None
 
 
-@pytest.mark.skipif(not _TAKES_DATASET, reason="start_trace takes no dataset fields in this build")
 def test_dataset_record_gives_the_trace_its_dataset_fields(
     collector_env: CollectorProcess, _env: str
 ) -> None:
