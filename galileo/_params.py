@@ -2,11 +2,12 @@
 
 A record's numbers (status code, step number, durations, token counts, temperature), its text fields (name,
 external id, model, finish reason, tool call id) and an llm span's tools are checked by attrs converters on
-the record classes of :mod:`galileo.schema` (at construction and on assignment), and ``duration_ns`` once
-more where a span is timed (``GalileoLogger._place``): a value that does not fit is left out (None; a name
-"") with one WARNING per field name until ``galileo_context.reset()``, naming the field and the value's
-type, never the value. So a misuse never raises into the caller and never makes a batch's body fail to
-build or be refused (which would cost every record in it).
+the record classes of :mod:`galileo.schema` (at construction; what the logger assigns later, a concluding
+``status_code`` or ``duration_ns``, it checks itself, in ``GalileoLogger._place`` and ``_finish``): a value
+that does not fit is left out (None; a name "") with one WARNING per field name until
+``galileo_context.reset()``, naming the field and the value's type, never the value. So a misuse never raises
+into the caller and never makes a batch's body fail to build or be refused (which would cost every record in
+it).
 
 Text fields take strings only; integers take what ``operator.index`` takes (numpy integers too), never
 bools; a temperature takes any real number; tools take a list or tuple of mappings (copied as dicts; ``[]``

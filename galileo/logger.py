@@ -682,8 +682,9 @@ class GalileoLogger(PublishedLoggerApi):
             record.duration_ns = duration_ns if duration_ns is not None else now - entry.start_ns
         elif duration_ns is not None:
             record.duration_ns = duration_ns
-        if status_code is not None:
-            record.status_code = status_code
+        if status_code is not None:  # records check their fields when built, not on assignment (a hook on
+            # every attribute set cost 1.2 us a set, 80x the plain one: see galileo.schema)
+            record.status_code = status_code if type(status_code) is int else _params.status_code(status_code)
         return now
 
     def get_tracing_headers(self) -> dict[str, str]:
