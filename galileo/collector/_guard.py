@@ -222,13 +222,14 @@ class Guard:
         origin = headers.get("origin")
         if method in _UNSAFE and origin is not None and not _same_origin(origin, headers.get("host")):
             return _Answer(403, "cross-origin request refused")
-        if access.api_key is not None and not public and access.refusal(headers) is not None:
+        refused = None if access.api_key is None or public else access.refusal(headers)
+        if refused is not None:
             if method == "GET" and "text/html" in headers.get("accept", ""):
                 target = path + (
                     f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
                 )
                 return _Answer(303, "log in first", location=f"/login?next={quote(target, safe='')}")
-            return _Answer(401, access.refusal(headers) or "", challenge=True)
+            return _Answer(401, refused, challenge=True)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return _too_large(limit)

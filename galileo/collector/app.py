@@ -125,12 +125,8 @@ class _Collector:
         """The request's JSON body (parsed once per request), or a 422 answer when it is not JSON."""
         cached: tuple[Any, JSONResponse | None] | None = getattr(request.state, "json_body", None)
         if cached is None:
-            raw = await request.body()
             try:
-                if len(raw) > _OFF_LOOP_BYTES:
-                    cached = (await run_in_threadpool(parse_json, raw), None)
-                else:
-                    cached = (parse_json(raw), None)
+                cached = (await self._sized(request, parse_json, await request.body()), None)
             except BodyError as exc:
                 cached = (None, _error(422, [exc.problem]))
             request.state.json_body = cached
@@ -140,19 +136,23 @@ class _Collector:
         body, failure = await self._json(request)
         if failure is not None:
             return body, failure
-        if len(await request.body()) > _OFF_LOOP_BYTES:
-            problems = await run_in_threadpool(_validation.validate, root, body)
-        else:
-            problems = _validation.validate(root, body)
+        problems = await self._sized(request, _validation.validate, root, body)
         if problems:
             logger.info("rejected %s %s: %s", request.method, request.url.path, problems[0]["msg"])
             return body, _error(422, problems)
         return body, None
 
     async def _store_records(self, request: Request, records: list[Record]) -> int:
+        stored: int = await self._sized(request, self.store.add_records, records)
+        return stored
+
+    @staticmethod
+    async def _sized(request: Request, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)`` for this request's body: on a worker thread when the body is over
+        :data:`_OFF_LOOP_BYTES`, else on the event loop (where the thread hop would cost more)."""
         if len(await request.body()) > _OFF_LOOP_BYTES:
-            return await run_in_threadpool(self.store.add_records, records)
-        return self.store.add_records(records)
+            return await run_in_threadpool(work, *args)
+        return work(*args)
 
     def _authenticated(self, handler: Endpoint) -> Endpoint:
         challenge = {"WWW-Authenticate": "Bearer"}
