@@ -80,8 +80,8 @@ class Tree:
         self.owner = _owner()
         self.stack: list[_Open] = []
         self.traces: list[schema.Trace] = []
-        self.outbox: _sender.TraceOutbox | None = None
-        self.outboxes: list[_sender.Outbox] = []
+        self.outbox: _sender.Handle | None = None
+        self.outboxes: list[_sender.Handle] = []
         self.upstream_trace_id = trace_id
         self.upstream_parent_id = parent_id or trace_id
         if trace_id is not None:
@@ -323,7 +323,7 @@ def current_defaults() -> Defaults:
 
 _loggers: dict[Key, ContextLogger] = {}
 _loggers_lock = threading.Lock()
-_handed: list[_sender.Outbox] = []  # what outermost calls handed to the sender, for galileo_context.flush()
+_handed: list[_sender.Handle] = []  # what outermost calls handed to the sender, for galileo_context.flush()
 _handed_lock = threading.Lock()
 _prune_at = 256
 
@@ -386,7 +386,7 @@ def all_loggers() -> list[ContextLogger]:
         return list(_loggers.values())
 
 
-def take_handed() -> list[_sender.Outbox]:
+def take_handed() -> list[_sender.Handle]:
     """The outboxes handed to the sender since the last call (for galileo_context.flush())."""
     with _handed_lock:
         outboxes, _handed[:] = list(_handed), []

@@ -299,19 +299,13 @@ def _path_to(root: schema.Record, target: schema.Record) -> list[schema.Record]:
     return []
 
 
-def _wait(outboxes: list[_sender.Outbox], timeout: float | None) -> int:
-    by_sender: dict[_sender.Sender, list[_sender.Outbox]] = {}
-    for outbox in outboxes:
-        by_sender.setdefault(outbox.sender, []).append(outbox)
-    pending = 0
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for sender, mine in by_sender.items():
-        if _must_not_block():
-            pending += sender.busy_pending(mine)[1]
-        else:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            pending += sender.wait(mine, left)
-    return pending
+def _wait(outboxes: list[_sender.Handle], timeout: float | None) -> int:
+    sender = _sender.current()
+    if not outboxes or sender is None:  # (none: a sender from before a fork or a reset)
+        return 0
+    if _must_not_block():
+        return sender.busy_pending(outboxes)[1]
+    return sender.wait(outboxes, timeout)
 
 
 #: Scopes decorated calls and hands out the process's loggers; see the module docstring.

@@ -49,7 +49,7 @@ class PublishedLoggerApi:
     _lock: threading.RLock
     _stack: list[_Open]
     _traces: list[schema.Trace]
-    _outbox: _sender.TraceOutbox | None
+    _outbox: _sender.Handle | None
     _upstream_trace_id: str | None
     _upstream_parent_id: str | None
     _disabled: bool
@@ -109,7 +109,7 @@ class PublishedLoggerApi:
         return None if ids is None else ids.log_stream_id
 
     def _resolved(self) -> _transport.TargetIds | None:
-        return _transport.get_client(self._config)._ids.get(self._target)
+        return _sender.get_sender(self._config).known_ids(self._config, self._target)
 
     # -- the parent stack --------------------------------------------------------------------------------
     def previous_parent(self) -> schema.Record | None:
@@ -293,7 +293,7 @@ class PublishedLoggerApi:
         sender = _sender.get_sender(self._config)
         await asyncio.get_running_loop().run_in_executor(None, sender.wait, [outbox], _INGEST_WAIT)
 
-    def _submit_request(self, request: Any) -> _sender.Outbox | None:
+    def _submit_request(self, request: Any) -> _sender.Handle | None:
         traces = [t for t in getattr(request, "traces", None) or () if isinstance(t, schema.Trace)]
         if not traces:
             _log.warning("galileo: ingest_traces: the request holds no traces of this SDK: nothing sent")
@@ -309,16 +309,15 @@ class PublishedLoggerApi:
         from galileo.logger import _count_records
 
         records = sum(_count_records(t) for t in traces)
-        client = _transport.get_client(self._config)
         session = None
         session_id = getattr(request, "session_id", None)
         if session_id is not None:
             checked = _sessions.check_session_id(session_id)
             session = None if checked is None else _sessions.SessionRef(checked)
-        return _sender.get_sender(self._config).submit_batch(client, target, traces, records, session)
+        return _sender.get_sender(self._config).submit_batch(self._config, target, traces, records, session)
 
 
-def _hand_subtree(outbox: _sender.TraceOutbox, span: schema.ParentRecord) -> None:
+def _hand_subtree(outbox: _sender.Handle, span: schema.ParentRecord) -> None:
     """Hand the children of ``span`` (a span the caller built whole, already handed over) to ``outbox``, each
     after its parent, and conclude every parent record after its children, as the logger does for its own."""
     levels: list[tuple[schema.ParentRecord, Iterator[schema.Span]]] = [(span, iter(span.spans))]

@@ -502,6 +502,10 @@ class Client:
             return Result(Outcome.RETRY, detail=f"{what}: unexpected {type(exc).__name__}")
 
     # -- project and log stream -------------------------------------------------------------------------
+    def known_ids(self, target: Target) -> TargetIds | None:
+        """The ids ``target`` was resolved to, if it was (no I/O)."""
+        return self._ids.get(target)
+
     def resolve(self, target: Target) -> TargetIds:
         """Project and log stream ids for ``target``: looked up or created once per process, then cached."""
         cached = self._ids.get(target)

@@ -78,7 +78,7 @@ from galileo._context import RequestState, SpanFrame, request_state, span_frame
 from galileo._ingestion import IngestionHook
 from galileo._logger_api import PublishedLoggerApi, _agent_type, _events, _set_dataset
 from galileo._timestamps import created_at_or_now
-from galileo._transport import Result, Target, get_client
+from galileo._transport import Result, Target
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
@@ -259,8 +259,8 @@ class GalileoLogger(PublishedLoggerApi):
         self.local_metrics = list(local_metrics) if local_metrics else None
         if self.local_metrics:
             _log.warning("galileo: local_metrics are accepted but not computed by this SDK (see the README)")
-        self._outbox: _sender.TraceOutbox | None = None
-        self._outboxes: list[_sender.TraceOutbox] = []
+        self._outbox: _sender.Handle | None = None
+        self._outboxes: list[_sender.Handle] = []
         self._prune_at = _PRUNE_OUTBOXES  # see _enqueue_all
         # Set for the request logger of TracingMiddleware (see _for_request):
         self._request: RequestState | None = None
@@ -392,7 +392,7 @@ class GalileoLogger(PublishedLoggerApi):
                 _sender.at_exit(_flush_unflushed)
             return
         self._outbox = outbox = _sender.get_sender(config).open_trace(
-            get_client(config), self._target, trace.id, owned=True, session=self._session
+            config, self._target, trace.id, owned=True, session=self._session
         )
         self._outboxes.append(outbox)
         outbox.add(trace, None)
@@ -746,7 +746,8 @@ class GalileoLogger(PublishedLoggerApi):
         session = self._new_session(name, previous_session_id, external_id, metadata)
         if session is None or _must_not_block():
             return None
-        return self._resolve_session(session, session.resolve(get_client(self._config), self._target))
+        resolved = _sender.get_sender(self._config).resolve_session(self._config, self._target, session)
+        return self._resolve_session(session, resolved)
 
     async def async_start_session(
         self,
@@ -761,7 +762,8 @@ class GalileoLogger(PublishedLoggerApi):
         if session is None:
             return None
         loop = asyncio.get_running_loop()
-        resolved = await loop.run_in_executor(None, session.resolve, get_client(self._config), self._target)
+        resolve = _sender.get_sender(self._config).resolve_session
+        resolved = await loop.run_in_executor(None, resolve, self._config, self._target, session)
         return self._resolve_session(session, resolved)
 
     def set_session(self, session_id: str) -> None:
@@ -966,13 +968,13 @@ class GalileoLogger(PublishedLoggerApi):
             self._outboxes.clear()
             self._traces.clear()
 
-    def _forget(self, outboxes: Sequence[_sender.Outbox]) -> None:
+    def _forget(self, outboxes: Sequence[_sender.Handle]) -> None:
         """Forget outboxes found idle (delivered): a later flush has nothing to wait for in them."""
         done = set(outboxes)
         with self._lock:
             self._outboxes = [ob for ob in self._outboxes if ob not in done]
 
-    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Outbox]]:
+    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Handle]]:
         """Conclude and hand over: (traces since the last flush, the outboxes that may still have work).
 
         Takes no sender lock: the caller asks the sender what is pending only if it wants to know. A
@@ -1009,8 +1011,7 @@ class GalileoLogger(PublishedLoggerApi):
             self._hook_jobs = (*self._hook_jobs, job)  # a tuple: request loggers share their template's ()
             return traces, []
         sender = _sender.get_sender(self._config)
-        client = get_client(self._config)
-        return traces, [sender.submit_batch(client, self._target, traces, records, self._session)]
+        return traces, [sender.submit_batch(self._config, self._target, traces, records, self._session)]
 
     def _prune(self) -> None:
         """Forget delivered outboxes once the list is longer than ``_prune_at`` (see :meth:`_enqueue_all`)."""
@@ -1177,12 +1178,10 @@ class GalileoLogger(PublishedLoggerApi):
             if self._config.mode == "distributed" and self._outbox is not None:
                 self._outbox.conclude(record.id)
 
-    def _outbox_for_span(self) -> _sender.TraceOutbox | None:
+    def _outbox_for_span(self) -> _sender.Handle | None:
         if self._outbox is None and self._upstream_trace_id is not None:
             sender = _sender.get_sender(self._config)
-            self._outbox = sender.open_trace(
-                get_client(self._config), self._target, self._upstream_trace_id, owned=False
-            )
+            self._outbox = sender.open_trace(self._config, self._target, self._upstream_trace_id, owned=False)
             self._outboxes.append(self._outbox)
         return self._outbox
 

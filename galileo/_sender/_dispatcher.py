@@ -1,0 +1,387 @@
+"""The dispatcher: one thread that owns all sending state and decides what goes when.
+
+Everything the sender knows lives here and is touched by this thread only, so nothing in it takes a lock:
+the outboxes with work (and which of them are ready, which wait on a timer), each API's health, the
+counters, and who waits for what. Other threads talk to it through one event queue (``events``, a deque
+they append to): loggers hand records over (:mod:`galileo._sender._handle`), the I/O threads post each
+request's result (:mod:`galileo._sender._io`), and callers post waits (flush, shutdown). Each *step* of the
+dispatcher takes every event in, moves the outboxes whose time has come to the ready queue, plans requests
+for the ready ones and gives them to the I/O threads, answers the waits that are settled, and publishes the
+counters (:meth:`step`). Between steps it sleeps until the next timer, or until woken.
+
+Time is a heap of (when, outbox) entries: a new trace's :data:`LINGER`, a retry's backoff, an API's pause
+(Retry-After, an outage). Waiting never blocks a thread.
+
+Yielding to requests: the sender's CPU is the application's (one process, one interpreter lock), so while
+``TracingMiddleware`` serves requests (``activity``), ready records are held until the last request in
+flight ends and none has ended for :data:`QUIET` (a burst is served one request after another), never
+longer than :data:`YIELD_CAP`. A request handler never wakes this thread: while requests came within
+:data:`DUTY`, the dispatcher looks on its own every :data:`YIELD_CAP`; the last request out wakes it QUIET
+later from its event loop, if no other request came. Only a thread handing over while the dispatcher sleeps
+with nothing to do wakes it. Records a downstream service is about to point at (``get_tracing_headers()``),
+flushes and shutdowns go at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import math
+from typing import Any
+
+from galileo._context import activity
+from galileo._sender import _handle
+from galileo._sender._accounts import Accounts
+from galileo._sender._health import ApiHealth
+from galileo._sender._io import traces_in
+from galileo._sender._outbox import Request, Tally, TraceOutbox
+from galileo._sender._plan import plan
+from galileo._sender._waits import Wait, Waits
+from galileo._transport import Client, Result
+
+__all__ = ["DUTY", "LINGER", "QUIET", "YIELD_CAP", "Dispatcher"]
+
+#: A new trace's records wait this long, so that what a request logs together goes together.
+LINGER = 0.005
+#: The longest records are held back while requests are served.
+YIELD_CAP = 0.05
+#: ... and, once no request is in flight, until none has ended for this long.
+QUIET = 0.02
+#: While requests came within this many seconds, the dispatcher looks on its own every YIELD_CAP.
+DUTY = 10.0
+
+_RESULT, _PRIORITY, _WAIT, _ABANDON, _SESSION, _STOP = range(10, 16)
+Handle = _handle.Handle
+
+
+class Dispatcher:
+    """The state behind the sender, and the steps that change it (the dispatcher thread's only)."""
+
+    def __init__(self, accounts: Accounts, retry_window: float, submit: Any, max_in_flight: int) -> None:
+        self.accounts = accounts
+        #: Requests under way at most (one per I/O thread): the rest stays ready, and what becomes ready
+        #: meanwhile joins it, so under load bodies grow instead of exchanges multiplying.
+        self.max_in_flight = max_in_flight
+        self.retry_window = retry_window
+        self.events: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._submit = submit  # (request) -> None: to the I/O threads
+        self._busy: set[Handle] = set()  # handles whose outbox has work
+        self._by_trace: dict[str, set[Handle]] = {}
+        self._ready: collections.deque[Handle] = collections.deque()
+        self._timers: list[tuple[float, int, Handle]] = []
+        self._seq = itertools.count()
+        self._health: dict[Client, ApiHealth] = {}
+        self._probe_waiters: dict[Client, list[Handle]] = {}
+        self._in_flight: set[Request] = set()
+        self.waits = Waits()
+        self._held_since: float | None = None  # ready records held for requests since then
+        self.urgent = False  # a flush or shutdown waits: nothing is held back
+        self.stopped = False
+
+    # -- one step --------------------------------------------------------------------------------------
+    def step(self, now: float) -> float | None:
+        """Take events in, send what may go, answer waits; return when to step again (None: when woken)."""
+        self._take_events(now)
+        self._release_due(now)
+        hold_until = self._hold_until(now)
+        if hold_until is None:
+            self._dispatch(now)
+        report_at = self.accounts.report_due(now)
+        self.accounts.publish()
+        self.waits.answer(self)
+        wake_at = min(
+            self._timers[0][0] if self._timers else math.inf,
+            hold_until if hold_until is not None else math.inf,
+            report_at if report_at is not None else math.inf,
+        )
+        if wake_at == math.inf and (activity.active or now - activity.ended_at < DUTY):
+            wake_at = now + YIELD_CAP  # on duty: what requests log needs no wake-up
+        return None if wake_at == math.inf else wake_at
+
+    def _take_events(self, now: float) -> None:
+        events, pop = self.events, self.events.popleft
+        while events:
+            kind, a, b, c = pop()
+            if kind == _handle.ADD:
+                self._add(a, b, c, now)
+            elif kind == _handle.CONCLUDE:
+                a.outbox.conclude(b)
+                self._touch(a, now)
+            elif kind == _handle.COMPLETE:
+                tally = a.outbox.complete(b)
+                if tally is not None:
+                    self._count(a, tally)
+                self._touch(a, now)
+            elif kind == _RESULT:
+                self._answered(a, b, now)
+            elif kind == _handle.BATCH:
+                self.accounts.taken += a.handed
+                self.accounts.pending += a.handed
+                self._touch(a, now)
+            elif kind == _PRIORITY:
+                self._prioritize(a, now)
+            elif kind == _WAIT:
+                self.waits.add(a)
+                if a.urgent:
+                    self.urgent = True
+                    self._release_all(now)
+            elif kind == _ABANDON:
+                a.pending = self.abandon_all()
+                a.done.set()
+            elif kind == _SESSION:
+                self.note_session_failed(a)
+            elif kind == _STOP:
+                self.stopped = True
+                self.waits.release()
+
+    def _add(self, handle: Handle, record: Any, parent_id: str | None, now: float) -> None:
+        accounts = self.accounts
+        accounts.taken += 1
+        accounts.pending += 1
+        outbox = handle.outbox
+        assert isinstance(outbox, TraceOutbox)
+        if not outbox.nodes and handle not in self._busy:  # a new trace: let what comes with it come
+            outbox.not_before = max(outbox.not_before, now + LINGER)
+        tally = outbox.add(record, parent_id)
+        if tally is not None:
+            self._count(handle, tally)
+        self._touch(handle, now)
+
+    def _touch(self, handle: Handle, now: float) -> None:
+        """Register ``handle`` as having work; it is scheduled at the end of the events (see _schedule)."""
+        if handle not in self._busy:
+            self._busy.add(handle)
+            handle.idle = False
+            outbox = handle.outbox
+            if isinstance(outbox, TraceOutbox):
+                self._by_trace.setdefault(outbox.trace_id, set()).add(handle)
+        self._schedule(handle, now)
+
+    def _count(self, handle: Handle, tally: Tally, *, admitted: bool = True) -> None:
+        self.accounts.settle(tally, admitted=admitted)
+        handle.settled += tally.sent + sum(tally.dropped.values())
+
+    # -- scheduling -----------------------------------------------------------------------------------
+    def _others_busy(self, handle: Handle) -> bool:
+        outbox = handle.outbox
+        if not isinstance(outbox, TraceOutbox):
+            return False
+        mates = self._by_trace.get(outbox.trace_id)
+        return mates is not None and any(h is not handle for h in mates)
+
+    def _schedule(self, handle: Handle, now: float) -> None:
+        """Put ``handle`` where its next request is found: ready, on a timer, or nowhere (idle, or
+        waiting for answers)."""
+        outbox = handle.outbox
+        if outbox.idle():
+            self._retire(handle, now)
+            return
+        if handle.in_ready:
+            return
+        if outbox.not_before > now and not (self.urgent and outbox.attempts == 0):
+            if handle.timer_at != outbox.not_before:
+                handle.timer_at = outbox.not_before
+                heapq.heappush(self._timers, (outbox.not_before, next(self._seq), handle))
+            return
+        if outbox.has_ready(self._others_busy(handle)):
+            handle.in_ready = True
+            (self._ready.appendleft if handle.priority else self._ready.append)(handle)
+
+    def _retire(self, handle: Handle, now: float) -> None:
+        """``handle`` has nothing left to do: forget it; a trace's owner may now complete it."""
+        handle.idle = True
+        if handle not in self._busy:
+            return
+        self._busy.discard(handle)
+        outbox = handle.outbox
+        if isinstance(outbox, TraceOutbox):
+            mates = self._by_trace.get(outbox.trace_id)
+            if mates is not None:
+                mates.discard(handle)
+                if not mates:
+                    del self._by_trace[outbox.trace_id]
+                for mate in list(mates):
+                    self._schedule(mate, now)
+
+    def _release_due(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            when, _, handle = heapq.heappop(timers)
+            if handle.timer_at == when:
+                handle.timer_at = math.inf
+                self._schedule(handle, now)
+
+    def _release_all(self, now: float) -> None:
+        """A flush or shutdown waits: what lingers or yields goes now (backoffs are kept)."""
+        for handle in list(self._busy):
+            if handle.outbox.attempts == 0:
+                handle.outbox.not_before = 0.0
+                handle.timer_at = math.inf
+            self._schedule(handle, now)
+
+    def _prioritize(self, handle: Handle, now: float) -> None:
+        handle.priority = True
+        outbox = handle.outbox
+        if outbox.attempts == 0:  # no backoff to honour: end the linger, another service is waiting
+            outbox.not_before = 0.0
+        if handle.in_ready:
+            self._ready.remove(handle)
+            handle.in_ready = False
+        self._schedule(handle, now)
+
+    def _hold_until(self, now: float) -> float | None:
+        """While requests are served, hold ready records back (see the module docstring): until when."""
+        if not self._ready or self.urgent or self._ready[0].priority:
+            self._held_since = None
+            return None
+        if not activity.active and now - activity.ended_at >= QUIET:
+            self._held_since = None
+            return None
+        if self._held_since is None:
+            self._held_since = now
+        cap = self._held_since + YIELD_CAP
+        if now >= cap:
+            self._held_since = None
+            return None
+        activity.holding = True  # the last request out wakes this thread, QUIET later
+        return cap if activity.active else min(cap, activity.ended_at + QUIET)
+
+    # -- sending --------------------------------------------------------------------------------------
+    def _health_of(self, client: Client) -> ApiHealth:
+        health = self._health.get(client)
+        if health is None:
+            health = self._health[client] = ApiHealth(client)
+        return health
+
+    def _dispatch(self, now: float) -> None:
+        """Plan a request for each ready outbox whose API takes writes now, and hand it to the I/O."""
+        ready, self._ready = self._ready, collections.deque()
+        for handle in ready:
+            handle.in_ready = False
+        while ready:
+            if self.accounts.in_flight >= self.max_in_flight:  # the rest waits its turn, in order
+                left: collections.deque[Handle] = collections.deque()
+                for handle in ready:
+                    if not handle.in_ready:
+                        handle.in_ready = True
+                        left.append(handle)
+                left.extend(self._ready)
+                self._ready = left
+                break
+            handle = ready.popleft()
+            outbox = handle.outbox
+            health = self._health_of(outbox.client)
+            if not health.may_send(now):
+                self._wait_out(handle, health, now)
+                continue
+            request = outbox.take(self._others_busy(handle))
+            if request is not None:
+                request.owner = handle
+            if request is None:
+                self._schedule(handle, now)
+                continue
+            health.sending()
+            if not health.down:
+                request = plan(request, ready, self._others_busy)
+            self._send(request)  # (the other traces' outboxes stay in ``ready``, for their next request)
+            self._schedule(handle, now)
+            if health.down:  # one probe at a time: the rest waits for its answer
+                for other in self._ready:
+                    other.in_ready = False
+                ready.extend(self._ready)
+                self._ready = collections.deque()
+
+    def _send(self, request: Request) -> None:
+        self.accounts.in_flight += 1
+        self._in_flight.add(request)
+        self._submit(request)
+
+    def _wait_out(self, handle: Handle, health: ApiHealth, now: float) -> None:
+        """``handle``'s API takes no write now: wait for its probe's answer, or for its pause to end (or
+        the retry window, to give up on time)."""
+        outbox = handle.outbox
+        if health.down and outbox.expired(now):
+            reason = "auth_failed" if health.reason == "auth" else "retry_window_exceeded"
+            self._count(handle, outbox.abandon(reason))
+            self._schedule(handle, now)
+            return
+        if health.probing:
+            self._probe_waiters.setdefault(health.client, []).append(handle)
+            return
+        until = health.paused_until
+        if outbox.first_failure is not None:
+            until = min(until, outbox.first_failure + self.retry_window + 0.001)
+        outbox.not_before = max(outbox.not_before, until)
+        self._schedule(handle, now)
+
+    def _answered(self, request: Request, result: Result, now: float) -> None:
+        if request not in self._in_flight:
+            return  # given up at a shutdown, which counted it
+        self._in_flight.discard(request)
+        self.accounts.in_flight -= 1
+        outbox = request.outbox
+        health = self._health_of(outbox.client)
+        if health.observe(result, now, self.accounts.pending, self.retry_window):
+            for handle in [*self._probe_waiters.pop(outbox.client, ()), *self._busy]:
+                waiting = handle.outbox
+                if waiting.client is outbox.client and waiting.not_before > now:
+                    waiting.not_before = now
+                    waiting.first_failure = None
+                self._schedule(handle, now)
+        elif not health.probing:
+            for handle in self._probe_waiters.pop(outbox.client, ()):
+                self._schedule(handle, now)  # the next pause, or the next probe
+        session = outbox.session if request.kind in ("traces", "batch") else None
+        if session is not None and session.failed and result.status is not None and result.status < 300:
+            self.note_session_failed(session)
+            self.accounts.count("traces_without_session", traces_in(request))
+        for part in request.parts or [request]:
+            handle = _owner(part)
+            self._count(handle, handle.outbox.settle(part, result, now, shared=request.parts is not None))
+            self._schedule(handle, now)
+
+    def note_session_failed(self, session: Any) -> None:
+        if session.failed and not session.counted:
+            session.counted = True
+            self.accounts.count("sessions_failed")
+
+    # -- waits and shutdown ---------------------------------------------------------------------------
+    def settled(self, wait: Wait) -> bool:
+        """Whether ``wait`` may return: its handles are idle, or every busy one's API is known to be down
+        and none of them has a request in flight."""
+        handles = self._busy if wait.handles is None else [h for h in wait.handles if not h.idle]
+        busy = [h for h in handles if h in self._busy]
+        if not busy:
+            return True
+        if not all(self._health_of(h.outbox.client).known_down for h in busy):
+            return False
+        return not any(r.outbox in {h.outbox for h in busy} for r in self._in_flight)
+
+    def pending_of(self, wait: Wait) -> int:
+        handles = self._busy if wait.handles is None else wait.handles
+        return sum(h.outbox.pending() for h in handles if h in self._busy)
+
+    def abandon_all(self) -> int:
+        """Shutdown: give up everything not delivered, what was sent and not answered as
+        ``shutdown_in_flight`` (the server may have stored it); return the records given up."""
+        given_up = 0
+        for handle in list(self._busy):
+            tally = handle.outbox.abandon("shutdown_timeout", "shutdown_in_flight")
+            given_up += sum(tally.dropped.values())
+            self._count(handle, tally)
+            self._retire(handle, 0.0)
+        self.accounts.in_flight -= len(self._in_flight)
+        self._in_flight.clear()
+        self._ready.clear()
+        self._timers.clear()
+        self._probe_waiters.clear()
+        self.accounts.report()
+        self.accounts.publish()
+        return given_up
+
+
+def _owner(request: Request) -> Handle:
+    owner = request.owner
+    assert isinstance(owner, Handle)
+    return owner
