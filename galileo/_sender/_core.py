@@ -27,7 +27,8 @@ from galileo._sender._accounts import Accounts
 from galileo._sender._dispatcher import QUIET, Dispatcher
 from galileo._sender._handle import BATCH, Handle
 from galileo._sender._io import IoPool, exchange
-from galileo._sender._outbox import BatchOutbox, Request, TraceOutbox
+from galileo._sender._outbox import BatchOutbox, Request
+from galileo._sender._trace import TraceOutbox
 from galileo._sender._waits import Wait
 from galileo._sessions import SessionRef
 from galileo._transport import Result, Target, TargetIds, get_client

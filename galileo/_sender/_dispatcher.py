@@ -35,8 +35,9 @@ from galileo._sender import _handle
 from galileo._sender._accounts import Accounts
 from galileo._sender._health import ApiHealth
 from galileo._sender._io import traces_in
-from galileo._sender._outbox import Request, Tally, TraceOutbox
+from galileo._sender._outbox import Request, Tally
 from galileo._sender._plan import plan
+from galileo._sender._trace import TraceOutbox
 from galileo._sender._waits import Wait, Waits
 from galileo._transport import Client, Result
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from galileo import schema
 from galileo._sender._accounts import Accounts
-from galileo._sender._outbox import Outbox, TraceOutbox
+from galileo._sender._outbox import Outbox
+from galileo._sender._trace import TraceOutbox
 
 __all__ = ["ADD", "BATCH", "COMPLETE", "CONCLUDE", "Handle"]
 

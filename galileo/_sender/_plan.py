@@ -15,7 +15,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from galileo._sender._outbox import MAX_RECORDS_PER_REQUEST, Request, TraceOutbox
+from galileo._sender._outbox import MAX_RECORDS_PER_REQUEST, Request
+from galileo._sender._trace import TraceOutbox
 from galileo._sessions import same_session
 
 __all__ = ["MAX_TRACES_PER_REQUEST", "plan"]
