@@ -90,8 +90,8 @@ class Accounts:
     def count(self, name: str, n: int = 1) -> None:
         self._counters[name] += n
 
-    def settle(self, tally: Tally, *, admitted: bool = True) -> None:
-        """Count what one outbox step did (``admitted``: its records were among those pending)."""
+    def settle(self, tally: Tally, *, report: bool = True) -> None:
+        """Count what one outbox step did; drops are reported now if the interval allows (``report``)."""
         if tally.sent:
             self._counters["sent"] += tally.sent
         if tally.updates_sent:
@@ -99,8 +99,7 @@ class Accounts:
         if tally.retried:
             self._counters["retried"] += tally.retried
         dropped = sum(tally.dropped.values())
-        if admitted:
-            self.pending -= tally.sent + dropped
+        self.pending -= tally.sent + dropped
         if dropped or tally.updates_dropped:
             self._dropped.update(tally.dropped)
             self._unreported.update(tally.dropped)
@@ -108,7 +107,7 @@ class Accounts:
             self._unreported_updates += sum(tally.updates_dropped.values())
             if tally.detail:
                 self._last_detail = tally.detail
-            if time.monotonic() - self._last_warning >= WARN_INTERVAL:
+            if report and time.monotonic() - self._last_warning >= WARN_INTERVAL:
                 self.report()
 
     def report_due(self, now: float) -> float | None:

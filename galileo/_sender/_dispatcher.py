@@ -159,8 +159,8 @@ class Dispatcher:
                 self._by_trace.setdefault(outbox.trace_id, set()).add(handle)
         self._schedule(handle, now)
 
-    def _count(self, handle: Handle, tally: Tally, *, admitted: bool = True) -> None:
-        self.accounts.settle(tally, admitted=admitted)
+    def _count(self, handle: Handle, tally: Tally, *, report: bool = True) -> None:
+        self.accounts.settle(tally, report=report)
         handle.settled += tally.sent + sum(tally.dropped.values())
 
     # -- scheduling -----------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ class Dispatcher:
         for handle in list(self._busy):
             tally = handle.outbox.abandon("shutdown_timeout", "shutdown_in_flight")
             given_up += sum(tally.dropped.values())
-            self._count(handle, tally)
+            self._count(handle, tally, report=False)  # (one report for them all, below)
             self._retire(handle, 0.0)
         self.accounts.in_flight -= len(self._in_flight)
         self._in_flight.clear()

@@ -7,8 +7,8 @@ thread (no lock). Two rules:
   codes") pauses every write to that API until it has passed, not only the request that got it.
 - **An API failing again and again is probed, not stormed.** After :data:`OUTAGE_AFTER` transient failures
   in a row (no answer, 408, 429, 5xx), or credentials refused even after a fresh login, the API is *down*:
-  writes pause (:data:`OUTAGE_PAUSE` doubling to ``BACKOFF_MAX`` with jitter; :data:`~galileo._sender.
-  _outbox.AUTH_PAUSE` after a refused login; Retry-After when longer), then one request at a time probes it
+  writes pause (:data:`OUTAGE_PAUSE` doubling to ``BACKOFF_MAX`` with jitter; ``AUTH_PAUSE`` after a
+  refused login; Retry-After when longer), then one request at a time probes it
   while the others wait. The first answer that is not trouble ends the outage and releases them all.
 
 One WARNING says an API is unreachable (at most once per :data:`WARN_INTERVAL` per API: one going down and
@@ -21,7 +21,8 @@ import logging
 import math
 import random
 
-from galileo._sender._outbox import AUTH_PAUSE, BACKOFF_MAX
+from galileo._sender import _outbox
+from galileo._sender._outbox import BACKOFF_MAX
 from galileo._transport import Client, Outcome, Result
 
 __all__ = ["OUTAGE_AFTER", "OUTAGE_PAUSE", "WARN_INTERVAL", "ApiHealth"]
@@ -113,7 +114,7 @@ class ApiHealth:
             self.failed_probes += 1
         self.failures += 1
         if result.outcome is Outcome.AUTH:
-            pause, reason = AUTH_PAUSE, "auth"
+            pause, reason = _outbox.AUTH_PAUSE, "auth"
         elif self.failures >= OUTAGE_AFTER:
             pause = min(OUTAGE_PAUSE * 2**self.failed_probes, BACKOFF_MAX) * random.uniform(0.5, 1.0)
             reason = "unreachable"
@@ -135,7 +136,7 @@ class ApiHealth:
                 "then dropped and counted in galileo.stats()",
                 self.client.api_url,
                 what,
-                AUTH_PAUSE,
+                _outbox.AUTH_PAUSE,
                 retry_window,
             )
             self.announced = True

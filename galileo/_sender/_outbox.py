@@ -172,7 +172,7 @@ class Outbox:
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
         if result.outcome is Outcome.AUTH:
-            delay = max(delay, AUTH_PAUSE)
+            delay = max(delay, AUTH_PAUSE)  # (read at call time: tests shorten it)
         # The last attempt goes when the window ends, not a whole backoff after it: give-up is on time.
         window_left = self.first_failure + self.retry_window - now
         self.not_before = max(self.not_before, now + min(delay, window_left + 0.001))
