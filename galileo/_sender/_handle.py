@@ -34,6 +34,7 @@ class Handle:
     """A logger's records of one trace (or one batch) on their way; see the module docstring."""
 
     __slots__ = (
+        "__weakref__",
         "_accounts",
         "_put",
         "_queue_size",
