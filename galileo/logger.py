@@ -139,9 +139,11 @@ class FlushResult(list[schema.Trace]):
     """What :meth:`GalileoLogger.flush` returns: the traces flushed, and ``pending``, the records of this
     logger not yet delivered (0 once everything was acknowledged).
 
-    After a flush that waited, ``pending`` is what was left when it returned. After one that did not wait
-    (inside a request, on an event loop) it is counted when first read: asking the sender costs a look
-    under its lock, which a request handler that never reads it should not pay for.
+    As published, the list (and so ``len(flush())``) holds the traces this flush *handed over*, in batch
+    mode, whether or not they were delivered by the time it returned: delivery is what ``pending`` says.
+    After a flush that waited, ``pending`` is what was left when it returned (a flush returns early, with
+    its records pending, when the API is known to be down: they are retried, then given up and counted,
+    as ever). After one that did not wait (inside a request, on an event loop) it is counted when first read.
     """
 
     def __init__(
