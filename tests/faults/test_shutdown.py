@@ -275,3 +275,47 @@ def test_a_script_that_ends_without_flushing_delivers_its_batch_traces(
 ) -> None:
     (_, _, unflushed), _, stderr = _run_script(collector_env, tmp_path)
     assert collector_env.trace(unflushed) is not None, f"the unflushed batch trace is lost:\n{stderr}"
+
+
+_NO_THREADS_AT_EXIT = """
+import atexit
+import threading
+
+from galileo import GalileoLogger
+
+
+def _as_python_312_does() -> None:
+    # Python 3.12+ refuses to start a thread once the interpreter exits; this 3.11 is told to do the same.
+    # Registered after the SDK's hook (atexit runs hooks last in, first out), so it runs before it.
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    threading.Thread.start = refuse  # type: ignore[method-assign]
+
+
+batch = GalileoLogger(project="faults", log_stream="script", mode="batch")
+trace = batch.start_trace(input="q", name="batch-unflushed-no-threads")
+batch.add_tool_span(input="x", output="y", name="tool")
+batch.conclude(output="done")
+atexit.register(_as_python_312_does)
+print(trace.id)
+"""
+
+
+def test_an_exit_that_can_start_no_thread_still_delivers_unflushed_batch_traces(
+    collector_env: CollectorProcess, tmp_path: Path
+) -> None:
+    script = tmp_path / "no_threads.py"
+    script.write_text(textwrap.dedent(_NO_THREADS_AT_EXIT))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=_env(collector_env, "script"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (trace_id,) = done.stdout.split()
+    tree = collector_env.trace(trace_id)
+    assert tree is not None and tree["name"] == "batch-unflushed-no-threads", done.stderr
+    assert "shutdown_timeout" not in done.stderr, done.stderr
