@@ -15,6 +15,7 @@ exit on Python 3.12+), a waiting caller runs the dispatcher's steps, and the exc
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,8 @@ from galileo._transport import Result, Target, TargetIds, get_client
 from galileo.config import GalileoConfig
 
 __all__ = ["Sender"]
+
+_log = logging.getLogger("galileo")
 
 _H = TypeVar("_H", bound=Handle)
 
@@ -159,6 +162,8 @@ class Sender:
     def close(self, timeout: float | None) -> int:
         """Deliver what is pending, waiting at most ``timeout``; give up the rest, counted (what was sent
         and not answered as ``shutdown_in_flight``); stop the threads. Returns the records given up."""
+        if self._thread is None and not self._events and not self._inline:
+            return 0  # never started, nothing handed over
         self._wait(Wait(None, urgent=True), timeout)
         given_up = Wait(None, urgent=True)
         self._put((_dispatcher._ABANDON, given_up, None, None), wake=True)
@@ -200,7 +205,11 @@ class Sender:
         dispatcher.stopped = False
         while True:
             wakeup.clear()
-            wake_at = dispatcher.step(time.monotonic())
+            try:
+                wake_at = dispatcher.step(time.monotonic())
+            except Exception:  # a bug: say so, and go on with the next events rather than stop sending
+                _log.exception("galileo: the sender failed in a step (a bug; please report it)")
+                wake_at = time.monotonic() + 0.05
             if dispatcher.stopped:
                 return
             if wake_at is None:

@@ -287,11 +287,6 @@ class Dispatcher:
                 request = plan(request, ready, self._others_busy)
             self._send(request)  # (the other traces' outboxes stay in ``ready``, for their next request)
             self._schedule(handle, now)
-            if health.down:  # one probe at a time: the rest waits for its answer
-                for other in self._ready:
-                    other.in_ready = False
-                ready.extend(self._ready)
-                self._ready = collections.deque()
 
     def _send(self, request: Request) -> None:
         self.accounts.in_flight += 1
