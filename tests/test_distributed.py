@@ -38,34 +38,45 @@ def dlogger(**kwargs: Any) -> GalileoLogger:
     return GalileoLogger(mode="distributed", **kwargs)
 
 
-def check_order(requests: list[dict[str, Any]], trace_ids: set[str]) -> None:
-    """The ordering rules, from what the collector saw: every write started after what it depends on."""
-    acked: dict[str, float] = {}  # record id -> when the request carrying it finished
-    parents: dict[str, str] = {}
+def check_order(
+    requests: list[dict[str, Any]], trace_ids: set[str], *, upstream: frozenset[str] = frozenset()
+) -> None:
+    """The ordering rules, from what the collector saw: no write arrived before what it depends on was
+    answered, and a trace's completion arrived after every other exchange of the trace had ended.
+
+    A request's ``arrived`` (stamped before any latency the collector injects: when it was sent) is compared
+    with the ``finished_at`` of the first accepted POST that carried the record it depends on (when that
+    was answered). ``upstream`` names parents another logger owns (an upstream service's span): their
+    children may go first, as that logger's sender alone knows when they are in.
+    """
+    answered: dict[str, float] = {}  # record id -> when the first POST carrying it was answered
+    for r in requests:
+        assert r["status"] == 200, r
+        validate(WRITE_ROOTS[kind(r)], r["body"])
+        if r["method"] == "POST":
+            for rid in r["record_ids"]:
+                answered.setdefault(rid, r["finished_at"])
     for r in requests:
         body = r["body"]
-        assert r["status"] == 200, r
-        validate(WRITE_ROOTS[kind(r)], body)
         if kind(r) == ("POST", "spans"):
-            # records of one request belong to one trace, and their parent was acknowledged before
+            # records of one request belong to one trace, and their parent's ingest was answered first
             assert body["trace_id"] in trace_ids
             parent = body["parent_id"]
-            if parent in acked:
-                assert r["received_at"] >= acked[parent], "a span POST started before its parent was in"
-            for rid in r["record_ids"]:
-                parents[rid] = parent
-        if kind(r) == ("PATCH", "spans"):
-            span_id = body["span_id"]
-            assert span_id in acked and r["received_at"] >= acked[span_id], "a PATCH before its ingest"
-        if kind(r) == ("PATCH", "traces"):
-            trace_id = body["trace_id"]
-            mine = [x for x in requests if x is not r and trace_id in _trace_of(x, parents)]
-            assert all(x["finished_at"] <= r["received_at"] for x in mine), "is_complete before its records"
-        for rid in r["record_ids"]:
-            acked.setdefault(rid, r["finished_at"])
+            if parent not in upstream:
+                assert parent in answered, f"a span POST under {parent}, which was never sent"
+                assert r["arrived"] >= answered[parent], (
+                    "a span POST arrived before its parent's was answered"
+                )
+        if r["method"] == "PATCH":
+            record_id = body["span_id" if kind(r) == ("PATCH", "spans") else "trace_id"]
+            assert record_id in answered and r["arrived"] >= answered[record_id], "a PATCH before its ingest"
+        completes = kind(r) == ("PATCH", "traces") or (kind(r) == ("POST", "traces") and body["is_complete"])
+        for trace_id in _trace_of(r) if completes else ():
+            mine = [x for x in requests if x is not r and trace_id in _trace_of(x)]
+            assert all(x["finished_at"] <= r["arrived"] for x in mine), "is_complete before its records"
 
 
-def _trace_of(request: dict[str, Any], parents: dict[str, str]) -> set[str]:
+def _trace_of(request: dict[str, Any]) -> set[str]:
     body = request["body"]
     if "traces" in body:
         return {t["id"] for t in body["traces"]}
@@ -326,7 +337,7 @@ def test_a_trace_concluded_before_it_went_goes_once_complete(collector_env: Coll
     owner.conclude(output="done")
     assert owner.flush(timeout=10).pending == 0 and other.flush(timeout=10).pending == 0
     sent = writes(collector_env)
-    check_order(sent, {shared.id})
+    check_order(sent, {shared.id}, upstream=frozenset({shared.id}))  # the other logger's span may go first
     assert [kind(r) for r in sent][-1] == ("PATCH", "traces")
     assert all(r["body"]["is_complete"] is False for r in sent if kind(r) == ("POST", "traces"))
 
@@ -601,7 +612,7 @@ def test_trace_completes_after_other_loggers_of_this_process(collector_env: Coll
     assert gateway.flush(timeout=10).pending == 0
     requests = writes(collector_env)
     assert kind(requests[-1]) == ("PATCH", "traces")
-    check_order(requests, {trace.id})
+    check_order(requests, {trace.id}, upstream=frozenset({headers["X-Galileo-Parent-ID"]}))
     assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
 
 

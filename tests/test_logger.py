@@ -207,13 +207,31 @@ def test_span_without_trace_warns_and_is_counted(
     assert logger.flush(timeout=10) == []
 
 
-def test_start_trace_while_active_concludes_the_first(collector_env: CollectorProcess) -> None:
-    logger = GalileoLogger(project="batch-rt", log_stream="twice")
-    first = logger.start_trace(input="one")
-    second = logger.start_trace(input="two")
-    logger.conclude()
-    assert [t.id for t in logger.flush(timeout=10)] == [first.id, second.id]
-    assert collector_env.trace(first.id) is not None
+@pytest.mark.parametrize("mode", ["batch", "distributed"])
+def test_start_trace_while_active_concludes_the_first(
+    collector_env: CollectorProcess, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    logger = GalileoLogger(project="batch-rt", log_stream=f"twice-{mode}", mode=mode)
+    first = logger.start_trace(input="one", name="first")
+    logger.add_workflow_span(input="w", name="left-open")
+    with caplog.at_level(logging.WARNING, logger="galileo"):
+        second = logger.start_trace(input="two", name="second")
+    assert any("concluding it first" in r.getMessage() for r in caplog.records)
+    logger.add_tool_span(input="x", output="y", name="of-second")
+    logger.conclude(output="second done")
+    flushed = logger.flush(timeout=10)
+    if mode == "batch":
+        assert [t.id for t in flushed] == [first.id, second.id]
+    galileo.shutdown(timeout=10)
+    assert galileo.stats()["dropped"] == 0
+
+    stored_first, stored_second = collector_env.trace(first.id), collector_env.trace(second.id)
+    assert stored_first is not None and stored_second is not None
+    assert tree_lines(stored_first) == ["trace:first", "  workflow:left-open"]
+    assert tree_lines(stored_second) == ["trace:second", "  tool:of-second"]
+    assert stored_first["is_complete"] is True, "the open trace was completed when the next one started"
+    assert stored_first["spans"][0]["metrics"]["duration_ns"] is not None, "its open span was concluded"
+    assert (stored_second["is_complete"], stored_second["output"]) == (True, "second done")
 
 
 def test_properties(collector_env: CollectorProcess) -> None:

@@ -22,9 +22,18 @@ A bad setting is answered 400 with a ``detail`` naming it, and changes nothing.
   body, whatever the settings (HTTP forbids one).
 * ``paths``: path prefixes the faults apply to (default ``["/v2/"]``, the trace and span writes); add
   ``"/login"`` to make logins fail, ``"/projects"`` for project and log-stream look-ups.
+* ``strict_parents`` (default false): behave as a strict server may (WIRE.md, Status codes) and refuse a
+  spans POST whose parent is not stored yet: 404 ``{"detail": "Parent <id> not found in trace <id>"}``,
+  nothing of the body stored. The parent is the trace record when ``parent_id`` is the trace's id, else a
+  span stored in that trace (spans nested in one body are stored with their container, so only the
+  request's top-level ``parent_id`` is looked up). The collector itself is lenient, as Galileo documents it:
+  without this setting it stores spans in any order and links them when their parent arrives. Refusals are
+  counted in ``parents_refused`` and marked ``parent_refused`` in ``/api/requests``
+  (:mod:`galileo.collector._request_log`). ``paths`` does not narrow it.
 
 Injected answers are made without handling the request: nothing is stored and nothing enters
-``/api/requests``. ``injected`` counts them.
+``/api/requests``. ``injected`` counts them. Latency is waited before the route handles the request, after
+``/api/requests`` noted its arrival (``arrived``, see :mod:`galileo.collector._request_log`).
 
 Refused connections and outages are not injected here: stop the collector (and start it again).
 """
@@ -80,7 +89,9 @@ class Faults:
     content_type: str | None = None
     body_size: int | None = None
     paths: list[str] = attrs.field(factory=lambda: ["/v2/"])
+    strict_parents: bool = False
     injected: int = 0
+    parents_refused: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, alias="_lock")
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,7 +105,9 @@ class Faults:
                 "content_type": self.content_type,
                 "body_size": self.body_size,
                 "paths": list(self.paths),
+                "strict_parents": self.strict_parents,
                 "injected": self.injected,
+                "parents_refused": self.parents_refused,
             }
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -124,6 +137,10 @@ class Faults:
                 ):
                     raise ValueError("paths must be a list of path prefixes starting with '/'")
                 parsed[name] = list(value)
+            elif name == "strict_parents":
+                if not isinstance(value, bool):
+                    raise ValueError("strict_parents must be true or false")
+                parsed[name] = value
             else:
                 raise ValueError(f"unknown fault setting {name!r}")
         with self._lock:
@@ -135,6 +152,16 @@ class Faults:
             self.latency_ms, self.fail_count, self.fail_status = 0.0, 0, 503
             self.retry_after, self.paths, self.injected = None, ["/v2/"], 0
             self.body = self.content_type = self.body_size = None
+            self.strict_parents, self.parents_refused = False, 0
+
+    def refuses_parents(self) -> bool:
+        """Whether a spans POST whose parent is not stored must be refused (``strict_parents``)."""
+        with self._lock:
+            return self.strict_parents
+
+    def count_parent_refused(self) -> None:
+        with self._lock:
+            self.parents_refused += 1
 
     def _shaped(self) -> bool:
         return self.body is not None or self.content_type is not None or self.body_size is not None

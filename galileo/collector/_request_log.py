@@ -1,10 +1,23 @@
 """The log of recent write requests behind ``GET|DELETE /api/requests``: a test endpoint, off by default.
 
 The collector keeps it only when started with ``--test-endpoints`` (``create_app(test_endpoints=True)``), for
-tests that check what a client sent and in which order. Each entry: ``seq`` (arrival order), ``method``,
-``path``, ``status`` (None until answered), ``received_at``/``finished_at`` (the collector's monotonic
-clock), ``record_ids`` (every trace/span id the body names, nested ones included, or the PATCHed id) and
-``body``: the parsed JSON of an accepted (2xx) request, None for any other.
+tests that check what a client sent and in which order. Each entry:
+
+* ``seq``: the order in which requests were handed to their route, ``method``, ``path``, ``status`` (None
+  until answered);
+* times on the collector's monotonic clock: ``arrived``, when the request reached the collector (its headers
+  read, before the guard reads its body and before any latency :mod:`galileo.collector._faults` injects),
+  ``received_at``, when its route began handling it (after that latency: kept for compatibility, but only
+  ``arrived`` says when a client sent something), and ``finished_at``, when it was answered;
+* ``record_ids``: every trace/span id the body names, nested ones included, or the PATCHed id;
+  ``trace_id``/``parent_id``: the links a spans POST names (None for other requests);
+  ``parent_refused``: true when the collector refused the spans because it had not stored their parent
+  (the ``strict_parents`` fault setting);
+* ``body``: the parsed JSON of an accepted (2xx) request, None for any other.
+
+The arrival is stamped by :class:`ArrivalStamp`, the outermost middleware of a collector with test endpoints,
+so ordering checks can compare when a request was *sent* (``arrived``) with when the requests it depends on
+were *answered* (``finished_at``) even when the collector holds every write for a while.
 
 Memory is bounded by bytes, not only by count: bodies are kept as the bytes that arrived (far smaller than
 their parsed form, parsed again when read), at most :data:`REQUEST_LOG_BYTES` of them and
@@ -19,12 +32,28 @@ import threading
 import time
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from galileo.collector._body import parse_json
 
-__all__ = ["REQUEST_LOG_BYTES", "REQUEST_LOG_SIZE", "RequestLog"]
+__all__ = ["ARRIVED", "REQUEST_LOG_BYTES", "REQUEST_LOG_SIZE", "ArrivalStamp", "RequestLog"]
 
 REQUEST_LOG_SIZE = 10_000
 REQUEST_LOG_BYTES = 64 * 1024 * 1024
+#: The ASGI scope key holding a request's arrival time (:func:`time.monotonic`), set by :class:`ArrivalStamp`.
+ARRIVED = "galileo.arrived"
+
+
+class ArrivalStamp:
+    """ASGI middleware noting when each HTTP request arrived, in ``scope[ARRIVED]``: put it outermost."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[ARRIVED] = time.monotonic()
+        await self.app(scope, receive, send)
 
 
 def _record_ids(body: Any) -> list[str]:
@@ -48,6 +77,17 @@ def _record_ids(body: Any) -> list[str]:
     return ids
 
 
+def _links(body: Any) -> tuple[str | None, str | None]:
+    """The ``trace_id`` and ``parent_id`` a spans POST names (None, None for any other body)."""
+    if not isinstance(body, dict) or not isinstance(body.get("spans"), list):
+        return None, None
+    trace_id, parent_id = body.get("trace_id"), body.get("parent_id")
+    return (
+        trace_id if isinstance(trace_id, str) else None,
+        parent_id if isinstance(parent_id, str) else None,
+    )
+
+
 class RequestLog:
     """A bounded ring of the write requests received, in arrival order. Entries are completed on finish."""
 
@@ -59,8 +99,15 @@ class RequestLog:
         self._lock = threading.Lock()
         self._seq = 0
 
-    def begin(self, method: str, path: str, raw: bytes, body: Any) -> dict[str, Any]:
-        """Note a request that passed authentication; ``raw`` is kept until :meth:`finish` says 2xx."""
+    def begin(
+        self, method: str, path: str, raw: bytes, body: Any, arrived: float | None = None
+    ) -> dict[str, Any]:
+        """Note a request that passed authentication; ``raw`` is kept until :meth:`finish` says 2xx.
+
+        ``arrived`` is when the request reached the collector (``scope[ARRIVED]``); now when not given.
+        """
+        now = time.monotonic()
+        trace_id, parent_id = _links(body)
         with self._lock:
             self._seq += 1
             entry = {
@@ -68,9 +115,13 @@ class RequestLog:
                 "method": method,
                 "path": path,
                 "status": None,
-                "received_at": time.monotonic(),
+                "arrived": now if arrived is None else arrived,
+                "received_at": now,
                 "finished_at": None,
                 "record_ids": _record_ids(body),
+                "trace_id": trace_id,
+                "parent_id": parent_id,
+                "parent_refused": False,
                 "raw": raw,
             }
             self._entries.append(entry)
@@ -78,10 +129,12 @@ class RequestLog:
             self._trim()
             return entry
 
-    def finish(self, entry: dict[str, Any], status: int) -> None:
+    def finish(self, entry: dict[str, Any], status: int, *, parent_refused: bool = False) -> None:
+        """Note the answer: its status, and whether it refused spans for want of their parent."""
         with self._lock:
             entry["status"] = status
             entry["finished_at"] = time.monotonic()
+            entry["parent_refused"] = parent_refused
             if not 200 <= status < 300 and entry["raw"]:
                 self._bytes -= len(entry["raw"])
                 entry["raw"] = b""

@@ -21,8 +21,9 @@ Collector routes (for the CLI and viewers; open without an API key, like the vie
 (latest traces; ``project_id``, ``log_stream_id`` and ``session_id`` filter them), ``GET /api/traces/{id}`` (a
 tree, across projects and log streams). Bad query parameters are 400. Test endpoints, served only with
 ``test_endpoints=True`` (``serve --test-endpoints``) and 404 otherwise: ``GET|DELETE /api/requests`` (the
-recent write requests, :mod:`galileo.collector._request_log`) and ``GET|PUT|DELETE /api/faults``
-(:mod:`galileo.collector._faults`).
+recent write requests, :mod:`galileo.collector._request_log`, with the time each arrived) and
+``GET|PUT|DELETE /api/faults`` (:mod:`galileo.collector._faults`: latency, failures, and ``strict_parents``,
+which refuses spans whose parent is not stored yet, as a strict server may).
 
 Before any route, :mod:`galileo.collector._guard` checks the Host, the Origin of writes, the credentials
 (with an API key: every route but the health check and the logins) and the body's size and type; bodies
@@ -57,7 +58,7 @@ from galileo.collector._body import BodyError, parse_json
 from galileo.collector._faults import FaultInjector, Faults
 from galileo.collector._guard import Access, Guard
 from galileo.collector._login import login_routes
-from galileo.collector._request_log import RequestLog
+from galileo.collector._request_log import ARRIVED, ArrivalStamp, RequestLog
 from galileo.collector.store import (
     LogStream,
     Project,
@@ -173,14 +174,15 @@ class _Collector:
         async def endpoint(request: Request) -> Response:
             assert log is not None
             body, _ = await self._json(request)
-            entry = log.begin(request.method, request.url.path, await request.body(), body)
+            raw = await request.body()
+            entry = log.begin(request.method, request.url.path, raw, body, request.scope.get(ARRIVED))
             status = 500
             try:
                 response = await handler(request)
                 status = response.status_code
                 return response
             finally:
-                log.finish(entry, status)
+                log.finish(entry, status, parent_refused=getattr(request.state, "parent_refused", False))
 
         return endpoint
 
@@ -451,6 +453,9 @@ class _Collector:
         project = self._project(request.path_params["project_id"])
         if project is None:
             return self._project_not_found(request.path_params["project_id"])
+        refusal = self._unknown_parent(request, body)
+        if refusal is not None:
+            return refusal
         records = records_from_spans_request(body, project.id)
         stored = await self._store_records(request, records)
         logger.debug("spans POST: %d records, %d new", len(records), stored)
@@ -466,6 +471,19 @@ class _Collector:
                 "session_id": None,
             }
         )
+
+    def _unknown_parent(self, request: Request, body: dict[str, Any]) -> Response | None:
+        """With the ``strict_parents`` fault setting, a 404 naming the parent of spans whose parent is not
+        stored in their trace (the trace record, or one of its spans); else None."""
+        if not self.faults.refuses_parents():
+            return None
+        trace_id, parent_id = _canonical_uuid(body["trace_id"]), _canonical_uuid(body["parent_id"])
+        parent = None if parent_id is None else self.store.get_record(parent_id)
+        if parent is not None and parent.trace_id == trace_id:
+            return None
+        self.faults.count_parent_refused()
+        request.state.parent_refused = True
+        return _error(404, f"Parent {parent_id or body['parent_id']} not found in trace {trace_id}")
 
     async def _update(self, request: Request, *, trace: bool) -> Response:
         kind, id_key = ("trace", "trace_id") if trace else ("span", "span_id")
@@ -657,7 +675,11 @@ def build_app(
         routes=routes,
         exception_handlers=handlers,
         lifespan=lifespan,
-        middleware=[Middleware(Guard, access=access), Middleware(FaultInjector, faults=collector.faults)],
+        middleware=[
+            *([Middleware(ArrivalStamp)] if test_endpoints else []),  # outermost: before a body is read
+            Middleware(Guard, access=access),
+            Middleware(FaultInjector, faults=collector.faults),
+        ],
     )
     app.state.faults = collector.faults
     app.state.store = store

@@ -1,4 +1,5 @@
-"""Fault injection of the collector: latency, N failures with a status and Retry-After, garbage answers."""
+"""Fault injection of the collector: latency, N failures with a status and Retry-After, garbage answers,
+strict parents; and the request log's arrival times, taken before the latency."""
 
 from __future__ import annotations
 
@@ -76,6 +77,8 @@ def test_bad_settings_are_400(collector: CollectorProcess) -> None:
         ({"body_size": True}, "body_size"),
         ({"body_size": MAX_BODY_SIZE + 1}, "body_size"),
         ({"fail_count": 1, "body_size": "big"}, "body_size"),  # nothing applied, not even fail_count
+        ({"strict_parents": 1}, "strict_parents"),
+        ({"strict_parents": "yes"}, "strict_parents"),
     ]
     for bad, named in bad_settings:
         answer = requests.put(f"{collector.url}/api/faults", json=bad)
@@ -171,3 +174,67 @@ def test_garbage_answers_on_logins_and_lookups(fresh_collector: CollectorProcess
     lookup = requests.get(f"{fresh_collector.url}/projects", headers=headers, timeout=10)
     assert (lookup.status_code, lookup.text) == (200, "[{")
     assert requests.get(f"{fresh_collector.url}/projects", headers=headers, timeout=10).json() == []
+
+
+def _post(collector: CollectorProcess, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{collector.url}{path}", json=body, headers=collector.auth_headers(), timeout=10)
+
+
+def test_arrival_is_stamped_before_the_injected_latency(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, latency_ms=300)
+    fresh_collector.clear_requests()
+    before = time.monotonic()  # the collector's clock is this machine's monotonic clock, as ours
+    assert _post_trace(fresh_collector, project_id).status_code == 200
+    (entry,) = fresh_collector.requests()
+    assert before <= entry["arrived"], "stamped when the request arrived"
+    assert entry["arrived"] + 0.3 <= entry["received_at"] <= entry["finished_at"], (
+        "arrived before the latency, handled after it (lower bounds: cannot flake)"
+    )
+
+
+def test_strict_parents_refuse_spans_whose_parent_is_not_stored(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    spans_path = f"/v2/projects/{project_id}/spans"
+    trace, workflow = schema.Trace(input="q"), schema.WorkflowSpan(input="q", name="wf")
+    tool = schema.ToolSpan(input="x", name="tool")
+    workflow.spans.append(tool)
+    under_trace = schema.spans_ingest_body(
+        [workflow], trace_id=trace.id, parent_id=trace.id, log_stream_id=None
+    )
+    assert _post(fresh_collector, spans_path, under_trace).status_code == 200, "lenient by default"
+
+    _set(fresh_collector, strict_parents=True)
+    fresh_collector.clear_requests()
+    orphan_trace = schema.Trace(input="q")
+    early = schema.spans_ingest_body(
+        [schema.ToolSpan(input="x")], trace_id=orphan_trace.id, parent_id=orphan_trace.id, log_stream_id=None
+    )
+    refused = _post(fresh_collector, spans_path, early)
+    assert refused.status_code == 404
+    assert refused.json() == {"detail": f"Parent {orphan_trace.id} not found in trace {orphan_trace.id}"}
+    elsewhere = schema.spans_ingest_body(  # a stored span, but of another trace
+        [schema.ToolSpan(input="x")], trace_id=orphan_trace.id, parent_id=workflow.id, log_stream_id=None
+    )
+    assert _post(fresh_collector, spans_path, elsewhere).status_code == 404
+
+    body = schema.traces_ingest_body([orphan_trace], log_stream_id=None, is_complete=False)
+    assert _post(fresh_collector, f"/v2/projects/{project_id}/traces", body).status_code == 200
+    assert _post(fresh_collector, spans_path, early).status_code == 200, "its parent is stored now"
+    nested = schema.spans_ingest_body(  # a span that arrived nested in its container is stored with it
+        [schema.LlmSpan(input="x", output="y")], trace_id=trace.id, parent_id=tool.id, log_stream_id=None
+    )
+    assert _post(fresh_collector, spans_path, nested).status_code == 200
+
+    faults = requests.get(f"{fresh_collector.url}/api/faults").json()
+    assert (faults["strict_parents"], faults["parents_refused"]) == (True, 2)
+    entries = [e for e in fresh_collector.requests() if e["path"] == spans_path]
+    assert [(e["status"], e["parent_refused"], e["parent_id"]) for e in entries] == [
+        (404, True, orphan_trace.id),
+        (404, True, workflow.id),
+        (200, False, orphan_trace.id),
+        (200, False, tool.id),
+    ]
+    assert (entries[0]["trace_id"], entries[0]["record_ids"]) == (orphan_trace.id, [early["spans"][0]["id"]])
+    requests.delete(f"{fresh_collector.url}/api/faults")
+    assert requests.get(f"{fresh_collector.url}/api/faults").json()["parents_refused"] == 0
