@@ -30,6 +30,14 @@ A bad setting is answered 400 with a ``detail`` naming it, and changes nothing.
   without this setting it stores spans in any order and links them when their parent arrives. Refusals are
   counted in ``parents_refused`` and marked ``parent_refused`` in ``/api/requests``
   (:mod:`galileo.collector._request_log`). ``paths`` does not narrow it.
+* ``match``: a string (at most :data:`MAX_MATCH_CHARS` characters, or null for none): the faults apply only
+  to requests whose raw body contains it (UTF-8 encoded, compared byte for byte; note that JSON escapes
+  ``"`` and non-ASCII text, so a plain ASCII marker is what a test wants). Only then is the body read here,
+  once, and handed on to the route as it arrived; the collector's front door
+  (:mod:`galileo.collector._guard`) has already read it whole within the body limit, so this reads nothing
+  unbounded. A request that does not match is handled as if no fault were set (no latency, no failure
+  counted), which lets a test poison one record and leave the others of a shared request body to go on
+  alone.
 
 Injected answers are made without handling the request: nothing is stored and nothing enters
 ``/api/requests``. ``injected`` counts them. Latency is waited before the route handles the request, after
@@ -46,12 +54,14 @@ import threading
 from typing import Any
 
 import attrs
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MAX_BODY_SIZE", "FaultInjector", "Faults"]
+__all__ = ["MAX_BODY_SIZE", "MAX_MATCH_CHARS", "FaultInjector", "Faults"]
 
 #: The largest ``body_size`` accepted (64 MiB): large enough for any client's limits, small enough to build.
 MAX_BODY_SIZE = 64 * 1024 * 1024
+#: The longest ``match`` accepted: a marker, not a document.
+MAX_MATCH_CHARS = 1024
 _CHUNK = 1024 * 1024
 _NO_BODY = frozenset({*range(100, 200), 204, 304})
 
@@ -90,6 +100,7 @@ class Faults:
     body_size: int | None = None
     paths: list[str] = attrs.field(factory=lambda: ["/v2/"])
     strict_parents: bool = False
+    match: str | None = None
     injected: int = 0
     parents_refused: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, alias="_lock")
@@ -106,6 +117,7 @@ class Faults:
                 "body_size": self.body_size,
                 "paths": list(self.paths),
                 "strict_parents": self.strict_parents,
+                "match": self.match,
                 "injected": self.injected,
                 "parents_refused": self.parents_refused,
             }
@@ -141,6 +153,8 @@ class Faults:
                 if not isinstance(value, bool):
                     raise ValueError("strict_parents must be true or false")
                 parsed[name] = value
+            elif name == "match":
+                parsed[name] = _match_setting(value)
             else:
                 raise ValueError(f"unknown fault setting {name!r}")
         with self._lock:
@@ -151,7 +165,7 @@ class Faults:
         with self._lock:
             self.latency_ms, self.fail_count, self.fail_status = 0.0, 0, 503
             self.retry_after, self.paths, self.injected = None, ["/v2/"], 0
-            self.body = self.content_type = self.body_size = None
+            self.body = self.content_type = self.body_size = self.match = None
             self.strict_parents, self.parents_refused = False, 0
 
     def refuses_parents(self) -> bool:
@@ -166,10 +180,20 @@ class Faults:
     def _shaped(self) -> bool:
         return self.body is not None or self.content_type is not None or self.body_size is not None
 
-    def _decide(self, path: str) -> tuple[float, _Answer | None]:
-        """(latency in seconds, the answer to inject or None) for one request."""
+    def _selects(self, path: str) -> tuple[bool, bytes | None]:
+        """Whether a request to ``path`` may be faulted, and the marker its body must then contain."""
         with self._lock:
             if not any(path.startswith(p) for p in self.paths):
+                return False, None
+            return True, None if self.match is None else self.match.encode()
+
+    def _decide(self, path: str, body: bytes | None = None) -> tuple[float, _Answer | None]:
+        """(latency in seconds, the answer to inject or None) for one request; ``body`` is its body when
+        ``match`` asked to read it."""
+        with self._lock:
+            if not any(path.startswith(p) for p in self.paths):
+                return 0.0, None
+            if self.match is not None and (body is None or self.match.encode() not in body):
                 return 0.0, None
             if self.fail_count == 0 and not self._shaped():
                 return self.latency_ms / 1000, None
@@ -180,6 +204,19 @@ class Faults:
                 if self.fail_count == 0:  # the answer's shape belonged to the counted failures
                     self.body = self.content_type = self.body_size = None
             return self.latency_ms / 1000, answer
+
+
+def _match_setting(value: Any) -> str | None:
+    """A validated ``match`` (None clears it); ValueError naming it."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_MATCH_CHARS:
+        raise ValueError(f"match must be a string of 1 to {MAX_MATCH_CHARS} characters or null")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("match must be encodable as UTF-8 (no lone surrogates)") from None
+    return value
 
 
 def _answer_setting(name: str, value: Any) -> Any:
@@ -214,14 +251,22 @@ class FaultInjector:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        latency, answer = self.faults._decide(scope["path"])
+        selected, marker = self.faults._selects(scope["path"])
+        body: bytes | None = None
+        if selected and marker is not None:  # the body decides: read it once, and hand it on as it came
+            body = await _read_body(receive)
+            if body is None:  # the client went away
+                return
+            receive = _replay(body, receive)
+        latency, answer = self.faults._decide(scope["path"], body)
         if latency:
             await asyncio.sleep(latency)
         if answer is None:
             await self.app(scope, receive, send)
             return
-        while (await receive()).get("more_body"):  # read the body, as a server that answered would
-            pass
+        if body is None:
+            while (await receive()).get("more_body"):  # read the body, as a server that answered would
+                pass
         content_type = answer.content_type if answer.content_type is not None else "application/json"
         headers = [(b"content-type", content_type.encode())]
         if answer.status in _NO_BODY:  # HTTP forbids a body here (the server would fail sending one)
@@ -237,3 +282,30 @@ class FaultInjector:
                 {"type": "http.response.body", "body": body[start : start + _CHUNK], "more_body": True}
             )
         await send({"type": "http.response.body", "body": b""})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client went away first. Unbounded here: the collector's
+    front door (:class:`galileo.collector._guard.Guard`) has read it whole, within the body limit, before."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the route: the body already read, then whatever comes next (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

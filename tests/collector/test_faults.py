@@ -1,8 +1,10 @@
 """Fault injection of the collector: latency, N failures with a status and Retry-After, garbage answers,
-strict parents; and the request log's arrival times, taken before the latency."""
+strict parents, faults aimed at the requests whose body carries a marker; and the request log's arrival
+times, taken before the latency."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,11 +13,11 @@ import requests
 from collector_process import CollectorProcess
 
 from galileo import schema
-from galileo.collector._faults import MAX_BODY_SIZE
+from galileo.collector._faults import MAX_BODY_SIZE, MAX_MATCH_CHARS
 
 
-def _post_trace(collector: CollectorProcess, project_id: str) -> requests.Response:
-    body = schema.traces_ingest_body([schema.Trace(input="q")], log_stream_id=None)
+def _post_trace(collector: CollectorProcess, project_id: str, text: str = "q") -> requests.Response:
+    body = schema.traces_ingest_body([schema.Trace(input=text)], log_stream_id=None)
     return requests.post(
         f"{collector.url}/v2/projects/{project_id}/traces",
         json=body,
@@ -79,6 +81,10 @@ def test_bad_settings_are_400(collector: CollectorProcess) -> None:
         ({"fail_count": 1, "body_size": "big"}, "body_size"),  # nothing applied, not even fail_count
         ({"strict_parents": 1}, "strict_parents"),
         ({"strict_parents": "yes"}, "strict_parents"),
+        ({"match": ""}, "match"),
+        ({"match": 3}, "match"),
+        ({"match": ["poison"]}, "match"),
+        ({"match": "x" * (MAX_MATCH_CHARS + 1)}, "match"),
     ]
     for bad, named in bad_settings:
         answer = requests.put(f"{collector.url}/api/faults", json=bad)
@@ -238,3 +244,47 @@ def test_strict_parents_refuse_spans_whose_parent_is_not_stored(fresh_collector:
     assert (entries[0]["trace_id"], entries[0]["record_ids"]) == (orphan_trace.id, [early["spans"][0]["id"]])
     requests.delete(f"{fresh_collector.url}/api/faults")
     assert requests.get(f"{fresh_collector.url}/api/faults").json()["parents_refused"] == 0
+
+
+def test_match_faults_only_requests_whose_body_carries_the_marker(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, fail_count=2, fail_status=500, match="poison-1f2e")
+    clean = _post_trace(fresh_collector, project_id, "a clean trace")
+    assert clean.status_code == 200, "no marker: handled as if no fault were set"
+    assert requests.get(f"{fresh_collector.url}/api/faults").json()["fail_count"] == 2, "nor counted"
+    poisoned = [_post_trace(fresh_collector, project_id, "carries poison-1f2e here") for _ in range(3)]
+    assert [answer.status_code for answer in poisoned] == [500, 500, 200], "the count is the matching ones'"
+    assert poisoned[0].json() == {"detail": "injected fault: HTTP 500"}
+    stored = [r for r in fresh_collector.requests() if r["path"].startswith("/v2/")]
+    inputs = [r["body"]["traces"][0]["input"] for r in stored]
+    assert inputs == ["a clean trace", "carries poison-1f2e here"], "bodies read here reach the route whole"
+    faults = requests.get(f"{fresh_collector.url}/api/faults").json()
+    assert (faults["match"], faults["injected"]) == ("poison-1f2e", 2), "the marker stays until reset"
+    assert requests.delete(f"{fresh_collector.url}/api/faults").json()["match"] is None
+
+
+def test_match_with_latency_delays_only_the_matching_requests(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, latency_ms=2000, match="slow-marker")
+    started = time.perf_counter()
+    assert _post_trace(fresh_collector, project_id, "fast").status_code == 200
+    assert time.perf_counter() - started < 1.5, "a request without the marker is not held"
+    started = time.perf_counter()
+    assert _post_trace(fresh_collector, project_id, "slow-marker").status_code == 200
+    assert time.perf_counter() - started >= 2.0, "the marked one is (a lower bound: cannot flake)"
+
+
+def test_match_reads_a_chunked_body(fresh_collector: CollectorProcess) -> None:
+    project_id = _project(fresh_collector)
+    _set(fresh_collector, fail_count=1, fail_status=503, match="chunked-marker")
+    trace = schema.Trace(input="x" * 100_000 + "chunked-marker")
+    body = schema.traces_ingest_body([trace], log_stream_id=None)
+    raw = json.dumps(body).encode()
+    url = f"{fresh_collector.url}/v2/projects/{project_id}/traces"
+    headers = {**fresh_collector.auth_headers(), "Content-Type": "application/json"}
+    chunks = (raw[i : i + 7000] for i in range(0, len(raw), 7000))  # no Content-Length: sent chunked
+    assert requests.post(url, data=chunks, headers=headers, timeout=10).status_code == 503
+    chunks = (raw[i : i + 7000] for i in range(0, len(raw), 7000))
+    assert requests.post(url, data=chunks, headers=headers, timeout=10).status_code == 200
+    stored = [r for r in fresh_collector.requests() if r["path"].startswith("/v2/")]
+    assert [r["body"] for r in stored] == [body]
