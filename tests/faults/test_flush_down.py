@@ -76,7 +76,6 @@ def _given_up_at_shutdown() -> dict[str, Any]:
     return stats
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: flush() waits its whole timeout for an API known down")
 def test_a_batch_flush_returns_once_the_api_is_known_down() -> None:
     logger = _batch_logger()
     result, took = _bounded(logger.flush)
@@ -87,7 +86,6 @@ def test_a_batch_flush_returns_once_the_api_is_known_down() -> None:
     print(f"after shutdown: {_given_up_at_shutdown()}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: flush() waits its whole timeout for an API known down")
 def test_galileo_context_flush_returns_once_the_api_is_known_down() -> None:
     @log(name="work")
     def work(i: int) -> int:

@@ -60,7 +60,6 @@ def late_backend(
         os.kill(sdk_backend.pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: shutdown() leaves records queued and in flight")
 def test_shutdown_accounts_for_every_record_when_the_backend_answers_late(
     late_backend: CollectorProcess,
 ) -> None:
@@ -161,7 +160,6 @@ def _totals(line: str) -> dict[str, int]:
     return totals
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a SIGTERM drain's last line leaves out records in flight")
 def test_sigterm_with_the_backend_late_says_what_became_of_every_record(
     late_backend: CollectorProcess, service: tuple[subprocess.Popen[bytes], str, Path]
 ) -> None:
