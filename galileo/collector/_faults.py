@@ -252,19 +252,19 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         selected, marker = self.faults._selects(scope["path"])
-        body: bytes | None = None
+        received: bytes | None = None
         if selected and marker is not None:  # the body decides: read it once, and hand it on as it came
-            body = await _read_body(receive)
-            if body is None:  # the client went away
+            received = await _read_body(receive)
+            if received is None:  # the client went away
                 return
-            receive = _replay(body, receive)
-        latency, answer = self.faults._decide(scope["path"], body)
+            receive = _replay(received, receive)
+        latency, answer = self.faults._decide(scope["path"], received)
         if latency:
             await asyncio.sleep(latency)
         if answer is None:
             await self.app(scope, receive, send)
             return
-        if body is None:
+        if received is None:
             while (await receive()).get("more_body"):  # read the body, as a server that answered would
                 pass
         content_type = answer.content_type if answer.content_type is not None else "application/json"

@@ -29,7 +29,7 @@ TRACES = 3
 RECORDS = 2 * TRACES  # a trace and one span each
 #: How long a flush may take against an API that refuses connections: three refusals (about 1 s of backoff)
 #: on a loaded machine, far below the flushes' 30 s default.
-FLUSH_BOUND = 8.0
+FLUSH_BOUND = 6.0
 
 
 @pytest.fixture(autouse=True)
