@@ -19,10 +19,11 @@ records of one trace from one logger, and keeps these rules:
    with it (``parent_failed``); a child added under a record given up is given up at once.
 6. **Transient failures wait, permanent ones do not** (the retry rules of :mod:`galileo._sender._outbox`).
    A record put back goes again as it would have gone the first time.
-7. **Shared fate, twice at most.** A trace may share a ``POST /traces`` with other outboxes' traces
-   (:meth:`TraceOutbox.take_trace`). When such a POST is rejected outright, or fails transiently a second
-   time, the outbox goes *solo*: from then on its trace travels alone, so one poisoned record cannot hold
-   the others back. A rejection of a shared POST gives nothing up: each trace is tried again alone.
+7. **Shared fate, once.** A trace may share a ``POST /traces`` with other outboxes' traces
+   (:meth:`TraceOutbox.take_trace`). When that POST fails, each trace retries on its own backoff and joins no
+   other body until it is delivered; after a second failure of a shared POST, or a rejection of one (which
+   gives nothing up: each trace is tried again alone, at once), the outbox goes *solo* for good. So one
+   poisoned record never holds the others back.
 """
 
 from __future__ import annotations
