@@ -641,7 +641,13 @@ def test_write_requests_are_recorded_in_arrival_order(collector: CollectorProces
     assert entries[0]["body"]["traces"][0]["id"] == trace["id"]
     seqs = [e["seq"] for e in entries]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4
-    assert all(e["received_at"] <= e["finished_at"] for e in entries)
+    assert all(e["arrived"] <= e["received_at"] <= e["finished_at"] for e in entries)
+    assert [(e["trace_id"], e["parent_id"], e["parent_refused"]) for e in entries] == [
+        (None, None, False),
+        (trace["id"], trace["id"], False),  # the links a spans POST names
+        (None, None, False),
+        (None, None, False),
+    ]
     assert "secret-key" not in json.dumps(entries)
 
     collector.clear_requests()
