@@ -57,6 +57,7 @@ class TraceOutbox(Outbox):
     completion: schema.Trace | None = None
     completion_sent = False
     inflight = 0  #: requests of this outbox under way
+    updating = 0  #: ... of which updates (PATCHes)
     solo = False  #: goes alone from now on (rule 7)
     shared_failures = 0
 
@@ -160,10 +161,12 @@ class TraceOutbox(Outbox):
             node = self.nodes[record_id]
             node.needs_patch = False
             self.inflight += 1
+            self.updating += 1
             return Request(self, "span_update", roots=[node])
         if self._completion_ready(others_busy):
             self.completion_sent = True
             self.inflight += 1
+            self.updating += 1
             return Request(self, "trace_update")
         return None
 
@@ -257,6 +260,8 @@ class TraceOutbox(Outbox):
         tally = Tally()
         self.inflight -= 1
         kind = request.kind
+        if kind in ("trace_update", "span_update"):
+            self.updating -= 1
         if result.outcome is Outcome.OK:
             self.succeeded()
             if kind in ("trace_update", "span_update"):
@@ -304,20 +309,30 @@ class TraceOutbox(Outbox):
                     self._new[node.record.id] = None
 
     def _fail(self, nodes: Sequence[Node], reason: str, result: Result | None, tally: Tally) -> None:
-        """Give up ``nodes`` and every record below them not delivered (rule 5)."""
+        """Give up ``nodes`` for ``reason`` and every record below them not delivered as ``parent_failed``
+        (rule 5)."""
+        below: list[Node] = []
+        failed = self._give_up(nodes, below)
+        tally.drop(reason, failed, result)
+        orphans = 0
+        while below:
+            orphans += self._give_up([below.pop()], below)
+        tally.drop("parent_failed", orphans)
+        self._complete_failed(tally)
+
+    def _give_up(self, nodes: Sequence[Node], below: list[Node]) -> int:
+        """Mark ``nodes`` given up (those not settled yet: how many), and add their children not sent to
+        ``below``."""
         failed = 0
-        stack = list(nodes)
-        while stack:
-            node = stack.pop()
+        for node in nodes:
             if node.state in (_ACKED, _FAILED):
                 continue
             node.state = _FAILED
             node.needs_patch = False
             self._new.pop(node.record.id, None)
             failed += 1
-            stack.extend(c for c in node.children if c.state == _NEW)
-        tally.drop(reason, failed, result)
-        self._complete_failed(tally)
+            below.extend(c for c in node.children if c.state == _NEW)
+        return failed
 
     def _complete_failed(self, tally: Tally) -> None:
         """A completion whose trace record was given up never goes: count it (rule 5)."""
@@ -339,7 +354,8 @@ class TraceOutbox(Outbox):
             for node in sending:
                 node.state = _FAILED
             tally.drop(in_flight_reason, len(sending))
-            self.inflight = 0
+            tally.drop(in_flight_reason, self.updating, updates=True)
+            self.inflight = self.updating = 0
         updates = len(self._patches)
         for record_id in self._patches:
             self.nodes[record_id].needs_patch = False
