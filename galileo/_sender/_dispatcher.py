@@ -96,6 +96,8 @@ class Dispatcher:
             hold_until if hold_until is not None else math.inf,
             report_at if report_at is not None else math.inf,
         )
+        if self._ready and hold_until is None and self.accounts.in_flight < self.max_in_flight:
+            wake_at = now  # made ready during this step (an answer, a pause's end): go on at once
         if wake_at == math.inf and (activity.active or now - activity.ended_at < DUTY):
             wake_at = now + YIELD_CAP  # on duty: what requests log needs no wake-up
         return None if wake_at == math.inf else wake_at
@@ -297,7 +299,7 @@ class Dispatcher:
         """``handle``'s API takes no write now: wait for its probe's answer, or for its pause to end (or
         the retry window, to give up on time)."""
         outbox = handle.outbox
-        if health.down and outbox.expired(now):
+        if outbox.expired(now):  # (its first wait starts its window: a pause it cannot outlast ends it)
             reason = "auth_failed" if health.reason == "auth" else "retry_window_exceeded"
             self._count(handle, outbox.abandon(reason))
             self._schedule(handle, now)
