@@ -15,8 +15,8 @@ Every subject serves ``GET /ask`` with the equivalent work, one request span and
   DSN pointing at the sink.
 
 Outside any instrumentation, a pure ASGI wrapper answers ``GET /_bench/cpu``: this process's CPU time
-(``time.process_time()``: every thread, the exporters' and senders' included) and, for ``ours``,
-``galileo.stats()``.
+(``time.process_time()``: every thread, the exporters' and senders' included), that of its live threads
+other than the main one (``background``) and, for ``ours``, ``galileo.stats()``.
 
 The sink (``ThreadingHTTPServer``) answers 200 to every POST and counts, per subject (the first segment of the
 path), the posts and the spans they carried: OTLP/HTTP bodies decoded with opentelemetry-proto, Sentry
@@ -29,9 +29,12 @@ Run by ``bench_peers.py``: ``python _peers.py serve SUBJECT PORT SINK_URL`` or `
 
 from __future__ import annotations
 
+import cProfile
 import gzip
 import json
+import marshal
 import os
+import signal
 import sys
 import threading
 import time
@@ -129,6 +132,17 @@ _BUILDERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _background_cpu() -> float:
+    """CPU seconds used so far by the live threads of this process other than the main one (uvicorn's event
+    loop): exporters', senders', the threadpool's."""
+    main = threading.main_thread()
+    return sum(
+        time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        for thread in threading.enumerate()
+        if thread is not main and thread.ident is not None
+    )
+
+
 def _with_cpu_endpoint(app: _Asgi, stats: Callable[[], Any] | None) -> _Asgi:
     """``app`` behind a pure ASGI wrapper answering :data:`CPU_PATH` itself (no instrumentation sees it)."""
 
@@ -136,7 +150,12 @@ def _with_cpu_endpoint(app: _Asgi, stats: Callable[[], Any] | None) -> _Asgi:
         if scope["type"] != "http" or scope["path"] != CPU_PATH:
             await app(scope, receive, send)
             return
-        body = json.dumps({"cpu": time.process_time(), "stats": stats() if stats else None}).encode()
+        control = {
+            "cpu": time.process_time(),
+            "background": _background_cpu(),
+            "stats": stats() if stats else None,
+        }
+        body = json.dumps(control).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -144,10 +163,38 @@ def _with_cpu_endpoint(app: _Asgi, stats: Callable[[], Any] | None) -> _Asgi:
     return outer
 
 
+def _profiled(path: str) -> Callable[[], None]:
+    """Profile every thread of this process from now on (cProfile, one profile per thread, timed in the
+    thread's CPU time: blocking waits cost nothing); the function returned writes each thread's profile to
+    ``{path}.{thread name}`` (read them with ``pstats``)."""
+    profiles: dict[str, cProfile.Profile] = {}
+
+    def start(*_: Any) -> None:  # the first profile event of a new thread: cProfile takes over from here
+        profile = profiles[threading.current_thread().name] = cProfile.Profile(time.thread_time)
+        profile.enable()
+
+    threading.setprofile(start)
+    start()
+
+    def dump() -> None:
+        for name, profile in list(profiles.items()):
+            profile.snapshot_stats()  # not create_stats(): it disables the calling thread's profiler
+            with open(f"{path}.{name.replace('/', '_')}", "wb") as out:
+                marshal.dump(profile.stats, out)
+
+    return dump
+
+
 def serve(subject: str, port: int, sink: str) -> None:
-    """Serve ``subject`` on 127.0.0.1:``port`` until SIGTERM/SIGINT."""
+    """Serve ``subject`` on 127.0.0.1:``port`` until SIGTERM/SIGINT; with ``BENCH_PROFILE=PATH`` in the
+    environment, profile every thread and write the profiles to ``PATH.{subject}.{thread}`` at exit."""
     import uvicorn
 
+    profile = os.environ.get("BENCH_PROFILE")
+    if profile:  # before the app is built: an exporter's thread may start with it
+        dump = _profiled(f"{profile}.{subject}")
+        # uvicorn restores this handler after its graceful shutdown and raises SIGTERM again
+        signal.signal(signal.SIGTERM, lambda *_: (dump(), sys.exit(0)))
     stats = None
     if subject == "ours":
         import galileo
@@ -169,7 +216,7 @@ def _is_own_export(span: dict[str, Any]) -> bool:
     """Whether a Sentry span is sentry-sdk tracing its own envelope POST (its httplib integration does so
     in 3.0: an ``http.client`` span under the request's segment): not one of the request's spans."""
     op = span.get("op") or span.get("attributes", {}).get("sentry.op", {}).get("value")
-    return op == "http.client"
+    return bool(op == "http.client")
 
 
 def _envelope_spans(body: bytes) -> tuple[int, int]:
@@ -194,7 +241,7 @@ def _envelope_spans(body: bytes) -> tuple[int, int]:
     return len(spans) - own, own
 
 
-_DECODE = {"gzip": gzip.decompress, "deflate": zlib.decompress}
+_DECODE: dict[str, Callable[[bytes], bytes]] = {"gzip": gzip.decompress, "deflate": zlib.decompress}
 
 
 class _SinkHandler(BaseHTTPRequestHandler):

@@ -24,6 +24,8 @@ Per subject and load, medians over the rounds with each per-round range (min-max
   requests deferred (OpenTelemetry exports every 5 s, Sentry's span batcher flushes every 5 s); the last
   round's closes once every sink holds what it should (or after :data:`_DRAIN_S`). The interval also holds
   the idle process's own work (uvicorn's 10 ticks a second), the same for every subject;
+- of that CPU, what the process's threads other than uvicorn's event loop used (exporters, senders; read per
+  thread with ``time.pthread_getcpuclockid``);
 - CPU added over ``bare`` in the same round, and the A/A control's (``bare-again``'s) beside it in every row;
 - spans each subject's sink received for that load against what it should have (records stored by our
   collector for ours): a subject that delivered fewer is marked ``SHORT``.
@@ -76,6 +78,7 @@ class _Load(NamedTuple):
 class _Round(NamedTuple):
     latencies: list[float]  # ms, as the clients saw them
     cpu_s: float  # the serving process's CPU over the round's interval
+    background_s: float  # of which its threads other than the event loop's (exporters, senders)
 
 
 def _app_cpus() -> None:
@@ -175,7 +178,7 @@ def _run_load(
     per_round = load.served(clients)
     collector.clear_requests()
     before = _delivered(sink, collector)
-    marks = {name: [_control(url)["cpu"]] for name, url in urls.items()}
+    marks = {name: [_control(url)] for name, url in urls.items()}
     latencies: dict[str, list[list[float]]] = {name: [] for name in names}
     for i in range(rounds):
         for name in names[i % len(names) :] + names[: i % len(names)]:
@@ -183,7 +186,7 @@ def _run_load(
         if i == rounds - 1:
             _drain(sink, collector, before, per_round * rounds)
         for name, url in urls.items():
-            marks[name].append(_control(url)["cpu"])
+            marks[name].append(_control(url))
     after = _delivered(sink, collector)
     after["ours"]["posts"] = _writes(collector)
     received = {
@@ -194,7 +197,14 @@ def _run_load(
         for name in names
     }
     measured = {
-        name: [_Round(latencies[name][r], marks[name][r + 1] - marks[name][r]) for r in range(rounds)]
+        name: [
+            _Round(
+                latencies[name][r],
+                marks[name][r + 1]["cpu"] - marks[name][r]["cpu"],
+                marks[name][r + 1]["background"] - marks[name][r]["background"],
+            )
+            for r in range(rounds)
+        ]
         for name in names
     }
     return measured, received
@@ -207,13 +217,14 @@ def _spread(values: list[float], fmt: str) -> str:
 
 def _per_round(measured: dict[str, list[_Round]], name: str, per_round: int) -> dict[str, list[float]]:
     """Per-round figures of subject ``name`` against ``bare`` in the same round."""
-    rows: dict[str, list[float]] = {"p50": [], "p50x": [], "p99x": [], "cpu": [], "added": []}
+    rows: dict[str, list[float]] = {"p50": [], "p50x": [], "p99x": [], "cpu": [], "added": [], "bg": []}
     for own, bare in zip(measured[name], measured["bare"], strict=True):
         rows["p50"].append(percentile(own.latencies, 50))
         rows["p50x"].append(percentile(own.latencies, 50) / percentile(bare.latencies, 50))
         rows["p99x"].append(percentile(own.latencies, 99) / percentile(bare.latencies, 99))
         rows["cpu"].append(own.cpu_s / per_round * 1e6)
         rows["added"].append((own.cpu_s - bare.cpu_s) / per_round * 1e6)
+        rows["bg"].append(own.background_s / per_round * 1e6)
     return rows
 
 
@@ -232,6 +243,7 @@ def _report(
         print(
             f"| {load.name} | {name} | {_spread(rows['p50'], '.2f')} | {_spread(rows['p50x'], '.2f')} | "
             f"{_spread(rows['p99x'], '.2f')} | {_spread(rows['cpu'], '.0f')} | "
+            f"{_spread(rows['bg'], '.0f')} | "
             f"{_spread(rows['added'], '+.0f') if name != 'bare' else '-'} | {aa} | {spans} |"
         )
     if "ours" not in figures or "otel-lean" not in figures:
@@ -267,10 +279,11 @@ def main() -> int:
         f"{rounds} interleaved rounds, order rotated; figures: median (min..max over rounds)"
     )
     print(
-        "| load | subject | p50 ms | p50 x bare | p99 x bare | server CPU µs/req | CPU added µs/req | "
-        "A/A control: p50 x bare · CPU added | spans received / expected |"
+        "| load | subject | p50 ms | p50 x bare | p99 x bare | server CPU µs/req | "
+        "of which off the event loop | CPU added µs/req | A/A control: p50 x bare · CPU added | "
+        "spans received / expected |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ratios: dict[str, list[float]] = {}
     received: dict[str, dict[str, dict[str, int]]] = {}
     with start_collector() as collector, contextlib.ExitStack() as stack:
