@@ -267,8 +267,8 @@ class _SinkHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         subject = self.path.lstrip("/").split("/", 1)[0]
         try:
-            decode = _DECODE.get(self.headers.get("content-encoding") or "", lambda raw: raw)
-            body = decode(body)
+            decode = _DECODE.get(self.headers.get("content-encoding") or "")
+            body = decode(body) if decode else body
             spans, own = (_otlp_spans(body), 0) if self.path.endswith("/v1/traces") else _envelope_spans(body)
         except Exception as exc:  # a body this sink cannot read: counted, the subject then shows fewer spans
             print(f"sink: unreadable body for {subject}: {exc!r}", file=sys.stderr)
