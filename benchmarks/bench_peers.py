@@ -35,8 +35,11 @@ saturating load; paced load reported, not a goal): the median of the per-round r
 the ratio of the two medians; and a footnote on the paced load's trade.
 
 Run: ``python benchmarks/bench_peers.py [--rounds 5] [--quick] [--clients 20] [--requests N] [--rate 100]
-[--loads paced,bursts,saturating]`` (about 5 minutes by default, 1 with ``--quick``). Needs the ``bench``
-extra (``pip install -e '.[bench,collector,test]'``). Loopback only; bounded; prints figures, never asserts.
+[--loads paced,bursts,saturating] [--subjects bare,ours,...]`` (about 4 minutes by default on the 2-CPU
+development machine, 1 with ``--quick``). Needs the ``bench`` extra (``pip install -e
+'.[bench,collector,test]'``). With ``BENCH_PROFILE=PATH`` each subject profiles its threads and writes
+``PATH.{subject}.{thread}`` at exit (cProfile in thread CPU time, several times slower: for where the time
+goes, not for the figures). Loopback only; bounded; prints figures, never asserts.
 """
 
 from __future__ import annotations
@@ -158,14 +161,22 @@ def _writes(collector: CollectorProcess) -> int:
     return sum(1 for entry in collector.requests() if entry["method"] in ("POST", "PATCH"))
 
 
-def _drain(sink: str, collector: CollectorProcess, before: dict[str, dict[str, int]], requests_: int) -> None:
-    """Wait until every sink holds what ``requests_`` more requests delivered, at most :data:`_DRAIN_S`."""
+def _drain(
+    names: list[str],
+    sink: str,
+    collector: CollectorProcess,
+    before: dict[str, dict[str, int]],
+    requests_: int,
+) -> None:
+    """Wait until the sinks hold what ``requests_`` more requests to each of ``names`` delivered, at most
+    :data:`_DRAIN_S`."""
     deadline = time.monotonic() + _DRAIN_S
     while time.monotonic() < deadline:
         now = _delivered(sink, collector)
         if all(
-            now.get(s, {}).get("spans", 0) - before.get(s, {}).get("spans", 0) >= n * requests_
-            for s, n in SPANS_PER_REQUEST.items()
+            now.get(name, {}).get("spans", 0) - before.get(name, {}).get("spans", 0)
+            >= SPANS_PER_REQUEST[name] * requests_
+            for name in names
         ):
             return
         time.sleep(0.2)
@@ -185,7 +196,7 @@ def _run_load(
         for name in names[i % len(names) :] + names[: i % len(names)]:
             latencies[name].append(_load(urls[name], clients, load.per_client, load.rate, load.burst))
         if i == rounds - 1:
-            _drain(sink, collector, before, per_round * rounds)
+            _drain(names, sink, collector, before, per_round * rounds)
         for name, url in urls.items():
             marks[name].append(_control(url))
     after = _delivered(sink, collector)
@@ -303,7 +314,7 @@ def main() -> int:
         warm_up = _Load("warm-up", 0.0, False, 5)  # imports, connections, ours' login and log stream
         for url in urls.values():
             _load(url, 2, warm_up.per_client)
-        _drain(sink, collector, before, warm_up.served(2))
+        _drain(names, sink, collector, before, warm_up.served(2))
         for key in args.loads.split(","):
             measured, received[key] = _run_load(loads[key], urls, args.clients, rounds, sink, collector)
             ratios[key] = _report(loads[key], measured, received[key], args.clients)
