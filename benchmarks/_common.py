@@ -106,18 +106,12 @@ def stored_by_type(collector: CollectorProcess, log_stream_name: str) -> dict[st
 
 
 def sender_settled() -> bool:
-    """Whether the process's sender holds nothing: no record queued and no request waiting or in flight.
-
-    ``galileo.stats()["queued"]`` reaches 0 while traces' ``is_complete`` PATCHes are still to go (they are
-    not records), so this peeks at the sender's private state: benchmarks only.
-    """
+    """Whether the process's sender holds nothing: no record queued and no request waiting or in flight
+    (a wait of no time on everything: the sender answers whether all is settled)."""
     from galileo import _sender
 
-    sender = _sender._sender
-    if sender is None:
-        return True
-    with sender._lock:
-        return not sender._outboxes and sender._inflight == 0
+    sender = _sender.current()
+    return sender is None or sender.settled()
 
 
 def cpu_seconds(pid: int | None = None) -> float:

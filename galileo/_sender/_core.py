@@ -148,6 +148,15 @@ class Sender:
             return max(1, sum(h.pending() for h in handles)) if handles else max(1, self.accounts.queued())
         return wait.pending
 
+    def settled(self) -> bool:
+        """Whether nothing at all is pending: no record, no update, no request in flight (asks the
+        dispatcher; for benchmarks and tests that must know the sender is done)."""
+        if self._thread is None and not self._events:
+            return True
+        wait = Wait(None, urgent=False)
+        self._wait(wait, 5.0)
+        return wait.done.is_set() and self.accounts.in_flight == 0 and not self._dispatcher.busy()
+
     def busy_pending(self, handles: Iterable[_H]) -> tuple[list[_H], int]:
         """The handles that may still have work, and their records pending (hints: never waits)."""
         busy = [h for h in handles if not h.idle and h.owner is self._dispatcher]

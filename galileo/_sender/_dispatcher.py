@@ -356,6 +356,10 @@ class Dispatcher:
             return False
         return not any(r.outbox in {h.outbox for h in busy} for r in self._in_flight)
 
+    def busy(self) -> bool:
+        """Whether any outbox has work (a hint off this thread)."""
+        return bool(self._busy)
+
     def pending_of(self, wait: Wait) -> int:
         handles = self._busy if wait.handles is None else wait.handles
         return sum(h.outbox.pending() for h in handles if h in self._busy)
