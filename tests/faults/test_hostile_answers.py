@@ -137,7 +137,9 @@ def service(fresh_collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
     monkeypatch.setenv("GALILEO_API_KEY", "test-api-key")
     # A refused login pauses sending for AUTH_PAUSE (30 s); shortened, so "after" recovers in the test's time.
-    monkeypatch.setattr(_sender, "AUTH_PAUSE", 1.0)
+    # The constant is read where it is used, in the sender's modules: the one knob a test turns there.
+    for module in (_sender._outbox, _sender._health):
+        monkeypatch.setattr(module, "AUTH_PAUSE", 1.0)
     _request.reset()
     service = _Service()
     with service.client:
