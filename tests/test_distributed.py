@@ -773,10 +773,12 @@ def _post_of(collector: CollectorProcess, trace_id: str) -> dict[str, Any] | Non
 
 
 def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
-    """A trace logged while a request is served (here one that takes two seconds) goes once the sender has
-    held it back for YIELD_CAP, not as soon as it could, nor once the request ends."""
+    """A trace logged while a request is served (here one that takes two seconds and logs nothing, so the
+    trace is all the sender holds) goes once the sender has held it back for YIELD_CAP: not as soon as it
+    could, nor once the request ends."""
     _warm_up(collector_env)
-    begun, served = threading.Event(), []
+    begun = threading.Event()
+    served: list[tuple[float, float]] = []
 
     async def slow(request: Request) -> Response:
         started = time.monotonic()
