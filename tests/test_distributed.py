@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
+import contextlib
 import gc
 import math
 import os
@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,17 @@ import trio
 from collector_process import CollectorProcess, free_port
 from schema_validation import validate
 from sdk_helpers import WRITE_ROOTS, HttpSpy, kind, tree_lines, writes
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 import galileo
-from galileo import GalileoLogger, _sender, schema
-from galileo._context import activity
+from galileo import GalileoLogger, schema
+from galileo._sender import LINGER, QUIET, YIELD_CAP
+from galileo.middleware import TracingMiddleware, get_request_logger
 
 pytestmark = pytest.mark.usefixtures("fresh_sdk")
 
@@ -180,7 +187,8 @@ def test_loggers_share_one_sender_and_cost_nothing_to_create(
     galileo.shutdown(timeout=10)
     assert galileo.stats()["dropped"] == dropped_before
     started = {t.name for t in set(threading.enumerate()) - threads_before}
-    assert len(started) <= loggers[0].config.sender_workers
+    # the I/O threads, and the one thread that decides what goes when
+    assert len(started) <= loggers[0].config.sender_workers + 1, started
 
 
 def _traces_in_threads(count: int, log_one: Callable[[int], str]) -> set[str]:
@@ -235,21 +243,57 @@ def test_exact_order_and_coalescing_under_concurrency(collector_env: CollectorPr
     assert posts < records, "siblings and subtrees were coalesced"
 
 
-def _traces_while_a_request_runs(
-    count: int,
-    collector: CollectorProcess,
-    monkeypatch: pytest.MonkeyPatch,
-    before_the_end: Callable[[], None] | None = None,
-) -> list[str]:
-    """``count`` small traces, each concluded, logged by as many loggers while a request is in flight (as
-    TracingMiddleware counts them), held back for it however slow this machine is; then one more trace whose
-    ``get_tracing_headers()`` sends it at once (another service is about to point at it); ``before_the_end``
-    runs, and the request ends. Once the others were delivered, that trace is concluded. Returns the ids,
-    that trace's last, once every logger's flush has waited for delivery."""
-    monkeypatch.setattr(_sender, "YIELD_CAP", 30.0)
-    loggers, trace_ids = [], []
-    activity.active += 1
+#: How long a write to the slow API keeps the sender's only I/O thread busy (:func:`_sender_busy`): what a
+#: test logs meanwhile takes milliseconds.
+HOLD_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    """A second API, made slow by :func:`_sender_busy`."""
+    process = CollectorProcess(tmp_path_factory.mktemp("elsewhere") / "collector.db").start()
     try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def one_io_thread(collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender of this test has one I/O thread (``GALILEO_SENDER_WORKERS=1``): one request at a time."""
+    monkeypatch.setenv("GALILEO_SENDER_WORKERS", "1")
+
+
+@contextlib.contextmanager
+def _sender_busy(elsewhere: CollectorProcess) -> Iterator[None]:
+    """While the block runs, the sender's only I/O thread (``one_io_thread``) waits for a write to a slow
+    API elsewhere (HOLD_SECONDS), so what the block logs waits, ready to go, and goes once it is answered:
+    what the sender does with records that are ready at one moment, seen from outside."""
+    faults = f"{elsewhere.url}/api/faults"
+    requests.put(faults, json={"latency_ms": HOLD_SECONDS * 1000}, timeout=5).raise_for_status()
+    try:
+        blocker = dlogger(api_url=elsewhere.url, log_stream="blocker")
+        blocker.start_trace(input="slow")
+        blocker.conclude(output="answered late")
+        busy = lambda: galileo.stats()["in_flight"] == 1  # noqa: E731
+        elsewhere.wait_for(busy, timeout=5, interval=0.002)
+        started = time.monotonic()
+        yield
+        assert time.monotonic() - started < HOLD_SECONDS / 2, "the block outlasted the hold: nothing shown"
+    finally:
+        requests.delete(faults, timeout=5).raise_for_status()
+    assert blocker.flush(timeout=10).pending == 0
+
+
+def _traces_while_the_sender_is_busy(
+    count: int, collector_env: CollectorProcess, elsewhere: CollectorProcess, *, calling: bool = True
+) -> tuple[list[str], list[GalileoLogger]]:
+    """``count`` small traces, each concluded, logged by as many loggers while the sender is busy (see
+    :func:`_sender_busy`); then (``calling``) one more trace, left open, whose ``get_tracing_headers()``
+    asks for it to go first (another service is about to point at it). Returns the ids (that trace's last)
+    and the loggers, once every logger's flush has waited for delivery (the open one's is concluded after)."""
+    loggers, trace_ids = [], []
+    with _sender_busy(elsewhere):
         for i in range(count):
             logger = dlogger()
             trace = logger.start_trace(input=f"q{i}", name=f"busy{i}")
@@ -257,36 +301,33 @@ def _traces_while_a_request_runs(
             logger.conclude(output=f"done {i}")
             loggers.append(logger)
             trace_ids.append(trace.id)
-        time.sleep(0.2)  # well past the linger: now they only wait for the request
-        assert not writes(collector), "nothing goes while the request runs"
-        calling = dlogger()
-        trace = calling.start_trace(input="q", name="calling")
-        calling.add_tool_span(input="x", output=f"y{count}", name="tool")
-        assert calling.get_tracing_headers()
-        collector.wait_for(lambda: collector.trace(trace.id))
-        trace_ids.append(trace.id)
-        if before_the_end is not None:
-            before_the_end()
-    finally:  # what the middleware does when the request ends
-        activity.active -= 1
-        activity.ended_at = time.monotonic()
-        if activity.on_idle is not None:
-            activity.on_idle()
-    for logger in loggers:
+        if calling:
+            logger = dlogger()
+            trace = logger.start_trace(input="q", name="calling")
+            logger.add_tool_span(input="x", output=f"y{count}", name="tool")
+            assert logger.get_tracing_headers()
+            loggers.append(logger)
+            trace_ids.append(trace.id)
+    for logger in loggers[:count]:
         assert logger.flush(timeout=10).pending == 0
-    calling.conclude(output=f"done {count}")
-    assert calling.flush(timeout=10).pending == 0
-    return trace_ids
+    if calling:  # (a flush would conclude it)
+        collector_env.wait_for(lambda: collector_env.trace(trace_ids[-1]))
+        loggers[-1].conclude(output=f"done {count}")
+        assert loggers[-1].flush(timeout=10).pending == 0
+    return trace_ids, loggers
 
 
+@pytest.mark.usefixtures("one_io_thread")
 def test_traces_ready_together_share_one_post(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+    collector_env: CollectorProcess, elsewhere: CollectorProcess
 ) -> None:
     """Traces of different loggers ready at one moment go in one ``POST /traces`` (its ``traces`` is a
     list). Those concluded before they went go complete (``is_complete: true``, no PATCH); one that went
-    open, on its own (``is_complete`` is the whole body's), gets its is_complete PATCH after its records."""
+    open, on its own (``is_complete`` is the whole body's), gets its is_complete PATCH after its records.
+    The one whose headers were asked for goes first, though it was logged last."""
     collector_env.clear_requests()
-    trace_ids = _traces_while_a_request_runs(12, collector_env, monkeypatch)
+    before = galileo.stats()
+    trace_ids, _ = _traces_while_the_sender_is_busy(12, collector_env, elsewhere)
     *concluded, calling = trace_ids
     sent = writes(collector_env)
     check_order(sent, set(trace_ids))
@@ -304,7 +345,8 @@ def test_traces_ready_together_share_one_post(
         assert stored is not None and stored["is_complete"] and stored["output"] == f"done {i}"
         assert [s["output"] for s in stored["spans"]] == [f"y{i}"]
     stats = galileo.stats()
-    assert stats["dropped"] == 0 and stats["sent"] == 2 * 13 and stats["updates_sent"] == 1
+    assert stats["dropped"] == 0 and stats["updates_sent"] - before["updates_sent"] == 1
+    assert stats["sent"] - before["sent"] == 2 * 13 + 1  # (and the slow API's trace)
 
 
 def test_a_trace_concluded_before_it_went_goes_once_complete(collector_env: CollectorProcess) -> None:
@@ -342,24 +384,24 @@ def test_a_trace_concluded_before_it_went_goes_once_complete(collector_env: Coll
     assert all(r["body"]["is_complete"] is False for r in sent if kind(r) == ("POST", "traces"))
 
 
+@pytest.mark.usefixtures("one_io_thread")
 def test_a_shared_post_the_api_rejects_goes_again_trace_by_trace(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+    collector_env: CollectorProcess, elsewhere: CollectorProcess
 ) -> None:
     """One bad trace must not sink the traces it shared a POST with: when the API rejects a combined POST
-    outright (here a 422), each trace goes again on its own."""
+    outright (here a 422), each trace goes again on its own, and none is given up."""
     collector_env.clear_requests()
     faults = f"{collector_env.url}/api/faults"
-
-    def fail_the_next_write() -> None:
-        requests.put(faults, json={"fail_count": 1, "fail_status": 422}, timeout=5).raise_for_status()
-
+    requests.put(faults, json={"fail_count": 1, "fail_status": 422}, timeout=5).raise_for_status()
     try:
-        trace_ids = _traces_while_a_request_runs(5, collector_env, monkeypatch, fail_the_next_write)
+        trace_ids, _ = _traces_while_the_sender_is_busy(5, collector_env, elsewhere, calling=False)
+        rejected = requests.get(faults, timeout=5).json()["injected"]
     finally:
         requests.delete(faults, timeout=5).raise_for_status()
-    posts = [r for r in writes(collector_env) if kind(r) == ("POST", "traces")]
+    assert rejected == 1, "the one write the API rejected was the POST the five traces shared"
+    posts = [r for r in writes(collector_env) if kind(r) == ("POST", "traces")]  # (what was stored)
     assert sorted(t["id"] for r in posts for t in r["body"]["traces"]) == sorted(trace_ids)
-    assert [len(r["body"]["traces"]) for r in posts] == [1] * 6, "after the rejection, one trace per POST"
+    assert [len(r["body"]["traces"]) for r in posts] == [1] * 5, "after the rejection, one trace per POST"
     for trace_id in trace_ids:
         stored = collector_env.trace(trace_id)
         assert stored is not None and stored["is_complete"]
@@ -396,25 +438,21 @@ def test_records_handed_over_while_the_sender_lets_go_are_never_lost(
     assert galileo.stats()["dropped"] == 0
 
 
-def test_subtree_not_yet_sent_travels_nested_and_concluded(collector_env: CollectorProcess) -> None:
-    """With the backend paused, a whole concluded subtree queues up and goes as one nested body."""
+@pytest.mark.usefixtures("one_io_thread")
+def test_subtree_not_yet_sent_travels_nested_and_concluded(
+    collector_env: CollectorProcess, elsewhere: CollectorProcess
+) -> None:
+    """While the sender cannot send, a whole concluded subtree queues up and goes as one nested body."""
     collector_env.clear_requests()
     logger = dlogger()
     trace = logger.start_trace(input="q")
     collector_env.wait_for(lambda: collector_env.trace(trace.id))
-    outbox = logger._outbox
-    assert outbox is not None
-    sender = _sender.get_sender(logger.config)
-    with sender._lock:
-        outbox.not_before = time.monotonic() + 3600  # set aside: nothing of this trace goes until released
-    logger.add_workflow_span(input="q", name="outer")
-    logger.add_workflow_span(input="q", name="inner")
-    logger.add_tool_span(input="x", output="y", name="leaf")
-    logger.conclude(output="inner done")
-    logger.conclude(output="outer done")
-    with sender._lock:
-        outbox.not_before = 0
-        sender._schedule(outbox)
+    with _sender_busy(elsewhere):
+        logger.add_workflow_span(input="q", name="outer")
+        logger.add_workflow_span(input="q", name="inner")
+        logger.add_tool_span(input="x", output="y", name="leaf")
+        logger.conclude(output="inner done")
+        logger.conclude(output="outer done")
     logger.conclude()
     logger.flush(timeout=10)
     requests = writes(collector_env)
@@ -490,34 +528,31 @@ def test_terminate_releases_only_its_logger(collector_env: CollectorProcess) -> 
     assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
 
 
-def test_headers_move_the_named_records_to_the_front(collector_env: CollectorProcess) -> None:
+@pytest.mark.usefixtures("one_io_thread")
+def test_headers_move_the_named_records_to_the_front(
+    collector_env: CollectorProcess, elsewhere: CollectorProcess
+) -> None:
+    """Records a downstream service is about to point at (``get_tracing_headers()``) go before a backlog
+    of traces logged earlier."""
+    collector_env.clear_requests()
     logger = dlogger()
-    client = _sender.get_client(logger.config)
-    sender = _sender.Sender(workers=1)
-    sender._stopping = True  # no worker starts: the queue stays as built, for inspection
-    outboxes = []
-    for _ in range(5):
-        outbox = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
-        assert outbox.not_before > 0, "a new trace lingers a moment"
-        outbox.not_before = 0  # past its linger: ready
-        outbox.add(schema.Trace(input="backlog"), None)
-        outboxes.append(outbox)
-    assert list(sender._ready) == outboxes
-    sender.prioritize(outboxes[3])
-    assert list(sender._ready) == [outboxes[3], *outboxes[:3], outboxes[4]]
-    lingering = sender.open_trace(client, logger._target, schema.new_id(), owned=True)
-    lingering.add(schema.Trace(input="new"), None)
-    assert lingering not in sender._ready
-    sender.prioritize(lingering)  # headers end the linger: straight to the front
-    assert sender._ready[0] is lingering
-
     trace = logger.start_trace(input="q")
-    workflow = logger.add_workflow_span(input="q")
-    headers = logger.get_tracing_headers()
+    collector_env.wait_for(lambda: collector_env.trace(trace.id))
+    with _sender_busy(elsewhere):
+        backlog = []
+        for i in range(5):
+            other = dlogger()
+            backlog.append(other.start_trace(input=f"backlog {i}").id)
+            other.conclude(output="done")
+        workflow = logger.add_workflow_span(input="q", name="calls downstream")
+        headers = logger.get_tracing_headers()
     assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": workflow.id}
-    assert logger._outbox is not None and logger._outbox.priority
-    logger.flush(timeout=10)
-    assert collector_env.trace(trace.id) is not None
+    collector_env.wait_for(lambda: all(collector_env.trace(t) for t in backlog))
+    collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["spans"])
+    sent = writes(collector_env)[1:]  # (after the trace's own POST)
+    assert [kind(r) for r in sent[:2]] == [("POST", "spans"), ("POST", "traces")]
+    assert sent[0]["record_ids"] == [workflow.id], "the named record went first, though logged last"
+    assert sorted(t["id"] for t in sent[1]["body"]["traces"]) == sorted(backlog)
 
 
 def test_shutdown_drains_and_sender_restarts(collector_env: CollectorProcess) -> None:
@@ -556,9 +591,13 @@ def test_interpreter_exit_delivers_what_is_queued(collector_env: CollectorProces
 
 
 def test_forked_child_gets_a_fresh_sender(collector_env: CollectorProcess) -> None:
+    """The child of a fork starts with a sender of its own: none of the parent's counters, records or
+    waits (its flush does not wait for the parent's records)."""
     parent_logger = dlogger()
     parent_logger.start_trace(input="parent")
-    parent_sender = _sender.get_sender(parent_logger.config)
+    parent_logger.add_tool_span(input="x", output="y")
+    assert parent_logger.flush(timeout=10).pending == 0
+    assert galileo.stats()["sent"] >= 2
     read, write = os.pipe()
     with warnings.catch_warnings():  # Python 3.12+ warns about fork with threads; that is what we test
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -566,8 +605,9 @@ def test_forked_child_gets_a_fresh_sender(collector_env: CollectorProcess) -> No
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
+            stats = galileo.stats()
+            fresh = stats["sent"] == stats["queued"] == stats["dropped"] == 0
             child = dlogger()
-            fresh = _sender.get_sender(child.config) is not parent_sender
             trace = child.start_trace(input="child")
             child.conclude(output="from child")
             pending = child.flush(timeout=10).pending
@@ -587,183 +627,46 @@ def test_forked_child_gets_a_fresh_sender(collector_env: CollectorProcess) -> No
 
 
 def test_trace_completes_after_other_loggers_of_this_process(collector_env: CollectorProcess) -> None:
-    """Two services in one process: the gateway's is_complete waits for the retriever's records."""
+    """Two services in one process: the gateway's is_complete waits for the retriever's records (here a
+    span whose POST the API answers a second late)."""
     collector_env.clear_requests()
     gateway = dlogger(log_stream="gateway")
     trace = gateway.start_trace(input="q")
     gateway.add_workflow_span(input="q")
     headers = gateway.get_tracing_headers()
-    retriever = dlogger(
-        log_stream="retriever", trace_id=headers["X-Galileo-Trace-ID"], span_id=headers["X-Galileo-Parent-ID"]
-    )
-    retriever.add_retriever_span(input="q", output=["doc"])
-    sender = _sender.get_sender(gateway.config)
-    held = retriever._outbox
-    assert held is not None
-    with sender._lock:
-        held.not_before = time.monotonic() + 3600  # the retriever's span cannot go yet
-    gateway.conclude()
-    gateway.conclude(output="answer")
-    assert gateway.flush(timeout=0.5).pending > 0, "the completion waits for the retriever's span"
-    with sender._lock:
-        held.not_before = 0
-        sender._schedule(held)
-    assert retriever.flush(timeout=10).pending == 0
-    assert gateway.flush(timeout=10).pending == 0
-    requests = writes(collector_env)
-    assert kind(requests[-1]) == ("PATCH", "traces")
-    check_order(requests, {trace.id}, upstream=frozenset({headers["X-Galileo-Parent-ID"]}))
+    collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["spans"])
+    faults = f"{collector_env.url}/api/faults"
+    slow_spans = {"latency_ms": 1000, "paths": [f"/v2/projects/{gateway.project_id}/spans"]}
+    requests.put(faults, json=slow_spans, timeout=5).raise_for_status()
+    try:
+        retriever = dlogger(
+            log_stream="retriever",
+            trace_id=headers["X-Galileo-Trace-ID"],
+            span_id=headers["X-Galileo-Parent-ID"],
+        )
+        retriever.add_retriever_span(input="q", output=["doc"])
+        gateway.conclude()
+        gateway.conclude(output="answer")
+        assert gateway.flush(timeout=0.5).pending > 0, "the completion waits for the retriever's span"
+        assert retriever.flush(timeout=10).pending == 0
+        assert gateway.flush(timeout=10).pending == 0
+    finally:
+        requests.delete(faults, timeout=5).raise_for_status()
+    requests_seen = writes(collector_env)
+    assert kind(requests_seen[-1]) == ("PATCH", "traces")
+    check_order(requests_seen, {trace.id}, upstream=frozenset({headers["X-Galileo-Parent-ID"]}))
     assert collector_env.trace(trace.id)["is_complete"]  # type: ignore[index]
 
 
-def test_after_a_burst_of_requests_the_sender_waits_for_a_quiet_moment(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from galileo._context import activity
-
-    # Wide margins for a loaded machine: quiet means no request ended for 50 ms, and the cap is far away.
-    monkeypatch.setattr(_sender, "QUIET", 0.05)
-    monkeypatch.setattr(_sender, "YIELD_CAP", 10.0)
-    stop = threading.Event()
-
-    def burst() -> None:  # requests served one after another: none is in flight when the sender looks
-        while not stop.is_set():
-            activity.ended_at = time.monotonic()
-            time.sleep(0.002)
-
-    serving = threading.Thread(target=burst)
-    serving.start()
-    try:
-        logger = dlogger()
-        trace = logger.start_trace(input="q")
-        logger.conclude(output="a")
-        time.sleep(0.5)
-        assert collector_env.trace(trace.id) is None, "held back while requests keep being served"
-    finally:
-        stop.set()
-        serving.join()
-    collector_env.wait_for(lambda: (collector_env.trace(trace.id) or {}).get("is_complete"), timeout=5)
-
-
-def test_records_logged_during_requests_wake_no_worker(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While the service serves requests that log, one worker is on duty (waiting with a short timeout), so a
-    record logged during a request never wakes a worker: on the request's CPU that would preempt the handler.
-    Nor does the request's end (the next request of a burst may be waiting): the event loop that served it
-    wakes one QUIET later, when no other request came meanwhile."""
-    # The worker on duty wakes every YIELD_CAP: make that rare, so that it does not happen to wake (and be
-    # between two timers) just while the request below logs, however slow this machine is.
-    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)
-    logger = dlogger()
-    first = logger.start_trace(input="warm-up")
-    logger.conclude(output="a")
-    activity.ended_at = time.monotonic()  # as if a request that logged had just ended
-    assert logger.flush(timeout=10).pending == 0  # the workers send it and go idle, one on duty
-    sender = _sender.get_sender(logger.config)
-    time.sleep(0.2)  # the workers settle into their waits
-    wakes: list[float] = []
-    real_notify = sender._wake.notify
-    sender._wake.notify = lambda n=1: (wakes.append(time.monotonic()), real_notify(n))  # type: ignore[method-assign]
-
-    async def request() -> tuple[str, float]:
-        activity.active += 1  # as TracingMiddleware does while a request is served
-        trace = logger.start_trace(input="q")
-        logger.add_tool_span(input="x", output="y")
-        logger.conclude(output="done")
-        assert wakes == [], "a worker was woken in the middle of a request"
-        await asyncio.sleep(0.1)  # the records now wait for the request
-        activity.active -= 1  # the request ends, as the middleware ends it
-        activity.ended_at = ended = time.monotonic()
-        if activity.holding and activity.on_idle is not None:
-            activity.on_idle()
-        assert wakes == [], "a worker was woken as the request ended"
-        await asyncio.sleep(0.2)  # the loop stays idle: quiet
-        return trace.id, ended
-
-    try:
-        trace_id, ended = asyncio.run(request())
-    finally:
-        activity.active = max(0, activity.active)
-        del sender._wake.notify
-    # (none at all when the worker on duty looked within QUIET anyway)
-    assert all(wake - ended >= _sender.QUIET for wake in wakes), "woken only once the loop was quiet"
-    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace_id)) and t["is_complete"] and t)
-    assert stored["output"] == "done" and collector_env.trace(first.id) is not None
-
-
-class _LockUsers:
-    """Stands in for the sender's lock in its ``with`` statements (its conditions keep the real one, the
-    same lock): notes which threads took it."""
-
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-        self.threads: list[str] = []
-
-    def __enter__(self) -> Any:
-        self.threads.append(threading.current_thread().name)
-        return self.lock.__enter__()
-
-    def __exit__(self, *exc: object) -> Any:
-        return self.lock.__exit__(*exc)
-
-
-def test_a_request_opens_its_trace_without_the_senders_lock(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While a worker's timer runs (one is on duty while requests log), a request's new trace is handed to
-    the sender without its lock, so a request never waits for a worker holding it; the last request out
-    registers it, and it goes QUIET later."""
-    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)  # the duty timer fires after the request, however slow
-    logger = dlogger()
-    logger.start_trace(input="warm-up")
-    logger.conclude(output="a")
-    activity.ended_at = time.monotonic()  # as if a request that logged had just ended: a worker on duty
-    assert logger.flush(timeout=10).pending == 0
-    sender = _sender.get_sender(logger.config)
-    collector_env.wait_for(lambda: math.isfinite(sender._timer_at), timeout=5)
-    users = _LockUsers(sender._lock)
-    monkeypatch.setattr(sender, "_lock", users)
-    me = threading.current_thread().name
-    activity.active += 1  # as TracingMiddleware does while a request is served
-    try:
-        trace = logger.start_trace(input="q")
-        logger.add_tool_span(input="x", output="y")
-        logger.conclude(output="done")
-        assert me not in users.threads, "the request took the sender's lock"
-    finally:
-        activity.active -= 1
-    activity.ended_at = time.monotonic()
-    assert activity.holding and activity.on_idle is not None
-    activity.on_idle()  # the last request out, as the middleware ends it
-    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["is_complete"] and t)
-    assert stored["output"] == "done"
-
-
-class _CountedDeque(collections.deque[Any]):
-    appended = 0
-
-    def append(self, item: Any) -> None:
-        self.appended += 1
-        super().append(item)
-
-
-def test_traces_handed_over_without_the_lock_all_arrive(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Many threads open traces during requests while the worker on duty wakes every 2 ms: whatever
-    the interleaving of a worker's look at the new outboxes and a thread's hand-over, none is left behind,
-    and none goes twice."""
-    monkeypatch.setattr(_sender, "YIELD_CAP", 0.002)  # traces go either way: with the lock and without
+def test_traces_handed_over_from_many_threads_all_arrive_once(collector_env: CollectorProcess) -> None:
+    """Many threads open traces at once while the sender sends: whatever the interleaving of the hand-overs
+    and the sender's steps, none is left behind and none goes twice."""
     warm = dlogger()
     warm.start_trace(input="warm-up")
     warm.conclude(output="a")
-    activity.ended_at = time.monotonic()
     assert warm.flush(timeout=10).pending == 0
     collector_env.clear_requests()
-    sender = _sender.get_sender(warm.config)
-    arrivals = _CountedDeque()
-    monkeypatch.setattr(sender, "_arrivals", arrivals)
+    before = galileo.stats()
     ids: list[str] = []
 
     def serve(n: int) -> None:
@@ -773,30 +676,23 @@ def test_traces_handed_over_without_the_lock_all_arrive(
             logger.add_tool_span(input="x", output="y")
             logger.conclude(output="done")
 
-    activity.active += 1
-    try:
-        threads = [threading.Thread(target=serve, args=(150,)) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        activity.active -= 1
-    activity.ended_at = time.monotonic()
-    if activity.holding and activity.on_idle is not None:
-        activity.on_idle()
-    assert arrivals.appended > 0, "no trace took the way without the lock"
+    threads = [threading.Thread(target=serve, args=(150,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     collector_env.wait_for(
-        lambda: sender.stats()["queued"] == 0 and not sender.stats()["in_flight"], timeout=30
+        lambda: galileo.stats()["queued"] == 0 and not galileo.stats()["in_flight"], timeout=30
     )
-    stats = sender.stats()
-    assert stats["dropped"] == 0, stats
+    stats = galileo.stats()
+    assert stats["dropped"] == before["dropped"], stats
+    assert stats["sent"] - before["sent"] == 2 * len(ids), stats
     sent = writes(collector_env)
     assert all(r["status"] == 200 for r in sent)
     posted = [t["id"] for r in sent if kind(r) == ("POST", "traces") for t in r["body"]["traces"]]
     assert sorted(posted) == sorted(ids), "a trace went twice, or not at all"
     for trace_id in ids[::50]:
-        assert collector_env.trace(trace_id)["is_complete"]
+        collector_env.wait_for(lambda: (collector_env.trace(trace_id) or {}).get("is_complete"))  # noqa: B023
 
 
 def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env: CollectorProcess) -> None:
@@ -814,7 +710,7 @@ def test_a_worker_leaving_for_a_slow_exchange_hands_its_watch_over(collector_env
         first = dlogger()
         a = first.start_trace(input="a")
         first.conclude(output="a")
-        time.sleep(_sender.LINGER * 0.6)  # within a's linger (a worker waits for its end), ending before b's
+        time.sleep(LINGER * 0.6)  # within a's linger (a worker waits for its end), ending before b's
         upstream = schema.new_id()
         second = dlogger(trace_id=upstream)  # its span POST cannot share a's trace POST
         second.add_tool_span(input="x", output="y")
@@ -843,14 +739,13 @@ def test_a_request_waiting_for_its_answer_holds_its_body_as_bytes_only(
         trace = logger.start_trace(input="on its way")
         span = logger.add_tool_span(input="x", output="y")
         logger.conclude(output="done")
-        sender = _sender.get_sender(logger.config)
-        collector_env.wait_for(lambda: sender.stats()["in_flight"] == 1, timeout=5)
+        collector_env.wait_for(lambda: galileo.stats()["in_flight"] == 1, timeout=5)
         gc.collect()
         ids = {trace.id, span.id}
         wire = [
             o for o in gc.get_objects() if type(o) is dict and type(o.get("id")) is str and o["id"] in ids
         ]
-        assert sender.stats()["in_flight"] == 1, "measured while the POST waited"
+        assert galileo.stats()["in_flight"] == 1, "measured while the POST waited"
         assert wire == [], "the body's JSON objects lived through the wait"
         assert logger.flush(timeout=10).pending == 0
     finally:
@@ -858,58 +753,182 @@ def test_a_request_waiting_for_its_answer_holds_its_body_as_bytes_only(
     assert collector_env.trace(trace.id)["is_complete"]
 
 
-def test_a_trace_waiting_to_go_holds_its_events_without_an_object_each(
+# -- yielding to the requests being served ------------------------------------------------------------------
+# A Starlette app behind TracingMiddleware, served in this process by TestClient: the requests the sender
+# yields to are real ones. Times are time.monotonic(), the clock the collector stamps its request log with.
+
+
+def _app(routes: dict[str, Callable[[Request], Awaitable[Response]]]) -> Starlette:
+    return Starlette(
+        routes=[Route(path, endpoint) for path, endpoint in routes.items()],
+        middleware=[Middleware(TracingMiddleware, project="distributed", log_stream="served")],
+    )
+
+
+def _warm_up(collector: CollectorProcess) -> None:
+    """Log in and resolve the project and log stream, so that what a test times is one write each."""
+    warm = dlogger()
+    warm.start_trace(input="warm-up")
+    warm.conclude(output="a")
+    assert warm.flush(timeout=10).pending == 0
+    collector.clear_requests()
+
+
+def _post_of(collector: CollectorProcess, trace_id: str) -> dict[str, Any] | None:
+    """The POST that carried ``trace_id``'s trace record, once the collector has answered it."""
+    for r in writes(collector):
+        answered = kind(r) == ("POST", "traces") and r["finished_at"] is not None
+        if answered and any(t["id"] == trace_id for t in r["body"]["traces"]):
+            return r
+    return None
+
+
+def test_the_sender_yields_to_requests_in_flight_but_never_long(collector_env: CollectorProcess) -> None:
+    """A trace logged while a request is served (here one that takes two seconds and logs nothing, so the
+    trace is all the sender holds) goes once the sender has held it back for YIELD_CAP: not as soon as it
+    could, nor once the request ends."""
+    _warm_up(collector_env)
+    begun = threading.Event()
+    served: list[tuple[float, float]] = []
+
+    async def slow(request: Request) -> Response:
+        started = time.monotonic()
+        begun.set()
+        await asyncio.sleep(2.0)
+        served.append((started, time.monotonic()))
+        return PlainTextResponse("slow")
+
+    with TestClient(_app({"/slow": slow})) as client:
+        request = threading.Thread(target=client.get, args=("/slow",))
+        request.start()
+        try:
+            assert begun.wait(10)
+            logger = dlogger()
+            logged_at = time.monotonic()
+            trace = logger.start_trace(input="q")
+            logger.conclude(output="a")
+            post = collector_env.wait_for(lambda: _post_of(collector_env, trace.id), timeout=10)
+        finally:
+            request.join()
+    ((_, ended),) = served
+    assert post["received_at"] - logged_at >= YIELD_CAP, "not held back while a request was served"
+    assert post["received_at"] < ended, "held back until the request ended: longer than YIELD_CAP"
+
+
+def _quiet_between(served: list[tuple[float, float]], start: float, end: float, quiet: float) -> bool:
+    """Whether at some moment in [start, end] no request had been in flight for ``quiet`` seconds."""
+    free_since = -math.inf
+    gaps = []
+    for begun, ended in sorted(served):
+        if begun > free_since:
+            gaps.append((free_since, begun))
+        free_since = max(free_since, ended)
+    gaps.append((free_since, math.inf))
+    return any(max(lo + quiet, start) <= min(hi, end) for lo, hi in gaps)
+
+
+def test_during_a_burst_of_requests_the_sender_sends_once_per_yield_cap_or_when_quiet(
     collector_env: CollectorProcess,
 ) -> None:
-    """While requests are in flight a trace's records wait (up to YIELD_CAP) in its outbox's inbox: the
-    events are kept there flat, not as a tuple each that the garbage collector would count and scan."""
-    logger = dlogger()
-    sender = _sender.get_sender(logger.config)
-    activity.active += 1  # as TracingMiddleware does while a request is served
-    try:
-        trace = logger.start_trace(input="q")
-        outbox = logger._outbox
-        logger.add_workflow_span(input="w")
-        logger.add_tool_span(input="x", output="y")
-        logger.conclude(output="done", conclude_all=True)
-        assert outbox is not None and outbox.inbox, "measured while the events wait"
-        held = [type(o).__name__ for o in gc.get_referents(outbox.inbox) if gc.is_tracked(o)]
-        assert "tuple" not in held and {"WorkflowSpan", "ToolSpan", "Trace"} <= set(held), held
-    finally:
-        activity.active -= 1
-        activity.ended_at = time.monotonic()
-        sender._requests_idle()
-    assert logger.flush(timeout=10).pending == 0
-    assert collector_env.trace(trace.id)["is_complete"]
+    """Requests served one after another, each logging (none in flight at some instants, but one ending
+    every few milliseconds): the sender holds what is logged meanwhile until no request has ended for QUIET,
+    or until it has held it for YIELD_CAP. So while the burst lasts, traces logged every 5 ms go together,
+    in one POST per YIELD_CAP, not each in a gap between two requests."""
+    _warm_up(collector_env)
+    served: list[tuple[float, float]] = []
+
+    async def quick(request: Request) -> Response:
+        started = time.monotonic()
+        get_request_logger().add_tool_span(input="x", output="y")  # (requests that log nothing are not timed)
+        await asyncio.sleep(0.002)
+        served.append((started, time.monotonic()))
+        return PlainTextResponse("quick")
+
+    stop = threading.Event()
+    logged: dict[str, float] = {}
+    with TestClient(_app({"/quick": quick})) as client:
+
+        def burst() -> None:
+            while not stop.is_set():
+                client.get("/quick")
+
+        serving = threading.Thread(target=burst)
+        serving.start()
+        try:
+            time.sleep(0.1)  # the burst is under way
+            for i in range(40):
+                logger = dlogger()
+                at = time.monotonic()
+                logged[logger.start_trace(input=f"q{i}").id] = at
+                logger.conclude(output="a")
+                time.sleep(0.005)
+            collector_env.wait_for(lambda: all(_post_of(collector_env, t) for t in logged), timeout=10)
+        finally:
+            stop.set()
+            serving.join()
+    assert len(served) > 50, "a burst of requests"
+    posts: dict[int, tuple[float, float]] = {}  # POST -> (its last trace logged, when it arrived)
+    for trace_id, at in logged.items():
+        post = _post_of(collector_env, trace_id)
+        assert post is not None
+        last_logged = max(at, posts.get(post["seq"], (at, 0.0))[0])
+        posts[post["seq"]] = (last_logged, post["received_at"])
+    # A POST sent in a quiet moment may go any time; the others went each at the end of a hold, and holds
+    # end YIELD_CAP apart at least (one POST each: traces ready at one moment share one).
+    held = [(at, arrived) for at, arrived in posts.values() if not _quiet_between(served, at, arrived, QUIET)]
+    window = max(arrived for _, arrived in posts.values()) - min(logged.values())
+    assert len(held) <= window / YIELD_CAP + 2, (
+        f"{len(held)} POSTs in {1000 * window:.0f} ms of a burst, for {len(logged)} traces"
+    )
 
 
-def test_the_sender_yields_to_requests_in_flight_but_never_long(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_sender, "YIELD_CAP", 5.0)  # held while "in flight", however slow this machine is
-    logger = dlogger()
-    sender = _sender.get_sender(logger.config)
-    saved = activity.active
-    activity.active += 1  # as TracingMiddleware does while a request is served
-    try:
-        trace = logger.start_trace(input="q")
-        outbox = logger._outbox
-        assert outbox is not None
-        collector_env.wait_for(lambda: outbox in sender._yielding, timeout=5)
-        assert collector_env.trace(trace.id) is None, "held back while a request is in flight"
-        # the last request ends: what yielded goes at once
-        activity.active -= 1
-        sender._requests_idle()
-        collector_env.wait_for(lambda: collector_env.trace(trace.id))
-        # a request that never ends delays records by YIELD_CAP at most; and lets go of them once sent
-        monkeypatch.setattr(_sender, "YIELD_CAP", 0.2)
-        activity.active += 1
-        other = dlogger()
-        other_trace = other.start_trace(input="q")
-        other_outbox = other._outbox
-        other.conclude(output="a")
-        assert other.flush(timeout=10).pending == 0
-        assert collector_env.trace(other_trace.id)["is_complete"]  # type: ignore[index]
-        assert other_outbox not in sender._yielding
-    finally:
-        activity.active = saved
+def _context_switches(thread: threading.Thread) -> int:
+    """How many times ``thread`` has gone to sleep so far (Linux: its voluntary context switches)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's per-thread counters")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20, for the lead: a sender whose thread starts while requests are served (the first record "
+    "of a web service is logged in a request) is woken by every record handed over: Sender._asleep starts "
+    "True and is only cleared after an untimed wait, which never comes while the dispatcher is on duty "
+    "(80 records logged 3 ms apart in a request: 108-196 wake-ups; 13-15 with _asleep cleared before a timed "
+    "wait, 7-13 when the sender started outside a request)",
+)
+def test_records_logged_during_requests_wake_no_sender_thread(collector_env: CollectorProcess) -> None:
+    """A record logged during a request hands itself over without waking the sender's thread: waking it
+    would take the processor (and the interpreter lock) from the handler in the middle of its work. While
+    requests are served, that thread looks on its own every YIELD_CAP; so a request that logs a record
+    every 3 ms sees it wake a few times per YIELD_CAP, not once per record. As in a web service, the
+    sender starts with a record logged in a request."""
+    records = 80
+    seen: list[tuple[int, float]] = []
+    trace_ids: list[str] = []
+
+    async def logs(request: Request) -> Response:
+        logger = get_request_logger()
+        logger.add_workflow_span(input="q", name="work")  # (opens the request's trace)
+        if request.query_params.get("warm-up"):
+            return PlainTextResponse("the sender runs")
+        trace_ids.append(str(logger.trace_id))
+        await asyncio.sleep(0.1)  # the sender's thread settles on the requests' schedule
+        (sender,) = [t for t in threading.enumerate() if t.name == "galileo-sender"]
+        switches, started = _context_switches(sender), time.monotonic()
+        for i in range(records):
+            logger.add_tool_span(input="x", output=str(i), name=f"step{i}")
+            await asyncio.sleep(0.003)
+        seen.append((_context_switches(sender) - switches, time.monotonic() - started))
+        return PlainTextResponse("logged")
+
+    with TestClient(_app({"/logs": logs})) as client:
+        assert client.get("/logs", params={"warm-up": "1"}).status_code == 200
+        collector_env.wait_for(lambda: galileo.stats()["sent"] == 2, timeout=10)  # logged in, resolved
+        assert client.get("/logs").status_code == 200
+    ((switches, seconds),) = seen
+    looks = seconds / YIELD_CAP + 2
+    assert switches <= 4 * looks, f"the sender's thread woke {switches} times for {records} records"
+    (trace_id,) = trace_ids
+    stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace_id)) and t["is_complete"] and t)
+    assert len(stored["spans"][0]["spans"]) == records
