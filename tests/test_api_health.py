@@ -190,14 +190,6 @@ def test_an_api_going_down_again_soon_after_is_reported_once(
     assert galileo.stats()["dropped"] == 0
 
 
-@pytest.mark.xfail(
-    strict=False,  # fails in about two runs of three: it depends on when something else wakes the sender
-    reason="issue 20, for the lead: while a flush that timed out (flush(timeout=0)) still waits in the "
-    "dispatcher, it stays urgent, and _schedule puts an outbox that waits out an API pause "
-    "(attempts == 0) back on the ready queue instead of on a timer; the dispatcher then sleeps with it "
-    "there until some other timer wakes it (here the 10 s drop report): records are given up 10.6 s after "
-    "they were logged, not when their 1.5 s retry window ends (2.1 s without the flushes)",
-)
 def test_records_waiting_out_an_outage_are_given_up_when_their_retry_window_ends(
     fresh_collector: CollectorProcess,
     monkeypatch: pytest.MonkeyPatch,

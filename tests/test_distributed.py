@@ -889,14 +889,6 @@ def _context_switches(thread: threading.Thread) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's per-thread counters")
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20, for the lead: a sender whose thread starts while requests are served (the first record "
-    "of a web service is logged in a request) is woken by every record handed over: Sender._asleep starts "
-    "True and is only cleared after an untimed wait, which never comes while the dispatcher is on duty "
-    "(80 records logged 3 ms apart in a request: 108-196 wake-ups; 13-15 with _asleep cleared before a timed "
-    "wait, 7-13 when the sender started outside a request)",
-)
 def test_records_logged_during_requests_wake_no_sender_thread(collector_env: CollectorProcess) -> None:
     """A record logged during a request hands itself over without waking the sender's thread: waking it
     would take the processor (and the interpreter lock) from the handler in the middle of its work. While

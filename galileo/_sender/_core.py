@@ -144,6 +144,7 @@ class Sender:
         if self._inline:
             self._run_inline(wait, deadline)
         elif not wait.done.wait(timeout):
+            wait.cancelled = True  # (the dispatcher forgets it: it no longer hurries anything)
             handles = wait.handles if wait.handles is not None else ()
             return max(1, sum(h.pending() for h in handles)) if handles else max(1, self.accounts.queued())
         return wait.pending
@@ -182,6 +183,7 @@ class Sender:
             given_up.done.wait(2.0)
         with self._lock:
             thread, self._thread = self._thread, None
+            self._asleep = True  # the next record starts the thread again
             if thread is not None:
                 self._events.append((_dispatcher._STOP, None, None, None))
                 self._wakeup.set()
@@ -225,8 +227,8 @@ class Sender:
                 self._asleep = True
                 if not self._events:  # (a hand-over that saw _asleep False appended before this)
                     wakeup.wait()
+            else:  # it looks again on its own: a hand-over needs no wake-up (a context switch each)
                 self._asleep = False
-            else:
                 timeout = wake_at - time.monotonic()
                 if timeout > 0:
                     wakeup.wait(timeout)

@@ -144,7 +144,8 @@ class Dispatcher:
         accounts.pending += 1
         outbox = handle.outbox
         assert isinstance(outbox, TraceOutbox)
-        if not outbox.nodes and handle not in self._busy:  # a new trace: let what comes with it come
+        if not outbox.nodes and handle not in self._busy and not self.urgent:  # a new trace: let what
+            # comes with it come (not while a flush or a shutdown waits: see _release_all)
             outbox.not_before = max(outbox.not_before, now + LINGER)
         tally = outbox.add(record, parent_id)
         if tally is not None:
@@ -182,7 +183,7 @@ class Dispatcher:
             return
         if handle.in_ready:
             return
-        if outbox.not_before > now and not (self.urgent and outbox.attempts == 0):
+        if outbox.not_before > now:
             if handle.timer_at != outbox.not_before:
                 handle.timer_at = outbox.not_before
                 heapq.heappush(self._timers, (outbox.not_before, next(self._seq), handle))

@@ -22,7 +22,7 @@ __all__ = ["Wait", "Waits"]
 class Wait:
     """One caller waiting; ``handles`` None waits for everything (a shutdown)."""
 
-    __slots__ = ("done", "handles", "pending", "urgent")
+    __slots__ = ("cancelled", "done", "handles", "pending", "urgent")
 
     def __init__(self, handles: Sequence[Any] | None, *, urgent: bool) -> None:
         self.handles = handles
@@ -30,6 +30,7 @@ class Wait:
         self.urgent = urgent
         self.pending = 0
         self.done = threading.Event()
+        self.cancelled = False  #: its caller stopped waiting (timed out)
 
 
 class Waits:
@@ -49,6 +50,8 @@ class Waits:
             return
         left = []
         for wait in self._waits:
+            if wait.cancelled:
+                continue
             if dispatcher.settled(wait):
                 wait.pending = dispatcher.pending_of(wait)
                 wait.done.set()
