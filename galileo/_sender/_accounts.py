@@ -50,6 +50,8 @@ class Accounts:
         self._outside_lock = threading.Lock()
         self._outside: Counter[str] = Counter()  # records lost before the dispatcher saw them (any thread)
         self._outside_updates: Counter[str] = Counter()
+        self._changes = 0  # counts changes of the counters below (see publish)
+        self._signature: tuple[int, ...] = ()
         self._published: dict[str, Any] = self._build()
 
     # -- from any thread ---------------------------------------------------------------------------------
@@ -88,6 +90,7 @@ class Accounts:
 
     # -- on the dispatcher thread ------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
+        self._changes += 1
         self._counters[name] += n
 
     def settle(self, tally: Tally, *, report: bool = True) -> None:
@@ -98,7 +101,8 @@ class Accounts:
             self._counters["updates_sent"] += tally.updates_sent
         if tally.retried:
             self._counters["retried"] += tally.retried
-        dropped = sum(tally.dropped.values())
+        self._changes += 1
+        dropped = tally.given_up
         self.pending -= tally.sent + dropped
         if dropped or tally.updates_dropped:
             self._dropped.update(tally.dropped)
@@ -112,14 +116,15 @@ class Accounts:
 
     def report_due(self, now: float) -> float | None:
         """Report drops left unreported once the interval is over; when to look again (None: nothing left)."""
-        with self._outside_lock:
-            if self._outside or self._outside_updates:
+        if self._outside or self._outside_updates:  # (read without the lock first: almost always empty)
+            with self._outside_lock:
                 self._unreported.update(self._outside)
                 self._unreported_updates += sum(self._outside_updates.values())
                 self._dropped.update(self._outside)
                 self._updates_dropped.update(self._outside_updates)
                 self._outside.clear()
                 self._outside_updates.clear()
+                self._changes += 1
         if not self._unreported and not self._unreported_updates:
             return None
         due = self._last_warning + WARN_INTERVAL
@@ -149,7 +154,11 @@ class Accounts:
         self._unreported_updates = 0
 
     def publish(self) -> None:
-        self._published = self._build()
+        """Publish the counters for other threads (a new dict only when something changed)."""
+        signature = (self.taken, self.pending, self.in_flight, self._changes)
+        if signature != self._signature:
+            self._signature = signature
+            self._published = self._build()
 
     def _build(self) -> dict[str, Any]:
         counters = self._counters

@@ -68,7 +68,9 @@ class Dispatcher:
         self.events: collections.deque[tuple[Any, ...]] = collections.deque()
         self._submit = submit  # (request) -> None: to the I/O threads
         self._busy: set[Handle] = set()  # handles whose outbox has work
-        self._by_trace: dict[str, set[Handle]] = {}
+        #: trace id -> its handles with work: the handle itself while it is the only one (the common case:
+        #: no set made per trace), a set once there are more.
+        self._by_trace: dict[str, Handle | set[Handle]] = {}
         self._ready: collections.deque[Handle] = collections.deque()
         self._timers: list[tuple[float, int, Handle]] = []
         self._seq = itertools.count()
@@ -104,24 +106,26 @@ class Dispatcher:
 
     def _take_events(self, now: float) -> None:
         events, pop = self.events, self.events.popleft
+        touched: dict[Handle, None] = {}  # scheduled once each, after their events (a step takes many)
         while events:
             kind, a, b, c = pop()
             if kind == _handle.ADD:
                 self._add(a, b, c, now)
+                touched[a] = None
             elif kind == _handle.CONCLUDE:
                 a.outbox.conclude(b)
-                self._touch(a, now)
+                touched[a] = None
             elif kind == _handle.COMPLETE:
                 tally = a.outbox.complete(b)
                 if tally is not None:
                     self._count(a, tally)
-                self._touch(a, now)
+                touched[a] = None
             elif kind == _RESULT:
                 self._answered(a, b, now)
             elif kind == _handle.BATCH:
                 self.accounts.taken += a.handed
                 self.accounts.pending += a.handed
-                self._touch(a, now)
+                touched[a] = None
             elif kind == _PRIORITY:
                 self._prioritize(a, now)
             elif kind == _WAIT:
@@ -137,6 +141,8 @@ class Dispatcher:
             elif kind == _STOP:
                 self.stopped = True
                 self.waits.release()
+        for handle in touched:
+            self._touch(handle, now)
 
     def _add(self, handle: Handle, record: Any, parent_id: str | None, now: float) -> None:
         accounts = self.accounts
@@ -150,7 +156,6 @@ class Dispatcher:
         tally = outbox.add(record, parent_id)
         if tally is not None:
             self._count(handle, tally)
-        self._touch(handle, now)
 
     def _touch(self, handle: Handle, now: float) -> None:
         """Register ``handle`` as having work; it is scheduled at the end of the events (see _schedule)."""
@@ -159,12 +164,18 @@ class Dispatcher:
             handle.idle = False
             outbox = handle.outbox
             if isinstance(outbox, TraceOutbox):
-                self._by_trace.setdefault(outbox.trace_id, set()).add(handle)
+                mates = self._by_trace.get(outbox.trace_id)
+                if mates is None:
+                    self._by_trace[outbox.trace_id] = handle
+                elif isinstance(mates, set):
+                    mates.add(handle)
+                else:
+                    self._by_trace[outbox.trace_id] = {mates, handle}
         self._schedule(handle, now)
 
     def _count(self, handle: Handle, tally: Tally, *, report: bool = True) -> None:
         self.accounts.settle(tally, report=report)
-        handle.settled += tally.sent + sum(tally.dropped.values())
+        handle.settled += tally.sent + tally.given_up
 
     # -- scheduling -----------------------------------------------------------------------------------
     def _others_busy(self, handle: Handle) -> bool:
@@ -172,7 +183,9 @@ class Dispatcher:
         if not isinstance(outbox, TraceOutbox):
             return False
         mates = self._by_trace.get(outbox.trace_id)
-        return mates is not None and any(h is not handle for h in mates)
+        if mates is None or mates is handle:
+            return False
+        return not isinstance(mates, set) or any(h is not handle for h in mates)
 
     def _schedule(self, handle: Handle, now: float) -> None:
         """Put ``handle`` where its next request is found: ready, on a timer, or nowhere (idle, or
@@ -201,11 +214,14 @@ class Dispatcher:
         outbox = handle.outbox
         if isinstance(outbox, TraceOutbox):
             mates = self._by_trace.get(outbox.trace_id)
-            if mates is not None:
+            if mates is handle:
+                del self._by_trace[outbox.trace_id]
+            elif isinstance(mates, set):
                 mates.discard(handle)
-                if not mates:
-                    del self._by_trace[outbox.trace_id]
-                for mate in list(mates):
+                left = list(mates)
+                if len(left) == 1:
+                    self._by_trace[outbox.trace_id] = left[0]
+                for mate in left:  # an owner may have been waiting to complete the trace
                     self._schedule(mate, now)
 
     def _release_due(self, now: float) -> None:
@@ -371,7 +387,7 @@ class Dispatcher:
         given_up = 0
         for handle in list(self._busy):
             tally = handle.outbox.abandon("shutdown_timeout", "shutdown_in_flight")
-            given_up += sum(tally.dropped.values())
+            given_up += tally.given_up
             self._count(handle, tally, report=False)  # (one report for them all, below)
             self._retire(handle, 0.0)
         self.accounts.in_flight -= len(self._in_flight)

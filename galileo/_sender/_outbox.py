@@ -59,25 +59,45 @@ class Tally:
 
     __slots__ = ("detail", "dropped", "retried", "sent", "updates_dropped", "updates_sent")
 
+    #: Records and updates given up, by reason: shared empty mappings until the first drop (a Tally is made
+    #: per answer, and almost all answers give nothing up).
+    dropped: Counter[str]
+    updates_dropped: Counter[str]
+
     def __init__(self) -> None:
         self.sent = 0  #: records acknowledged
         self.updates_sent = 0  #: PATCHes of records already delivered, acknowledged
         self.retried = 0  #: requests put back to go again
-        self.dropped: Counter[str] = Counter()  #: records given up, by reason
-        self.updates_dropped: Counter[str] = Counter()  #: updates given up, by reason
+        self.dropped = _NONE
+        self.updates_dropped = _NONE
         self.detail = ""  #: the failure's description, when records were given up
 
     def drop(self, reason: str, n: int, result: Result | None = None, *, updates: bool = False) -> None:
-        if n:
-            (self.updates_dropped if updates else self.dropped)[reason] += n
-            if result is not None and result.detail:
-                self.detail = result.detail
+        if not n:
+            return
+        if updates:
+            if self.updates_dropped is _NONE:
+                self.updates_dropped = Counter()
+            self.updates_dropped[reason] += n
+        else:
+            if self.dropped is _NONE:
+                self.dropped = Counter()
+            self.dropped[reason] += n
+        if result is not None and result.detail:
+            self.detail = result.detail
+
+    @property
+    def given_up(self) -> int:
+        return sum(self.dropped.values()) if self.dropped else 0
 
     def __repr__(self) -> str:
         return (
             f"Tally(sent={self.sent}, updates_sent={self.updates_sent}, retried={self.retried}, "
             f"dropped={dict(self.dropped)}, updates_dropped={dict(self.updates_dropped)})"
         )
+
+
+_NONE: Counter[str] = Counter()  # (never written: see Tally)
 
 
 class Node:

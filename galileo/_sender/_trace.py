@@ -104,9 +104,12 @@ class TraceOutbox(Outbox):
         if not self.owned:
             return None
         self.completion = trace
+        root = self.nodes.get(self.trace_id)
+        if root is None or root.state != _FAILED:
+            return None
         tally = Tally()
         self._complete_failed(tally)
-        return tally if tally.updates_dropped else None
+        return tally
 
     # -- planning ------------------------------------------------------------------------------------------
     def _is_ready(self, node: Node) -> bool:
