@@ -30,7 +30,7 @@ from typing import Any
 
 from galileo._context import activity
 from galileo._sender._core import Sender
-from galileo._sender._dispatcher import DUTY, LINGER, QUIET, YIELD_CAP
+from galileo._sender._dispatcher import LINGER, QUIET, YIELD_CAP
 from galileo._sender._handle import Handle
 from galileo._sender._health import OUTAGE_AFTER, OUTAGE_PAUSE, WARN_INTERVAL
 from galileo._sender._outbox import AUTH_PAUSE, BACKOFF_BASE, BACKOFF_MAX
@@ -41,7 +41,6 @@ __all__ = [
     "AUTH_PAUSE",
     "BACKOFF_BASE",
     "BACKOFF_MAX",
-    "DUTY",
     "EXIT_TIMEOUT",
     "LINGER",
     "OUTAGE_AFTER",
