@@ -103,8 +103,10 @@ class Sender:
         self._put((_dispatcher._PRIORITY, handle, None, None), wake=True)
 
     def note_dropped(self, reason: str, n: int = 1) -> None:
-        """Count records lost before they reached the sender (e.g. a span with no trace)."""
+        """Count records lost before they reached the sender (e.g. a span with no trace), and have the
+        dispatcher report them (its WARNING, at most once per interval), as it reports its own drops."""
         self.accounts.lost(reason, n)
+        self._put((_dispatcher._REPORT, None, None, None), wake=True)
 
     def note_session_failed(self, session: SessionRef) -> None:
         """Count ``session`` among those the API would not create (once per session)."""

@@ -52,7 +52,7 @@ YIELD_CAP = 0.05
 #: ... and, once no request is in flight, until none has ended for this long.
 QUIET = 0.02
 
-_RESULT, _PRIORITY, _WAIT, _ABANDON, _SESSION, _STOP = range(10, 16)
+_RESULT, _PRIORITY, _WAIT, _ABANDON, _SESSION, _REPORT, _STOP = range(10, 17)
 Handle = _handle.Handle
 
 
@@ -138,6 +138,7 @@ class Dispatcher:
                 self.note_session_failed(a)
             elif kind == _STOP:
                 self.stopped = True
+            # (_REPORT: nothing to do but step, which reports drops counted elsewhere)
                 self.waits.release()
         for handle in touched:
             self._touch(handle, now)
