@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from galileo import _context_loggers as _registry
-from galileo import _ingestion, _sender, _sessions, schema
+from galileo import _ingestion, _sessions, schema
 from galileo._context import current_request, span_frame
 from galileo._log_fields import forget_warnings, warn_once
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
@@ -162,7 +162,7 @@ class GalileoContext:
         if logger is None:
             return None
         with logger._lock:
-            stack = logger._stack
+            stack = logger._state().stack
             record = stack[0].record if stack else None
         return record if isinstance(record, schema.Trace) else None
 
@@ -182,7 +182,7 @@ class GalileoContext:
         logger = self._here()
         if isinstance(logger, _registry.ContextLogger):
             _registry.hand_over(logger)
-            logger._trees.set(None)
+            logger._use_state(None)
 
     def flush(
         self,
@@ -206,11 +206,9 @@ class GalileoContext:
         jobs: list[_ingestion.HookJob] = []
         for logger in loggers:
             _registry.hand_over(logger)
-            with logger._lock:
-                jobs.extend(logger._hook_jobs)  # handed to an ingestion_hook: waited for as logger.flush does
-                logger._hook_jobs = ()
+            jobs.extend(logger._take_hook_jobs())  # handed to an ingestion_hook: waited for as flush does
         started = time.monotonic()
-        pending = _wait(_registry.take_handed(), timeout)
+        pending = GalileoLogger._wait_handed(_registry.take_handed(), timeout)
         if jobs:
             if _must_not_block():
                 pending += _ingestion.wait(jobs, 0)
@@ -297,21 +295,6 @@ def _path_to(root: schema.Record, target: schema.Record) -> list[schema.Record]:
         if below:
             return [child, *below]
     return []
-
-
-def _wait(outboxes: list[_sender.Outbox], timeout: float | None) -> int:
-    by_sender: dict[_sender.Sender, list[_sender.Outbox]] = {}
-    for outbox in outboxes:
-        by_sender.setdefault(outbox.sender, []).append(outbox)
-    pending = 0
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for sender, mine in by_sender.items():
-        if _must_not_block():
-            pending += sender.busy_pending(mine)[1]
-        else:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            pending += sender.wait(mine, left)
-    return pending
 
 
 #: Scopes decorated calls and hands out the process's loggers; see the module docstring.

@@ -67,9 +67,11 @@ inherit it and concurrent ones never see each other's. Spans are added and concl
 ``GalileoLogger._add_under`` / ``_conclude_record``, which reuse the logger's record building, payload
 policy, lock and distributed-mode sending, but never push on the logger's stack (shared by every task of a
 request). Outside requests, the process's loggers (:class:`galileo._context_loggers.ContextLogger`, one per
-project, log stream, experiment and mode) keep what a logger knows of its current trace (stack, outbox, batch
-traces, upstream ids) in a context variable of their own, so one logger object serves concurrent tasks and
-threads; the outermost decorated call gives its context a fresh tree for its duration.
+project, log stream, experiment and mode) keep what a logger knows of its current trace (its
+:class:`~galileo._trace_state.TraceState`: stack, outbox, batch traces, upstream ids, which every logger
+reaches through ``_state()``) in a context variable of their own, so one logger object serves concurrent tasks
+and threads; the outermost decorated call gives its context a fresh state for its duration. Records go to
+the sender, and ``galileo_context.flush()`` waits for them, through the logger only.
 
 ``galileo_context``
 -------------------
@@ -99,10 +101,12 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, cast, overload
 
 from galileo import schema
 from galileo._context import SpanFrame, span_frame
-from galileo._context_loggers import ContextLogger, Tree, current_logger, hand_over
+from galileo._context_loggers import ContextLogger, current_logger, hand_over, new_state
 from galileo._galileo_context import GalileoContext, galileo_context, start_session
 from galileo._log_fields import MAX_CHARS, LogSpec, clip, output_value, to_text, warn_once
-from galileo.logger import GalileoLogger, _now_ns
+from galileo._trace_state import TraceState
+from galileo._trace_state import now_ns as _now_ns
+from galileo.logger import GalileoLogger
 
 __all__ = ["MAX_CHARS", "SPAN_KINDS", "GalileoContext", "SpanKind", "galileo_context", "log", "start_session"]
 
@@ -144,8 +148,8 @@ class _Call:
         self.fields = fields  # span fields from the arguments (None: none)
         self.name = fields.get("name", spec.name) if fields else spec.name
         self.frame: SpanFrame | None = None
-        self.tree: Tree | None = None  # set when this call started the trace
-        self.tokens: tuple[Token[SpanFrame | None] | None, Token[Tree | None] | None] = (None, None)
+        self.tree: TraceState | None = None  # set when this call started the trace
+        self.tokens: tuple[Token[SpanFrame | None] | None, Token[TraceState | None] | None] = (None, None)
         self.start_ns = 0
         self.start_wall: datetime | None = None  # a leaf's start (a level's span records its own)
 
@@ -155,14 +159,14 @@ class _Call:
         frame = self.frame
         self.tokens = (
             span_frame.set(frame) if frame is not None else None,
-            cast(ContextLogger, self.logger)._trees.set(tree) if tree is not None else None,
+            cast(ContextLogger, self.logger)._use_state(tree) if tree is not None else None,
         )
 
     def deactivate(self) -> None:
         frame_token, tree_token = self.tokens
         self.tokens = (None, None)
         if tree_token is not None:
-            cast(ContextLogger, self.logger)._trees.reset(tree_token)
+            cast(ContextLogger, self.logger)._restore_state(tree_token)
         if frame_token is not None:
             span_frame.reset(frame_token)
 
@@ -179,7 +183,7 @@ class _Call:
         logger = self.logger
         tree = self.tree
         fields = self.fields or {}
-        token = cast(ContextLogger, logger)._trees.set(tree) if tree is not None else None
+        token = cast(ContextLogger, logger)._use_state(tree) if tree is not None else None
         try:
             status = fields.get("status_code")
             if error is not None:
@@ -210,7 +214,7 @@ class _Call:
                 hand_over(logger)
         finally:
             if token is not None:
-                cast(ContextLogger, logger)._trees.reset(token)
+                cast(ContextLogger, logger)._restore_state(token)
 
 
 def _leaf_fields(logger: GalileoLogger, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +256,7 @@ def _conclude_trace(logger: GalileoLogger, status: int | None) -> None:
     published SDK's trace output)."""
     if status == 500:
         logger._conclude_all(None, None, None, status)
-    stack = logger._stack
+    stack = logger._state().stack
     trace = stack[0].record if stack else None
     if not isinstance(trace, schema.Trace) or trace.output is not None or not trace.spans:
         return
@@ -293,19 +297,19 @@ def _begin(spec: LogSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Cal
             return None
         call = _Call(spec, logger, spec.input_text(args, kwargs), spec.fields(args, kwargs))
         request = logger._request
-        if request is not None and not logger._stack:  # a request's trace opens at its first span: now
+        if request is not None and not logger._state().stack:  # a request's trace opens at its first span
             with logger._lock:
-                if not logger._stack and not request.finalized:
+                if not logger._state().stack and not request.finalized:
                     logger._open_request_trace(call.input)
         if frame is None and isinstance(logger, ContextLogger):
-            tree = logger._trees.get()
-            if tree is None or not tree.stack:  # no trace in this context: this call is the outermost
-                call.tree = Tree(by_call=True)
-                token = logger._trees.set(call.tree)
+            here = logger._state_here()
+            if here is None or not here.stack:  # no trace in this context: this call is the outermost
+                call.tree = new_state(by_call=True)
+                token = logger._use_state(call.tree)
                 try:
                     logger.start_trace(input=call.input, name=call.name, **_dataset(spec.dataset))
                 finally:
-                    logger._trees.reset(token)
+                    logger._restore_state(token)
         if call.tree is not None:
             call.activate()  # the trace this call started (its span frame is set below)
         if spec.opens_level:

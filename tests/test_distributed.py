@@ -391,7 +391,7 @@ def test_subtree_not_yet_sent_travels_nested_and_concluded(collector_env: Collec
     logger = dlogger()
     trace = logger.start_trace(input="q")
     collector_env.wait_for(lambda: collector_env.trace(trace.id))
-    outbox = logger._outbox
+    outbox = logger._state().outbox
     assert outbox is not None
     sender = _sender.get_sender(logger.config)
     with sender._lock:
@@ -504,7 +504,8 @@ def test_headers_move_the_named_records_to_the_front(collector_env: CollectorPro
     workflow = logger.add_workflow_span(input="q")
     headers = logger.get_tracing_headers()
     assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": workflow.id}
-    assert logger._outbox is not None and logger._outbox.priority
+    outbox = logger._state().outbox
+    assert outbox is not None and outbox.priority
     logger.flush(timeout=10)
     assert collector_env.trace(trace.id) is not None
 
@@ -587,7 +588,7 @@ def test_trace_completes_after_other_loggers_of_this_process(collector_env: Coll
     )
     retriever.add_retriever_span(input="q", output=["doc"])
     sender = _sender.get_sender(gateway.config)
-    held = retriever._outbox
+    held = retriever._state().outbox
     assert held is not None
     with sender._lock:
         held.not_before = time.monotonic() + 3600  # the retriever's span cannot go yet
@@ -857,7 +858,7 @@ def test_a_trace_waiting_to_go_holds_its_events_without_an_object_each(
     activity.active += 1  # as TracingMiddleware does while a request is served
     try:
         trace = logger.start_trace(input="q")
-        outbox = logger._outbox
+        outbox = logger._state().outbox
         logger.add_workflow_span(input="w")
         logger.add_tool_span(input="x", output="y")
         logger.conclude(output="done", conclude_all=True)
@@ -882,7 +883,7 @@ def test_the_sender_yields_to_requests_in_flight_but_never_long(
     activity.active += 1  # as TracingMiddleware does while a request is served
     try:
         trace = logger.start_trace(input="q")
-        outbox = logger._outbox
+        outbox = logger._state().outbox
         assert outbox is not None
         collector_env.wait_for(lambda: outbox in sender._yielding, timeout=5)
         assert collector_env.trace(trace.id) is None, "held back while a request is in flight"
@@ -895,7 +896,7 @@ def test_the_sender_yields_to_requests_in_flight_but_never_long(
         activity.active += 1
         other = dlogger()
         other_trace = other.start_trace(input="q")
-        other_outbox = other._outbox
+        other_outbox = other._state().outbox
         other.conclude(output="a")
         assert other.flush(timeout=10).pending == 0
         assert collector_env.trace(other_trace.id)["is_complete"]  # type: ignore[index]

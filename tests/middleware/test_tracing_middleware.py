@@ -581,7 +581,7 @@ def test_a_finished_request_leaves_no_garbage_for_the_collector(collector_env: C
         try:
             for _ in range(3):
                 assert client.get("/items/1").status_code == 200
-                (outbox,) = [weakref.ref(ob) for ob in seen["logger"]._outboxes]
+                (outbox,) = [weakref.ref(ob) for ob in seen["logger"]._state().outboxes]
                 logger = weakref.ref(seen.pop("logger"))
                 assert logger() is None, "the request's logger outlived its request"
                 # and the sender lets go of the trace's outbox (and records) once they are delivered
