@@ -85,7 +85,7 @@ from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger", "Handed", "TraceHandle"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger", "Handed", "TraceHandle", "count_dropped"]
 
 _log = logging.getLogger("galileo")
 
@@ -1126,7 +1126,7 @@ class GalileoLogger(PublishedLoggerApi):
                 span.type,
                 span.name,
             )
-            _sender.get_sender(self._config).note_dropped("no_trace")
+            count_dropped(self._config, "no_trace")
             return None
         base = stack[-1]
         parent = self._parent_under(base)
@@ -1219,6 +1219,11 @@ class GalileoLogger(PublishedLoggerApi):
             )
             state.outboxes.append(state.outbox)
         return state.outbox
+
+
+def count_dropped(config: GalileoConfig, reason: str, records: int = 1) -> None:
+    """Count ``records`` lost before they reached the sender, under ``reason`` in ``galileo.stats()``."""
+    _sender.get_sender(config).note_dropped(reason, records)
 
 
 #: Batch-mode loggers that started a trace (weakly held): what they never flushed goes at interpreter exit.
