@@ -21,10 +21,8 @@ CHILD_FLUSH_TIMEOUT = 20.0
 QUICK = 10.0
 
 
-@pytest.fixture(autouse=True)
-def _env(collector_env: CollectorProcess, fresh_sdk: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("GALILEO_PROJECT", "fork")
-    monkeypatch.setenv("GALILEO_LOG_STREAM", "context")
+@pytest.fixture
+def fresh_context(fresh_sdk: None) -> Iterator[None]:
     galileo_context.reset()
     yield
     galileo_context.reset()  # the parent's undeliverable records: not for later tests' flushes to wait on
@@ -66,8 +64,9 @@ def _read_child(read: int, pid: int, timeout: float) -> str:
 
 
 def test_a_forked_childs_flush_waits_for_its_own_records_only(
-    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+    collector_env: CollectorProcess, fresh_context: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("GALILEO_PROJECT", "fork")
     # The parent's records cannot be delivered (nothing listens there): they stay pending, retried.
     monkeypatch.setenv("GALILEO_API_URL", f"http://127.0.0.1:{free_port()}")
     work("from the parent")
