@@ -4,7 +4,7 @@ The process keeps one logger per project, log stream, experiment and mode (:clas
 a logger knows of its current trace (a :class:`~galileo._trace_state.TraceState`: stack, outbox, batch
 traces, upstream ids) lives in a context variable of its own, which its ``_state()`` reads, so one logger
 object serves concurrent tasks and threads; the outermost decorated call gives its context a fresh state for
-its duration. A ``galileo_context(...)`` block is a :class:`Scope` set in a context variable;
+its duration. A ``galileo_context(...)`` block is a :class:`~galileo._scope.Scope` set in :data:`entered`;
 ``galileo_context.init(...)`` sets the context's :class:`Defaults`.
 
 Which logger a decorated call outside any decorated workflow/agent call goes to (:func:`current_logger`):
@@ -27,26 +27,27 @@ import os
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from galileo import _sessions, schema
-from galileo._context import RequestState, SpanFrame, current_request, span_frame
-from galileo._log_fields import warn_once as _warn_once
+from galileo._context import current_request
 from galileo._trace_state import TraceState
-from galileo.logger import GalileoLogger, Handed, _check_uuid
+from galileo.logger import GalileoLogger, Handed
+
+if TYPE_CHECKING:
+    from galileo._scope import Scope
 
 __all__ = [
     "ContextLogger",
     "Defaults",
     "Key",
-    "Scope",
     "active_scope",
     "all_loggers",
     "context_logger",
     "current_defaults",
     "current_logger",
     "defaults",
+    "entered",
     "forget",
     "forget_handed",
     "hand_over",
@@ -86,13 +87,13 @@ class ContextLogger(GalileoLogger):
     def _get_session(self) -> _sessions.SessionRef | None:
         """The session of the traces this context starts: that of the ``galileo_context(session_id=...)``
         block it runs in, if the block is on this logger, else the logger's (as published: process-wide)."""
-        scope = _scope.get()
+        scope = entered.get()
         if scope is not None and scope.own_session and scope.logger is self:
             return scope.session
         return self._shared_session
 
     def _set_session(self, session: _sessions.SessionRef | None) -> None:
-        scope = _scope.get()
+        scope = entered.get()
         if scope is not None and scope.own_session and scope.logger is self:
             scope.session = session  # set_session / clear_session inside such a block: the block's
         else:
@@ -167,106 +168,6 @@ class ContextLogger(GalileoLogger):
 
 
 # -- where calls go ------------------------------------------------------------------------------------------
-class Scope:
-    """One ``galileo_context(...)`` block."""
-
-    __slots__ = (
-        "_tokens",
-        "experiment_id",
-        "log_stream",
-        "logger",
-        "mode",
-        "own_session",
-        "project",
-        "request",
-        "session",
-        "span_id",
-        "trace_id",
-    )
-
-    def __init__(
-        self,
-        project: str | None,
-        log_stream: str | None,
-        trace_id: str | None,
-        span_id: str | None,
-        mode: str | None,
-        experiment_id: str | None = None,
-    ) -> None:
-        given = current_defaults()  # what the block does not name comes from galileo_context.init(...)
-        self.project = project if project is not None else given.project
-        self.log_stream = log_stream if log_stream is not None else given.log_stream
-        self.experiment_id = experiment_id if experiment_id is not None else given.experiment_id
-        if mode is None:
-            mode = given.mode
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.mode = mode
-        self.logger: ContextLogger | None = None
-        self.request: RequestState | None = None
-        self._tokens: _ScopeTokens | None = None
-        #: galileo_context(session_id=...): the block's own session (``own_session``), which its logger's
-        #: traces in this context belong to instead of the logger's (see ContextLogger._session).
-        self.own_session = False
-        self.session: _sessions.SessionRef | None = None
-
-    def __repr__(self) -> str:
-        return f"<galileo_context project={self.project!r} log_stream={self.log_stream!r}>"
-
-    def __enter__(self) -> Scope:
-        if self._tokens is not None:
-            raise RuntimeError("this galileo_context(...) block is already entered")
-        try:
-            trace_id, parent_id, mode = self._ids()
-            self.logger = context_logger(self.project, self.log_stream, mode, self.experiment_id)
-            self.request = current_request()
-            state = new_state(trace_id, parent_id)
-        except Exception:
-            _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up (%s)")
-            return self
-        self._tokens = (_scope.set(self), span_frame.set(None), self.logger._use_state(state))
-        return self
-
-    def _ids(self) -> tuple[str | None, str | None, str | None]:
-        mode = self.mode
-        if self.trace_id is None and self.span_id is None:
-            return None, None, mode
-        try:
-            trace_id = _check_uuid("trace_id", self.trace_id)
-            parent_id = _check_uuid("span_id", self.span_id)
-            if trace_id is None:
-                raise ValueError("span_id without trace_id")
-            if mode not in (None, "distributed"):
-                raise ValueError("continuing a trace needs mode='distributed'")
-        except Exception as exc:
-            _log.warning("galileo: galileo_context(trace_id=..., span_id=...) ignored: %s; a new trace", exc)
-            return None, None, mode
-        return trace_id, parent_id, "distributed"
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tokens, self._tokens = self._tokens, None
-        if tokens is None or self.logger is None:
-            return
-        try:
-            hand_over(self.logger)  # what the block left open, concluded and queued
-        except Exception:
-            _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records (%s)")
-        finally:
-            self.logger._restore_state(tokens[2])
-            span_frame.reset(tokens[1])
-            _scope.reset(tokens[0])
-
-    async def __aenter__(self) -> Scope:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
 class Defaults:
     """What ``galileo_context.init(...)`` set in this context: where decorated calls go outside any block."""
 
@@ -285,13 +186,11 @@ class Defaults:
         self.mode = mode
 
 
-#: What entering a block set: its scope, no span frame, a fresh trace state.
-_ScopeTokens = tuple[Token["Scope | None"], Token[SpanFrame | None], Token[TraceState | None]]
-
 #: (project, log_stream, experiment_id, mode): one process's logger each.
 Key = tuple[str | None, str | None, str | None, str | None]
 
-_scope: ContextVar[Scope | None] = ContextVar("galileo_scope", default=None)
+#: The ``galileo_context(...)`` block entered here (see :class:`galileo._scope.Scope`), if any.
+entered: ContextVar[Scope | None] = ContextVar("galileo_scope", default=None)
 defaults: ContextVar[Defaults | None] = ContextVar("galileo_defaults", default=None)
 _NOTHING_SET = Defaults()
 
@@ -381,7 +280,7 @@ def forget_handed() -> None:
 
 def active_scope() -> Scope | None:
     """The ``galileo_context(...)`` block in force here (entered in this request, or outside any)."""
-    scope = _scope.get()
+    scope = entered.get()
     if scope is not None and scope.logger is not None and scope.request is current_request():
         return scope
     return None
@@ -400,7 +299,7 @@ def hand_over(logger: GalileoLogger) -> None:
 
 def current_logger() -> GalileoLogger:
     """The logger a decorated call outside any decorated workflow/agent call goes to (rules 2-4)."""
-    scope = _scope.get()
+    scope = entered.get()
     request = current_request()
     if scope is not None and scope.logger is not None and scope.request is request:
         return scope.logger

@@ -28,16 +28,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from galileo import _context_loggers as _registry
 from galileo import _ingestion, _sessions, schema
 from galileo._context import current_request, span_frame
 from galileo._log_fields import forget_warnings, warn_once
+from galileo._scope import Scope
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
-
-if TYPE_CHECKING:
-    from galileo._context_loggers import Scope
 
 __all__ = ["GalileoContext", "galileo_context", "start_session"]
 
@@ -61,7 +59,7 @@ class GalileoContext:
         when given (distributed mode), their traces in the existing session ``session_id`` when given: the
         block's own, for the traces its context starts (other tasks and threads keep theirs; a malformed id
         is ignored with a WARNING)."""
-        scope = _registry.Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+        scope = Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
         if session_id is not None:
             checked = _sessions.check_session_id(session_id)
             if checked is not None:
