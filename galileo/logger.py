@@ -55,7 +55,8 @@ thread of its own (see :mod:`galileo._ingestion`); ``local_metrics`` are accepte
 further published methods (``add_trace``, ``add_child_span_to_parent``, ``add_protect_span``,
 ``previous_parent``, ``reset_parent_tracking``, ``ingest_traces``) are in :mod:`galileo._logger_api`.
 
-Thread safety: one logger may be used from several threads or tasks of one request; its state is guarded by
+Thread safety: one logger may be used from several threads or tasks of one request; its state (what it knows
+of its current trace: a :class:`~galileo._trace_state.TraceState`, reached through ``_state()``) is guarded by
 a lock. Blocking: :meth:`flush` waits (bounded by ``timeout``) only outside a running event loop; on a thread
 that runs an event loop it enqueues and returns at once, and :meth:`async_flush` waits without blocking.
 """
