@@ -180,6 +180,19 @@ class GalileoLogger(PublishedLoggerApi):
 
     #: The session of the traces this logger starts (see :mod:`galileo._sessions`); None: no session.
     _session: _sessions.SessionRef | None = None
+    # What every logger starts with besides what _setup gives it (immutable values, shared until a logger sets
+    # its own): a request's logger is made without __init__ (see _for_request).
+    _span_id_given: str | None = None
+    _ingestion_hook: IngestionHook | None = None
+    local_metrics: list[Any] | None = None
+    #: Handed to the ingestion hook, not yet waited for.
+    _hook_jobs: tuple[_ingestion.HookJob, ...] = ()
+    # Set for the request logger of TracingMiddleware (see _for_request):
+    _request: RequestState | None = None
+    _auto_trace: schema.Trace | None = None
+    _auto_output: tuple[Any, Any, int | None] | None = None
+    _finalizing = False
+    _finalized_request = False  # set once TracingMiddleware finalised this request logger
 
     def __init__(
         self,
@@ -239,26 +252,13 @@ class GalileoLogger(PublishedLoggerApi):
 
     def _setup(self, config: GalileoConfig, state: TraceState) -> None:
         """What every logger has (a request's logger is made with this alone, see :meth:`_for_request`): its
-        settings, its lock and its trace's state; the rest starts as the class attributes below say."""
+        settings, its lock and its trace's state; the rest starts as the class attributes say."""
         self._config = config
         self._policy = config.payload_policy
         self._target = Target.from_config(config)
         self._disabled = config.logging_disabled
         self._lock = threading.RLock()
         self._own_state = state
-
-    # Settings and state every logger starts with (immutable values: shared until a logger sets its own).
-    _span_id_given: str | None = None
-    _ingestion_hook: IngestionHook | None = None
-    local_metrics: list[Any] | None = None
-    #: Handed to the ingestion hook, not yet waited for.
-    _hook_jobs: tuple[_ingestion.HookJob, ...] = ()
-    # Set for the request logger of TracingMiddleware (see _for_request):
-    _request: RequestState | None = None
-    _auto_trace: schema.Trace | None = None
-    _auto_output: tuple[Any, Any, int | None] | None = None
-    _finalizing = False
-    _finalized_request = False  # set once TracingMiddleware finalised this request logger
 
     def _state(self) -> TraceState:
         """What this logger knows of its current trace (see :mod:`galileo._trace_state`); the process
