@@ -20,8 +20,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from galileo._trace_state import Level
     from galileo.config import GalileoConfig
-    from galileo.logger import GalileoLogger, _Open
+    from galileo.logger import GalileoLogger
 
 __all__ = [
     "Activity",
@@ -145,7 +146,7 @@ class SpanFrame:
 
     __slots__ = ("base", "level", "logger", "outer")
 
-    def __init__(self, logger: GalileoLogger, level: _Open, base: _Open, outer: _Open) -> None:
+    def __init__(self, logger: GalileoLogger, level: Level, base: Level, outer: Level) -> None:
         self.logger = logger
         self.level = level
         self.base = base

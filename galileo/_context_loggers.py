@@ -1,15 +1,21 @@
 """The process's loggers for ``@log`` and ``galileo_context``, and where a decorated call's records go.
 
 The process keeps one logger per project, log stream, experiment and mode (:class:`ContextLogger`). What such
-a logger knows of its current trace (stack, outbox, batch traces, upstream ids) lives in a context variable of
-its own (:class:`Tree`), so one logger object serves concurrent tasks and threads; the outermost decorated
-call gives its context a fresh tree for its duration. A ``galileo_context(...)`` block is a :class:`Scope`
-set in a context variable; ``galileo_context.init(...)`` sets the context's :class:`Defaults`.
+a logger knows of its current trace (a :class:`~galileo._trace_state.TraceState`: stack, outbox, batch
+traces, upstream ids) lives in a context variable of its own, which its ``_state()`` reads, so one logger
+object serves concurrent tasks and threads; the outermost decorated call gives its context a fresh state for
+its duration. A ``galileo_context(...)`` block is a :class:`~galileo._scope.Scope` set in :data:`entered`;
+``galileo_context.init(...)`` sets the context's :class:`Defaults`.
 
 Which logger a decorated call outside any decorated workflow/agent call goes to (:func:`current_logger`):
 the block's logger when a block entered in the same request (or outside any request) is active; else the
 request's logger inside a request served through ``TracingMiddleware``; else the logger of ``init``'s
 project, log stream, experiment and mode (each, when not given, from the environment).
+
+What decorated calls and blocks handed over is remembered here (:func:`hand_over`) for
+``galileo_context.flush()`` to wait on, through the logger (only :mod:`galileo.logger` knows the sender). The
+child of a ``fork()`` starts with no process loggers and nothing handed over: the parent's records are the
+parent's to deliver, and the child's sender is a new one.
 """
 
 from __future__ import annotations
@@ -17,29 +23,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from galileo import _sender, _sessions, schema
-from galileo._context import RequestState, SpanFrame, current_request, span_frame
-from galileo._log_fields import warn_once as _warn_once
-from galileo.logger import GalileoLogger, _check_uuid, _now_ns, _Open
+from galileo import _sessions, schema
+from galileo._context import current_request
+from galileo._trace_state import TraceState
+from galileo.logger import GalileoLogger, Handed
+
+if TYPE_CHECKING:
+    from galileo._scope import Scope
 
 __all__ = [
     "ContextLogger",
     "Defaults",
     "Key",
-    "Scope",
-    "Tree",
     "active_scope",
     "all_loggers",
     "context_logger",
     "current_defaults",
     "current_logger",
     "defaults",
+    "entered",
     "forget",
     "forget_handed",
     "hand_over",
@@ -49,9 +57,9 @@ __all__ = [
 _log = logging.getLogger("galileo")
 
 
-# -- per-context trees of the process's loggers -------------------------------------------------------------
+# -- the process's loggers, their trace state per context ----------------------------------------------------
 def _owner() -> object:
-    """The task running now, else the thread: who a context's tree belongs to."""
+    """The task running now, else the thread: who a context's state belongs to."""
     try:
         task = asyncio.current_task()
     except RuntimeError:
@@ -59,72 +67,33 @@ def _owner() -> object:
     return task if task is not None else threading.get_ident()
 
 
-class Tree:
-    """One context's trace of a :class:`ContextLogger`: what a GalileoLogger keeps per logger."""
-
-    __slots__ = (
-        "by_call",
-        "outbox",
-        "outboxes",
-        "owner",
-        "stack",
-        "traces",
-        "upstream_parent_id",
-        "upstream_trace_id",
-    )
-
-    def __init__(
-        self, trace_id: str | None = None, parent_id: str | None = None, *, by_call: bool = False
-    ) -> None:
-        self.by_call = by_call  # its trace was started by a decorated call, which concludes it
-        self.owner = _owner()
-        self.stack: list[_Open] = []
-        self.traces: list[schema.Trace] = []
-        self.outbox: _sender.Handle | None = None
-        self.outboxes: list[_sender.Handle] = []
-        self.upstream_trace_id = trace_id
-        self.upstream_parent_id = parent_id or trace_id
-        if trace_id is not None:
-            self.stack.append(_Open(None, self.upstream_parent_id or trace_id, _now_ns()))
-
-
-def _tree_field(name: str) -> Any:
-    def get(self: ContextLogger) -> Any:
-        return getattr(self._trees.get() or self._tree(), name)
-
-    def set_(self: ContextLogger, value: Any) -> None:
-        setattr(self._tree(), name, value)
-
-    return property(get, set_)
+def new_state(
+    trace_id: str | None = None, parent_id: str | None = None, *, by_call: bool = False
+) -> TraceState:
+    """A fresh trace state for this context (``by_call``: for the trace a decorated call starts)."""
+    return TraceState(trace_id, parent_id, owner=_owner(), by_call=by_call)
 
 
 class ContextLogger(GalileoLogger):
     """The process's logger for one project and log stream, its trace and parent stack kept per context.
 
-    Every piece of state a :class:`GalileoLogger` keeps about its current trace (the stack of open levels,
-    the batch traces, the distributed outbox, the upstream ids) lives in a :class:`Tree` held in a context
-    variable of this logger, so the same object serves concurrent tasks and threads without mixing their
-    trees; configuration, lock and everything else are shared.
+    What a :class:`GalileoLogger` knows about its current trace (a :class:`~galileo._trace_state.TraceState`)
+    is held here in a context variable, which :meth:`_state` reads, so the same object serves concurrent tasks
+    and threads without mixing their trees; configuration, lock and everything else are shared.
     """
 
-    _stack = _tree_field("stack")
-    _traces = _tree_field("traces")
-    _outbox = _tree_field("outbox")
-    _outboxes = _tree_field("outboxes")
-    _upstream_trace_id = _tree_field("upstream_trace_id")
-    _upstream_parent_id = _tree_field("upstream_parent_id")
     _shared_session: _sessions.SessionRef | None = None  # the session outside blocks with their own
 
     def _get_session(self) -> _sessions.SessionRef | None:
         """The session of the traces this context starts: that of the ``galileo_context(session_id=...)``
         block it runs in, if the block is on this logger, else the logger's (as published: process-wide)."""
-        scope = _scope.get()
+        scope = entered.get()
         if scope is not None and scope.own_session and scope.logger is self:
             return scope.session
         return self._shared_session
 
     def _set_session(self, session: _sessions.SessionRef | None) -> None:
-        scope = _scope.get()
+        scope = entered.get()
         if scope is not None and scope.own_session and scope.logger is self:
             scope.session = session  # set_session / clear_session inside such a block: the block's
         else:
@@ -133,30 +102,39 @@ class ContextLogger(GalileoLogger):
     _session = property(_get_session, _set_session)
 
     def __init__(self, key: Key, **extra: Any) -> None:
-        self._trees: ContextVar[Tree | None] = ContextVar("galileo_tree", default=None)
+        self._states: ContextVar[TraceState | None] = ContextVar("galileo_trace_state", default=None)
         self._extra = dict(extra)  # what it was made with (see context_logger)
         project, log_stream, experiment_id, mode = key
-        token = self._trees.set(None)
-        try:  # keywords only: the constructor's positional order is the published one
-            if experiment_id is not None:
-                extra["experiment_id"] = experiment_id
-            super().__init__(project=project, log_stream=log_stream, mode=mode, **extra)
-        finally:
-            self._trees.reset(token)  # the constructing context keeps no tree of its own
+        if experiment_id is not None:
+            extra["experiment_id"] = experiment_id
+        # keywords only: the constructor's positional order is the published one
+        super().__init__(project=project, log_stream=log_stream, mode=mode, **extra)
 
-    def _tree(self) -> Tree:
-        tree = self._trees.get()
-        if tree is None:
-            tree = Tree()
-            self._trees.set(tree)
-        return tree
+    def _state(self) -> TraceState:
+        """This context's trace state (made now when it has none)."""
+        state = self._states.get()
+        if state is None:
+            state = new_state()
+            self._states.set(state)
+        return state
+
+    def _state_here(self) -> TraceState | None:
+        """This context's trace state, None when it has none (nothing is made)."""
+        return self._states.get()
+
+    def _use_state(self, state: TraceState | None) -> Token[TraceState | None]:
+        """Make ``state`` this context's (None: none), until :meth:`_restore_state` with the token."""
+        return self._states.set(state)
+
+    def _restore_state(self, token: Token[TraceState | None]) -> None:
+        self._states.reset(token)
 
     def start_trace(self, *args: Any, **kwargs: Any) -> schema.Trace:
-        """As :meth:`GalileoLogger.start_trace`, in this context's tree; a task or thread that inherited
-        another's tree starts a tree of its own instead of concluding that one's trace."""
-        tree = self._trees.get()
-        if tree is None or (tree.owner != _owner() and tree.upstream_trace_id is None):
-            self._trees.set(Tree())
+        """As :meth:`GalileoLogger.start_trace`, in this context's state; a task or thread that inherited
+        another's state starts one of its own instead of concluding that one's trace."""
+        state = self._states.get()
+        if state is None or (state.owner != _owner() and state.upstream_trace_id is None):
+            self._states.set(new_state())
         return super().start_trace(*args, **kwargs)
 
     def conclude(
@@ -169,11 +147,11 @@ class ContextLogger(GalileoLogger):
     ) -> schema.Record | None:
         """As :meth:`GalileoLogger.conclude`, except that a trace a running decorated call started is left
         for that call to conclude (``conclude_all`` closes the levels above it)."""
-        tree = self._trees.get()
-        if tree is None or not tree.by_call or self._disabled:
+        state = self._states.get()
+        if state is None or not state.by_call or self._disabled:
             return super().conclude(output, redacted_output, duration_ns, status_code, conclude_all)
         with self._lock:
-            stack = tree.stack
+            stack = state.stack
             if len(stack) == 1:
                 _log.warning(
                     "galileo: conclude() ignored: this trace concludes when its outermost @log call returns"
@@ -190,106 +168,6 @@ class ContextLogger(GalileoLogger):
 
 
 # -- where calls go ------------------------------------------------------------------------------------------
-class Scope:
-    """One ``galileo_context(...)`` block."""
-
-    __slots__ = (
-        "_tokens",
-        "experiment_id",
-        "log_stream",
-        "logger",
-        "mode",
-        "own_session",
-        "project",
-        "request",
-        "session",
-        "span_id",
-        "trace_id",
-    )
-
-    def __init__(
-        self,
-        project: str | None,
-        log_stream: str | None,
-        trace_id: str | None,
-        span_id: str | None,
-        mode: str | None,
-        experiment_id: str | None = None,
-    ) -> None:
-        given = current_defaults()  # what the block does not name comes from galileo_context.init(...)
-        self.project = project if project is not None else given.project
-        self.log_stream = log_stream if log_stream is not None else given.log_stream
-        self.experiment_id = experiment_id if experiment_id is not None else given.experiment_id
-        if mode is None:
-            mode = given.mode
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.mode = mode
-        self.logger: ContextLogger | None = None
-        self.request: RequestState | None = None
-        self._tokens: tuple[Token[Scope | None], Token[SpanFrame | None], Token[Tree | None]] | None = None
-        #: galileo_context(session_id=...): the block's own session (``own_session``), which its logger's
-        #: traces in this context belong to instead of the logger's (see ContextLogger._session).
-        self.own_session = False
-        self.session: _sessions.SessionRef | None = None
-
-    def __repr__(self) -> str:
-        return f"<galileo_context project={self.project!r} log_stream={self.log_stream!r}>"
-
-    def __enter__(self) -> Scope:
-        if self._tokens is not None:
-            raise RuntimeError("this galileo_context(...) block is already entered")
-        try:
-            trace_id, parent_id, mode = self._ids()
-            self.logger = context_logger(self.project, self.log_stream, mode, self.experiment_id)
-            self.request = current_request()
-            tree = Tree(trace_id, parent_id)
-        except Exception:
-            _warn_once("scope", "galileo: galileo_context(...) ignored: cannot set it up (%s)")
-            return self
-        self._tokens = (_scope.set(self), span_frame.set(None), self.logger._trees.set(tree))
-        return self
-
-    def _ids(self) -> tuple[str | None, str | None, str | None]:
-        mode = self.mode
-        if self.trace_id is None and self.span_id is None:
-            return None, None, mode
-        try:
-            trace_id = _check_uuid("trace_id", self.trace_id)
-            parent_id = _check_uuid("span_id", self.span_id)
-            if trace_id is None:
-                raise ValueError("span_id without trace_id")
-            if mode not in (None, "distributed"):
-                raise ValueError("continuing a trace needs mode='distributed'")
-        except Exception as exc:
-            _log.warning("galileo: galileo_context(trace_id=..., span_id=...) ignored: %s; a new trace", exc)
-            return None, None, mode
-        return trace_id, parent_id, "distributed"
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tokens, self._tokens = self._tokens, None
-        if tokens is None or self.logger is None:
-            return
-        try:
-            hand_over(self.logger)  # what the block left open, concluded and queued
-        except Exception:
-            _warn_once("scope-exit", "galileo: could not hand over a galileo_context block's records (%s)")
-        finally:
-            self.logger._trees.reset(tokens[2])
-            span_frame.reset(tokens[1])
-            _scope.reset(tokens[0])
-
-    async def __aenter__(self) -> Scope:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
 class Defaults:
     """What ``galileo_context.init(...)`` set in this context: where decorated calls go outside any block."""
 
@@ -311,7 +189,8 @@ class Defaults:
 #: (project, log_stream, experiment_id, mode): one process's logger each.
 Key = tuple[str | None, str | None, str | None, str | None]
 
-_scope: ContextVar[Scope | None] = ContextVar("galileo_scope", default=None)
+#: The ``galileo_context(...)`` block entered here (see :class:`galileo._scope.Scope`), if any.
+entered: ContextVar[Scope | None] = ContextVar("galileo_scope", default=None)
 defaults: ContextVar[Defaults | None] = ContextVar("galileo_defaults", default=None)
 _NOTHING_SET = Defaults()
 
@@ -323,9 +202,10 @@ def current_defaults() -> Defaults:
 
 _loggers: dict[Key, ContextLogger] = {}
 _loggers_lock = threading.Lock()
-_handed: list[_sender.Handle] = []  # what outermost calls handed to the sender, for galileo_context.flush()
+_handed: list[Handed] = []  # what outermost calls handed to the sender, for galileo_context.flush()
 _handed_lock = threading.Lock()
-_prune_at = 256
+_PRUNE_FLOOR = 256
+_prune_at = _PRUNE_FLOOR
 
 
 def context_logger(
@@ -386,7 +266,7 @@ def all_loggers() -> list[ContextLogger]:
         return list(_loggers.values())
 
 
-def take_handed() -> list[_sender.Handle]:
+def take_handed() -> list[Handed]:
     """The outboxes handed to the sender since the last call (for galileo_context.flush())."""
     with _handed_lock:
         outboxes, _handed[:] = list(_handed), []
@@ -400,27 +280,26 @@ def forget_handed() -> None:
 
 def active_scope() -> Scope | None:
     """The ``galileo_context(...)`` block in force here (entered in this request, or outside any)."""
-    scope = _scope.get()
+    scope = entered.get()
     if scope is not None and scope.logger is not None and scope.request is current_request():
         return scope
     return None
 
 
 def hand_over(logger: GalileoLogger) -> None:
-    """Conclude what ``logger`` holds in this context and queue it (never waits); remember the outboxes."""
-    with logger._lock:
-        _, outboxes = logger._enqueue_all()
-    if outboxes:
+    """Conclude what ``logger`` holds in this context and queue it (never waits); remember what to wait on."""
+    handed = logger._hand_over()
+    if handed:
         global _prune_at
         with _handed_lock:
-            _handed.extend(outboxes)
+            _handed.extend(handed)
             if len(_handed) > _prune_at:  # forget what was delivered; amortised, also with a dead backend
-                _handed[:], _prune_at = _sender.get_sender(logger.config).prune(_handed, 256)
+                _handed[:], _prune_at = logger._still_busy(_handed, _PRUNE_FLOOR)
 
 
 def current_logger() -> GalileoLogger:
     """The logger a decorated call outside any decorated workflow/agent call goes to (rules 2-4)."""
-    scope = _scope.get()
+    scope = entered.get()
     request = current_request()
     if scope is not None and scope.logger is not None and scope.request is request:
         return scope.logger
@@ -436,3 +315,18 @@ def _request_logger() -> Callable[[], GalileoLogger]:
     from galileo.middleware._request import get_request_logger
 
     return get_request_logger
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork starts with no process loggers and nothing handed over (see the module docstring):
+    the parent's are the parent's to deliver (its ``galileo_context.flush()`` would wait on a sender the child
+    does not run), and their locks may have been held by a thread the child does not have."""
+    global _loggers_lock, _handed_lock, _prune_at
+    _loggers.clear()
+    _loggers_lock = threading.Lock()
+    _handed.clear()
+    _handed_lock = threading.Lock()
+    _prune_at = _PRUNE_FLOOR
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -28,16 +28,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from galileo import _context_loggers as _registry
-from galileo import _ingestion, _sender, _sessions, schema
+from galileo import _ingestion, _sessions, schema
 from galileo._context import current_request, span_frame
 from galileo._log_fields import forget_warnings, warn_once
+from galileo._scope import Scope
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
-
-if TYPE_CHECKING:
-    from galileo._context_loggers import Scope
 
 __all__ = ["GalileoContext", "galileo_context", "start_session"]
 
@@ -61,7 +59,7 @@ class GalileoContext:
         when given (distributed mode), their traces in the existing session ``session_id`` when given: the
         block's own, for the traces its context starts (other tasks and threads keep theirs; a malformed id
         is ignored with a WARNING)."""
-        scope = _registry.Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+        scope = Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
         if session_id is not None:
             checked = _sessions.check_session_id(session_id)
             if checked is not None:
@@ -162,7 +160,7 @@ class GalileoContext:
         if logger is None:
             return None
         with logger._lock:
-            stack = logger._stack
+            stack = logger._state().stack
             record = stack[0].record if stack else None
         return record if isinstance(record, schema.Trace) else None
 
@@ -182,7 +180,7 @@ class GalileoContext:
         logger = self._here()
         if isinstance(logger, _registry.ContextLogger):
             _registry.hand_over(logger)
-            logger._trees.set(None)
+            logger._use_state(None)
 
     def flush(
         self,
@@ -206,11 +204,9 @@ class GalileoContext:
         jobs: list[_ingestion.HookJob] = []
         for logger in loggers:
             _registry.hand_over(logger)
-            with logger._lock:
-                jobs.extend(logger._hook_jobs)  # handed to an ingestion_hook: waited for as logger.flush does
-                logger._hook_jobs = ()
+            jobs.extend(logger._take_hook_jobs())  # handed to an ingestion_hook: waited for as flush does
         started = time.monotonic()
-        pending = _wait(_registry.take_handed(), timeout)
+        pending = GalileoLogger._wait_handed(_registry.take_handed(), timeout)
         if jobs:
             if _must_not_block():
                 pending += _ingestion.wait(jobs, 0)
@@ -297,15 +293,6 @@ def _path_to(root: schema.Record, target: schema.Record) -> list[schema.Record]:
         if below:
             return [child, *below]
     return []
-
-
-def _wait(outboxes: list[_sender.Handle], timeout: float | None) -> int:
-    sender = _sender.current()
-    if not outboxes or sender is None:  # (none: a sender from before a fork or a reset)
-        return 0
-    if _must_not_block():
-        return sender.busy_pending(outboxes)[1]
-    return sender.wait(outboxes, timeout)
 
 
 #: Scopes decorated calls and hands out the process's loggers; see the module docstring.

@@ -32,7 +32,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from galileo import _sender, schema
+from galileo import schema
 from galileo.config import GalileoConfig
 
 __all__ = ["IngestionHook", "TracesIngestRequest", "drain", "report", "submit"]
@@ -108,7 +108,7 @@ class HookJob:
             _log.warning(
                 "galileo: ingestion_hook raised %s; %d records not ingested", type(exc).__name__, self.records
             )
-            _sender.get_sender(self.config).note_dropped("ingestion_hook", self.records)
+            _count_dropped(self.config, self.records)
 
 
 async def _awaited(result: Awaitable[Any]) -> None:
@@ -162,13 +162,13 @@ def submit(hook: IngestionHook, request: TracesIngestRequest, records: int, conf
                 _jobs.put(job)
                 return job
     if refused:
-        _sender.get_sender(config).note_dropped("ingestion_hook", records)
+        _count_dropped(config, records)
         job.done.set()
         return job
     from galileo.logger import _must_not_block  # (galileo.logger imports this module)
 
     if _must_not_block():
-        _sender.get_sender(config).note_dropped("ingestion_hook", records)
+        _count_dropped(config, records)
         job.done.set()
     else:
         job.run()  # never raises: what the hook raises is logged and counted
@@ -206,4 +206,11 @@ def drain(timeout: float) -> None:
     wait(jobs, timeout)
     for job in jobs:
         if not job.done.is_set():
-            _sender.get_sender(job.config).note_dropped("ingestion_hook", job.records)
+            _count_dropped(job.config, job.records)
+
+
+def _count_dropped(config: GalileoConfig, records: int) -> None:
+    """Count ``records`` the hook never took as dropped (reason ``ingestion_hook``), through the logger."""
+    from galileo.logger import count_dropped  # (galileo.logger imports this module)
+
+    count_dropped(config, "ingestion_hook", records)

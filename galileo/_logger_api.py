@@ -27,10 +27,10 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from galileo import _sender, _sessions, _transport, schema
+from galileo._trace_state import Level, TraceState, now_ns
 
 if TYPE_CHECKING:
     from galileo.config import GalileoConfig
-    from galileo.logger import _Open
 
 __all__ = ["PublishedLoggerApi"]
 
@@ -47,21 +47,17 @@ class PublishedLoggerApi:
     _config: GalileoConfig
     _target: _transport.Target
     _lock: threading.RLock
-    _stack: list[_Open]
-    _traces: list[schema.Trace]
-    _outbox: _sender.Handle | None
-    _upstream_trace_id: str | None
-    _upstream_parent_id: str | None
     _disabled: bool
 
     if TYPE_CHECKING:  # provided by GalileoLogger
 
+        def _state(self) -> TraceState: ...
         def _new_trace(self, *args: Any) -> schema.Trace: ...
         def _open_trace(self, trace: schema.Trace) -> None: ...
         def _place(
             self, span: schema.Span, duration_ns: int | None, created_at: Any, *, opens_level: bool
-        ) -> tuple[_Open, _Open, int] | None: ...
-        def _parent_entry(self) -> _Open: ...
+        ) -> tuple[Level, Level, int] | None: ...
+        def _parent_entry(self) -> Level: ...
         def _add(self, span: _S, duration_ns: int | None, created_at: Any, *, opens_level: bool) -> _S: ...
         def _common(
             self, metadata: Mapping[str, Any] | None, tags: Any, status: int | None, step: int | None
@@ -86,7 +82,7 @@ class PublishedLoggerApi:
     @property
     def traces(self) -> list[schema.Trace]:
         """The traces started since the last flush (batch mode: those a flush will send)."""
-        return self._traces
+        return self._state().traces
 
     @property
     def experiment_id(self) -> str | None:
@@ -115,7 +111,7 @@ class PublishedLoggerApi:
     def previous_parent(self) -> schema.Record | None:
         """The open record the current parent is under (None at a trace's root, or with nothing open)."""
         with self._lock:
-            stack = self._stack
+            stack = self._state().stack
             if not stack:
                 return None
             current = self._parent_entry()
@@ -129,13 +125,12 @@ class PublishedLoggerApi:
         What was logged stays where it is (batch mode: sent by the next flush, as it is).
         """
         with self._lock:
-            del self._stack[:]
-            self._outbox = None
-            if self._upstream_trace_id is not None:  # a continuing logger keeps continuing its trace
-                from galileo.logger import _now_ns, _Open
-
-                parent = self._upstream_parent_id or self._upstream_trace_id
-                self._stack.append(_Open(None, parent, _now_ns()))
+            state = self._state()
+            del state.stack[:]
+            state.outbox = None
+            if state.upstream_trace_id is not None:  # a continuing logger keeps continuing its trace
+                parent = state.upstream_parent_id or state.upstream_trace_id
+                state.stack.append(Level(None, parent, now_ns()))
 
     # -- records built elsewhere -------------------------------------------------------------------------
     def add_trace(
@@ -182,7 +177,7 @@ class PublishedLoggerApi:
             return
         with self._lock:
             placed = self._place(span, span.duration_ns, span.created_at, opens_level=False)
-            outbox = self._outbox
+            outbox = self._state().outbox
             if placed is not None and outbox is not None and isinstance(span, schema.ParentRecord):
                 _hand_subtree(outbox, span)  # a span added whole is concluded: nothing opens under it
 

@@ -15,7 +15,7 @@ created. Who creates it depends on where ``start_session`` was called:
 - Inside a request handler (or on an event loop, where a blocking call would stall every request)
   ``start_session`` returns None at once and does no I/O: the sender creates the session, on one of its
   worker threads, before the first ``POST /traces`` that needs it (:meth:`SessionRef.resolve`, called by
-  :meth:`galileo._sender.Sender._exchange`), and every trace of the logger carries its id.
+  :func:`galileo._sender._io.exchange`), and every trace of the logger carries its id.
 
 A session the API will not create (a 4xx answer) is given up once: its traces still go, without a
 ``session_id``, counted in ``galileo.stats()`` (``sessions_failed``, ``traces_without_session``) and

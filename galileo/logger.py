@@ -55,7 +55,8 @@ thread of its own (see :mod:`galileo._ingestion`); ``local_metrics`` are accepte
 further published methods (``add_trace``, ``add_child_span_to_parent``, ``add_protect_span``,
 ``previous_parent``, ``reset_parent_tracking``, ``ingest_traces``) are in :mod:`galileo._logger_api`.
 
-Thread safety: one logger may be used from several threads or tasks of one request; its state is guarded by
+Thread safety: one logger may be used from several threads or tasks of one request; its state (what it knows
+of its current trace: a :class:`~galileo._trace_state.TraceState`, reached through ``_state()``) is guarded by
 a lock. Blocking: :meth:`flush` waits (bounded by ``timeout``) only outside a running event loop; on a thread
 that runs an event loop it enqueues and returns at once, and :meth:`async_flush` waits without blocking.
 """
@@ -67,40 +68,39 @@ import datetime as _dt
 import logging
 import sys
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from galileo import _ingestion, _params, _sender, _sessions, schema
 from galileo._context import RequestState, SpanFrame, request_state, span_frame
 from galileo._ingestion import IngestionHook
 from galileo._logger_api import PublishedLoggerApi, _agent_type, _events, _set_dataset
 from galileo._timestamps import created_at_or_now
+from galileo._trace_state import PRUNE_OUTBOXES, Level, TraceState
+from galileo._trace_state import now_ns as _now_ns
 from galileo._transport import Result, Target
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger", "Handed", "TraceHandle", "count_dropped"]
 
 _log = logging.getLogger("galileo")
 
 #: How long a blocking :meth:`GalileoLogger.flush` waits for delivery when no timeout is given.
 DEFAULT_FLUSH_TIMEOUT = 30.0
 
-#: A logger's list of outboxes handed over is pruned of delivered ones once it is longer than this (at least).
-_PRUNE_OUTBOXES = 64
+#: What a logger handed to the sender and may wait on (an outbox); other modules hold it, never look inside.
+Handed: TypeAlias = _sender.Handle
+#: A trace's outbox at the sender (distributed mode), which the logger hands the trace's records to.
+TraceHandle: TypeAlias = _sender.Handle
 
 _S = TypeVar("_S", bound=schema.Span)
 
 #: How long the interpreter's exit waits for ingestion hooks still running batches nobody flushed.
 _HOOK_EXIT_WAIT = 10.0
-
-
-#: The monotonic clock of durations (the C function itself: request paths call it several times).
-_now_ns: Callable[[], int] = time.perf_counter_ns
 
 
 def _must_not_block() -> bool:
@@ -167,19 +167,6 @@ class FlushResult(list[schema.Trace]):
         return f"FlushResult({list.__repr__(self)}, pending={self.pending})"
 
 
-class _Open:
-    """An open level of the tree: the trace, a workflow/agent span, or an upstream parent (record None)."""
-
-    __slots__ = ("id", "last_ns", "last_wall", "record", "start_ns")
-
-    def __init__(self, record: schema.Record | None, record_id: str, now_ns: int) -> None:
-        self.record = record
-        self.id = record_id
-        self.start_ns = now_ns
-        self.last_ns = now_ns  # when the last event under this level happened (perf counter)...
-        self.last_wall = record.created_at if record is not None else None  # ...and its wall-clock time
-
-
 class GalileoLogger(PublishedLoggerApi):
     """Logs traces and spans to Galileo; see the module docstring for modes, tree rules and blocking.
 
@@ -194,6 +181,19 @@ class GalileoLogger(PublishedLoggerApi):
 
     #: The session of the traces this logger starts (see :mod:`galileo._sessions`); None: no session.
     _session: _sessions.SessionRef | None = None
+    # What every logger starts with besides what _setup gives it (immutable values, shared until a logger sets
+    # its own): a request's logger is made without __init__ (see _for_request).
+    _span_id_given: str | None = None
+    _ingestion_hook: IngestionHook | None = None
+    local_metrics: list[Any] | None = None
+    #: Handed to the ingestion hook, not yet waited for.
+    _hook_jobs: tuple[_ingestion.HookJob, ...] = ()
+    # Set for the request logger of TracingMiddleware (see _for_request):
+    _request: RequestState | None = None
+    _auto_trace: schema.Trace | None = None
+    _auto_output: tuple[Any, Any, int | None] | None = None
+    _finalizing = False
+    _finalized_request = False  # set once TracingMiddleware finalised this request logger
 
     def __init__(
         self,
@@ -244,34 +244,27 @@ class GalileoLogger(PublishedLoggerApi):
                 "continuing an upstream trace (trace_id=...) needs mode='distributed'",
                 config.mode,
             )
-        # A request's logger copies these from a template (see _for_request): a mutable attribute added here
-        # must be listed in _PER_LOGGER, or every request's logger would share it.
+        self._setup(config, TraceState(upstream_trace, upstream_parent))
+        self._span_id_given = upstream_parent  # the published ``span_id``: what the logger was built with
+        self._ingestion_hook = ingestion_hook
+        self.local_metrics = list(local_metrics) if local_metrics else None
+        if self.local_metrics:
+            _log.warning("galileo: local_metrics are accepted but not computed by this SDK (see the README)")
+
+    def _setup(self, config: GalileoConfig, state: TraceState) -> None:
+        """What every logger has (a request's logger is made with this alone, see :meth:`_for_request`): its
+        settings, its lock and its trace's state; the rest starts as the class attributes say."""
         self._config = config
         self._policy = config.payload_policy
         self._target = Target.from_config(config)
         self._disabled = config.logging_disabled
         self._lock = threading.RLock()
-        self._traces: list[schema.Trace] = []  # batch mode: traces not flushed yet
-        self._stack: list[_Open] = []
-        self._upstream_trace_id = upstream_trace
-        self._upstream_parent_id = upstream_parent or upstream_trace
-        self._span_id_given = upstream_parent  # the published ``span_id``: what the logger was built with
-        self._ingestion_hook = ingestion_hook
-        self._hook_jobs: tuple[_ingestion.HookJob, ...] = ()  # handed to the hook, not yet waited for
-        self.local_metrics = list(local_metrics) if local_metrics else None
-        if self.local_metrics:
-            _log.warning("galileo: local_metrics are accepted but not computed by this SDK (see the README)")
-        self._outbox: _sender.Handle | None = None
-        self._outboxes: list[_sender.Handle] = []
-        self._prune_at = _PRUNE_OUTBOXES  # see _enqueue_all
-        # Set for the request logger of TracingMiddleware (see _for_request):
-        self._request: RequestState | None = None
-        self._auto_trace: schema.Trace | None = None
-        self._auto_output: tuple[Any, Any, int | None] | None = None
-        self._finalizing = False
-        self._finalized_request = False  # set once TracingMiddleware finalised this request logger
-        if upstream_trace is not None:
-            self._stack.append(_Open(None, self._upstream_parent_id or upstream_trace, _now_ns()))
+        self._own_state = state
+
+    def _state(self) -> TraceState:
+        """What this logger knows of its current trace (see :mod:`galileo._trace_state`); the process
+        loggers of ``@log`` (:class:`~galileo._context_loggers.ContextLogger`) keep one per context."""
+        return self._own_state
 
     def __repr__(self) -> str:
         return (
@@ -292,10 +285,12 @@ class GalileoLogger(PublishedLoggerApi):
     @property
     def trace_id(self) -> str | None:
         """The root trace id: this logger's active trace, or the upstream trace it continues; else None."""
-        if self._upstream_trace_id is not None:
-            return self._upstream_trace_id
-        if self._stack and self._stack[0].record is not None:
-            return self._stack[0].id
+        state = self._state()
+        if state.upstream_trace_id is not None:
+            return state.upstream_trace_id
+        stack = state.stack
+        if stack and stack[0].record is not None:
+            return stack[0].id
         return None
 
     @property
@@ -309,10 +304,11 @@ class GalileoLogger(PublishedLoggerApi):
     def current_parent(self) -> schema.Record | None:
         """The innermost open record (trace, workflow or agent span); None with nothing open or upstream."""
         with self._lock:
-            return self._parent_entry().record if self._stack else None
+            stack = self._state().stack
+            return self._parent_under(stack[-1]).record if stack else None
 
     def has_active_trace(self) -> bool:
-        return bool(self._stack)
+        return bool(self._state().stack)
 
     # -- building the tree ---------------------------------------------------------------------------------
     def start_trace(
@@ -369,13 +365,14 @@ class GalileoLogger(PublishedLoggerApi):
         if self._disabled:
             return
         with self._lock:
-            if self._upstream_trace_id is not None:
+            state = self._state()
+            if state.upstream_trace_id is not None:
                 _log.warning(
                     "galileo: start_trace ignored: this logger continues upstream trace %s",
-                    self._upstream_trace_id,
+                    state.upstream_trace_id,
                 )
                 return
-            if self._stack:
+            if state.stack:
                 _log.warning(
                     "galileo: start_trace while trace %s is active: concluding it first", self.trace_id
                 )
@@ -385,18 +382,19 @@ class GalileoLogger(PublishedLoggerApi):
     def _begin_trace(self, trace: schema.Trace) -> None:
         """Make ``trace`` the open root (under the lock, nothing open): in distributed mode its outbox opens
         and the trace record is handed to the sender; in batch mode it waits for flush (or the exit drain)."""
-        self._stack.append(_Open(trace, trace.id, _now_ns()))
-        self._traces.append(trace)
+        state = self._state()
+        state.stack.append(Level(trace, trace.id, _now_ns()))
+        state.traces.append(trace)
         config = self._config
         if config.mode != "distributed":
             if self not in _unflushed:
                 _unflushed.add(self)
                 _sender.at_exit(_flush_unflushed)
             return
-        self._outbox = outbox = _sender.get_sender(config).open_trace(
+        state.outbox = outbox = _sender.get_sender(config).open_trace(
             config, self._target, trace.id, owned=True, session=self._session
         )
-        self._outboxes.append(outbox)
+        state.outboxes.append(outbox)
         outbox.add(trace, None)
 
     def add_llm_span(
@@ -608,7 +606,7 @@ class GalileoLogger(PublishedLoggerApi):
         if self._disabled:
             return None
         with self._lock:
-            stack = self._stack
+            stack = self._state().stack
             top = stack[-1].record if stack else None
             if top is None:
                 _log.warning("galileo: conclude() with nothing open: ignored")
@@ -622,8 +620,7 @@ class GalileoLogger(PublishedLoggerApi):
                 self._conclude_all(output, redacted_output, duration_ns, status_code)
             else:
                 self._conclude_top(output, redacted_output, duration_ns, status_code)
-            stack = self._stack  # (current_parent, inlined: the lock is held)
-            return self._parent_under(stack[-1]).record if stack else None
+            return self._parent_under(stack[-1]).record if stack else None  # (current_parent, inlined)
 
     def _conclude_all(
         self,
@@ -632,13 +629,15 @@ class GalileoLogger(PublishedLoggerApi):
         duration_ns: int | None = None,
         status_code: int | None = None,
     ) -> None:
-        while self._stack and self._stack[-1].record is not None:
+        stack = self._state().stack
+        while stack and stack[-1].record is not None:
             self._conclude_top(output, redacted_output, duration_ns, status_code)
 
     def _conclude_top(
         self, output: Any, redacted_output: Any, duration_ns: int | None, status_code: int | None
     ) -> None:
-        stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+        state = self._state()
+        stack = state.stack
         entry = stack.pop()
         record = entry.record
         assert record is not None
@@ -648,18 +647,18 @@ class GalileoLogger(PublishedLoggerApi):
             outer.last_ns = now
             outer.last_wall = _utcnow()
         if self._config.mode == "distributed":
-            outbox = self._outbox
+            outbox = state.outbox
             if outbox is None:
                 return
             if isinstance(record, schema.Trace):
                 outbox.complete(record)
-                self._outbox = None
+                state.outbox = None
             else:
                 outbox.conclude(record.id)
 
     def _finish(
         self,
-        entry: _Open,
+        entry: Level,
         output: Any,
         redacted_output: Any,
         duration_ns: int | None,
@@ -700,15 +699,17 @@ class GalileoLogger(PublishedLoggerApi):
         if self._disabled:
             return {}
         with self._lock:
-            if not self._stack and self._request is not None and not self._request.finalized:
+            state = self._state()
+            stack = state.stack
+            if not stack and self._request is not None and not self._request.finalized:
                 self._open_request_trace("")
-            if not self._stack:
+            if not stack:
                 _log.warning("galileo: get_tracing_headers() with no active trace: no headers")
                 return {}
             trace_id = self.trace_id
             assert trace_id is not None
-            headers = {TRACE_ID_HEADER: trace_id, PARENT_ID_HEADER: self._parent_entry().id}
-            outbox = self._outbox
+            headers = {TRACE_ID_HEADER: trace_id, PARENT_ID_HEADER: self._parent_under(stack[-1]).id}
+            outbox = state.outbox
         if outbox is not None:
             _sender.get_sender(self._config).prioritize(outbox)
         return headers
@@ -820,21 +821,11 @@ class GalileoLogger(PublishedLoggerApi):
             import attrs
 
             config = attrs.evolve(config, mode="distributed")
-        # One logger per request: copy the settings a logger of this config starts with (see _template)
-        # instead of validating and deriving them again.
+        # One logger per request: made without __init__, whose checks the middleware's config passed already
+        # (the upstream ids too: the header parser validated and normalised them).
         logger = object.__new__(cls)
-        fields = logger.__dict__
-        fields.update(_template(cls, config))
-        fields["_lock"] = threading.RLock()
-        fields["_traces"] = []
-        fields["_stack"] = []
-        fields["_outboxes"] = []
-        fields["_request"] = state
-        trace_id, parent_id = state._context()  # (state.trace_id and parent_id, in one call)
-        if trace_id is not None:  # ids the header parser already validated and normalised
-            logger._upstream_trace_id = trace_id
-            logger._upstream_parent_id = parent_id or trace_id
-            logger._stack.append(_Open(None, logger._upstream_parent_id, _now_ns()))
+        logger._setup(config, TraceState(*state._context()))  # (state.trace_id and parent_id, in one call)
+        logger._request = state
         return logger
 
     def _open_request_trace(self, first_input: Any) -> None:
@@ -863,8 +854,10 @@ class GalileoLogger(PublishedLoggerApi):
         with self._lock:
             self._finalizing = True
             try:
-                while self._stack and self._stack[-1].record is not None:
-                    top = self._stack[-1].record
+                state = self._state()
+                stack = state.stack
+                while stack and stack[-1].record is not None:
+                    top = stack[-1].record
                     if top is self._auto_trace and self._auto_output is not None:
                         output, redacted, user_status = self._auto_output
                         self._conclude_top(output, redacted, None, user_status or status_code)
@@ -874,8 +867,8 @@ class GalileoLogger(PublishedLoggerApi):
                         self._conclude_top(None, None, None, None)
                 # What _enqueue_all would do now that nothing with a record is open (a request logger is in
                 # distributed mode): forget the traces handed over, prune the outboxes.
-                self._traces = []
-                self._prune()
+                state.traces = []
+                self._prune(state)
             finally:
                 self._finalizing = False
                 # The request is over: let go of its state. It refers to this logger, and a reference cycle
@@ -967,25 +960,58 @@ class GalileoLogger(PublishedLoggerApi):
         """Flush and release this logger's state (never the process-wide sender)."""
         self.flush(timeout=timeout)
         with self._lock:
-            self._outboxes.clear()
-            self._traces.clear()
+            state = self._state()
+            state.outboxes.clear()
+            state.traces.clear()
 
-    def _forget(self, outboxes: Sequence[_sender.Handle]) -> None:
+    def _forget(self, outboxes: Sequence[Handed]) -> None:
         """Forget outboxes found idle (delivered): a later flush has nothing to wait for in them."""
         done = set(outboxes)
         with self._lock:
-            self._outboxes = [ob for ob in self._outboxes if ob not in done]
+            state = self._state()
+            state.outboxes = [ob for ob in state.outboxes if ob not in done]
 
-    def _enqueue_all(self) -> tuple[list[schema.Trace], list[_sender.Handle]]:
+    # -- handing over and waiting, for galileo_context (the sender is known to this module only) -------------
+    def _hand_over(self) -> list[Handed]:
+        """Conclude what this logger holds (in this context) and hand it to the sender, never waiting; return
+        what to wait on for its delivery (see :meth:`_wait_handed`)."""
+        with self._lock:
+            return self._enqueue_all()[1]
+
+    def _take_hook_jobs(self) -> tuple[_ingestion.HookJob, ...]:
+        """The batches handed to this logger's ``ingestion_hook`` and not yet waited for (now forgotten)."""
+        with self._lock:
+            jobs, self._hook_jobs = self._hook_jobs, ()
+        return jobs
+
+    @staticmethod
+    def _wait_handed(handed: Sequence[Handed], timeout: float | None) -> int:
+        """Wait until ``handed`` (from :meth:`_hand_over`, of any logger) is delivered, at most ``timeout``
+        seconds, and only where waiting is safe (not in a request nor on an event loop's thread: there it
+        counts without waiting); return the records still pending."""
+        sender = _sender.current()
+        if not handed or sender is None:  # (none: a sender from before a fork or a reset)
+            return 0
+        if _must_not_block():
+            return sender.busy_pending(handed)[1]
+        return sender.wait(handed, timeout)
+
+    def _still_busy(self, handed: list[Handed], floor: int = PRUNE_OUTBOXES) -> tuple[list[Handed], int]:
+        """``handed`` without what was delivered, and the length past which to look again: at least
+        ``floor``, twice what is still busy, so that pruning a list kept to wait on is amortised."""
+        return _sender.get_sender(self._config).prune(handed, floor)
+
+    def _enqueue_all(self) -> tuple[list[schema.Trace], list[Handed]]:
         """Conclude and hand over: (traces since the last flush, the outboxes that may still have work).
 
         Takes no sender lock: the caller asks the sender what is pending only if it wants to know. A
         long-lived logger's list of outboxes is pruned of delivered ones here once it grows past
-        ``_prune_at`` (:meth:`Sender.prune`: amortised), and by a flush that waited them out.
+        ``prune_at`` (:meth:`Sender.prune`: amortised), and by a flush that waited them out.
         """
         if self._disabled:
             return [], []
-        stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+        state = self._state()
+        stack = state.stack
         owned = stack[0].record if stack else None
         if owned is not None and owned is self._auto_trace and not self._finalizing:
             # Inside a request the trace completes with the response's status (at finalisation).
@@ -993,12 +1019,12 @@ class GalileoLogger(PublishedLoggerApi):
                 self._conclude_top(None, None, None, None)
         else:
             self._conclude_all()
-        traces, self._traces = self._traces, []
+        traces, state.traces = state.traces, []
         if stack and isinstance(stack[0].record, schema.Trace):
-            self._traces.append(stack[0].record)  # the request's trace, still open
+            state.traces.append(stack[0].record)  # the request's trace, still open
         if self._config.mode == "distributed":
-            self._prune()
-            return traces, list(self._outboxes)
+            self._prune(state)
+            return traces, list(state.outboxes)
         if not traces:
             return [], []
         records = sum(_count_records(t) for t in traces)
@@ -1010,16 +1036,15 @@ class GalileoLogger(PublishedLoggerApi):
                 session_id=self.session_id,
             )
             job = _ingestion.submit(self._ingestion_hook, request, records, self._config)
-            self._hook_jobs = (*self._hook_jobs, job)  # a tuple: request loggers share their template's ()
+            self._hook_jobs = (*self._hook_jobs, job)  # a tuple: loggers share the class's ()
             return traces, []
         sender = _sender.get_sender(self._config)
         return traces, [sender.submit_batch(self._config, self._target, traces, records, self._session)]
 
-    def _prune(self) -> None:
-        """Forget delivered outboxes once the list is longer than ``_prune_at`` (see :meth:`_enqueue_all`)."""
-        if len(self._outboxes) > self._prune_at:
-            sender = _sender.get_sender(self._config)
-            self._outboxes, self._prune_at = sender.prune(self._outboxes, _PRUNE_OUTBOXES)
+    def _prune(self, state: TraceState) -> None:
+        """Forget delivered outboxes once the list is longer than ``prune_at`` (see :meth:`_enqueue_all`)."""
+        if len(state.outboxes) > state.prune_at:
+            state.outboxes, state.prune_at = self._still_busy(state.outboxes)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _redacted(self, kind: str, field: str, value: Any, given: Any) -> Any:
@@ -1068,7 +1093,7 @@ class GalileoLogger(PublishedLoggerApi):
         with self._lock:
             placed = self._place(span, duration_ns, created_at, opens_level=opens_level)
             if placed is not None and opens_level:
-                self._stack.append(_Open(span, span.id, placed[2]))
+                self._state().stack.append(Level(span, span.id, placed[2]))
             return span
 
     def _place(
@@ -1078,7 +1103,7 @@ class GalileoLogger(PublishedLoggerApi):
         created_at: _dt.datetime | None,
         *,
         opens_level: bool,
-    ) -> tuple[_Open, _Open, int] | None:
+    ) -> tuple[Level, Level, int] | None:
         """Put ``span`` under the current parent (under the lock): time it, attach it, hand it to the sender.
 
         Returns (the innermost open level, the parent it went under, the time) — the parent differs from the
@@ -1088,7 +1113,8 @@ class GalileoLogger(PublishedLoggerApi):
         now = _now_ns()
         if duration_ns is not None and type(duration_ns) is not int:  # a wrong type: timed as if not given
             duration_ns = _params.as_int("duration_ns", duration_ns)
-        stack = self._stack  # read once: a property of the per-context loggers of galileo.decorator
+        state = self._state()
+        stack = state.stack
         if not stack and self._request is not None and not self._request.finalized:
             self._open_request_trace(span.input)
         if not stack:
@@ -1097,7 +1123,7 @@ class GalileoLogger(PublishedLoggerApi):
                 span.type,
                 span.name,
             )
-            _sender.get_sender(self._config).note_dropped("no_trace")
+            count_dropped(self._config, "no_trace")
             return None
         base = stack[-1]
         parent = self._parent_under(base)
@@ -1120,19 +1146,19 @@ class GalileoLogger(PublishedLoggerApi):
         if isinstance(parent.record, schema.ParentRecord):
             parent.record.spans.append(span)
         if self._config.mode == "distributed":
-            outbox = self._outbox
+            outbox = state.outbox
             if outbox is None:
-                outbox = self._outbox_for_span()
+                outbox = self._outbox_for_span(state)
             if outbox is not None:
                 outbox.add(span, parent.id)
         return base, parent, now
 
     # -- @log (galileo.decorator): spans whose levels follow the context, not this logger's stack ------------
-    def _parent_entry(self) -> _Open:
-        """The level a span added in this context goes under (``self._stack`` must not be empty)."""
-        return self._parent_under(self._stack[-1])
+    def _parent_entry(self) -> Level:
+        """The level a span added in this context goes under (the stack must not be empty)."""
+        return self._parent_under(self._state().stack[-1])
 
-    def _parent_under(self, top: _Open) -> _Open:
+    def _parent_under(self, top: Level) -> Level:
         """``top``, the innermost open level, unless a ``@log`` call of this logger is running in this context
         (see :class:`~galileo._context.SpanFrame`) and the logger opened nothing since: then that call's span.
         """
@@ -1163,7 +1189,7 @@ class GalileoLogger(PublishedLoggerApi):
             if placed is None or not opens_level:
                 return None
             base, parent, now = placed
-            return SpanFrame(self, _Open(span, span.id, now), base, parent)
+            return SpanFrame(self, Level(span, span.id, now), base, parent)
 
     def _conclude_record(
         self, frame: SpanFrame, output: Any, status_code: int | None, redacted_output: Any = None
@@ -1177,32 +1203,22 @@ class GalileoLogger(PublishedLoggerApi):
             now = self._finish(frame.level, output, redacted_output, None, status_code)
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
-            if self._config.mode == "distributed" and self._outbox is not None:
-                self._outbox.conclude(record.id)
+            outbox = self._state().outbox
+            if self._config.mode == "distributed" and outbox is not None:
+                outbox.conclude(record.id)
 
-    def _outbox_for_span(self) -> _sender.Handle | None:
-        if self._outbox is None and self._upstream_trace_id is not None:
+    def _outbox_for_span(self, state: TraceState) -> TraceHandle | None:
+        """The outbox of a continuing logger's spans (opened at its first span: it sends no trace record)."""
+        if state.outbox is None and state.upstream_trace_id is not None:
             sender = _sender.get_sender(self._config)
-            self._outbox = sender.open_trace(self._config, self._target, self._upstream_trace_id, owned=False)
-            self._outboxes.append(self._outbox)
-        return self._outbox
+            state.outbox = sender.open_trace(self._config, self._target, state.upstream_trace_id, owned=False)
+            state.outboxes.append(state.outbox)
+        return state.outbox
 
 
-#: The attributes a new logger of a config starts with, but those _for_request makes anew (mutable state):
-#: id(config) -> (config, attributes). A service has one config or a few (one per middleware).
-_templates: dict[int, tuple[GalileoConfig, dict[str, Any]]] = {}
-_PER_LOGGER = frozenset({"_lock", "_traces", "_stack", "_outboxes", "_request"})
-
-
-def _template(cls: type[GalileoLogger], config: GalileoConfig) -> dict[str, Any]:
-    entry = _templates.get(id(config))
-    if entry is None or entry[0] is not config:
-        made = cls(config=config)
-        if len(_templates) >= 64:  # configs made per request by a caller: do not keep them all
-            _templates.clear()
-        fields = {k: v for k, v in vars(made).items() if k not in _PER_LOGGER}
-        entry = _templates[id(config)] = (config, fields)
-    return entry[1]
+def count_dropped(config: GalileoConfig, reason: str, records: int = 1) -> None:
+    """Count ``records`` lost before they reached the sender, under ``reason`` in ``galileo.stats()``."""
+    _sender.get_sender(config).note_dropped(reason, records)
 
 
 #: Batch-mode loggers that started a trace (weakly held): what they never flushed goes at interpreter exit.

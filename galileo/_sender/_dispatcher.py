@@ -138,7 +138,7 @@ class Dispatcher:
                 self.note_session_failed(a)
             elif kind == _STOP:
                 self.stopped = True
-            # (_REPORT: nothing to do but step, which reports drops counted elsewhere)
+                # (_REPORT: nothing to do but step, which reports drops counted elsewhere)
                 self.waits.release()
         for handle in touched:
             self._touch(handle, now)

@@ -66,7 +66,6 @@ def _report(read: int, pid: int, timeout: float) -> str:
     return report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a forked child's flush waits for the parent's records")
 def test_a_forked_childs_flush_waits_for_its_own_records_only(
     sdk_backend: CollectorProcess, set_faults: Callable[..., dict[str, Any]]
 ) -> None:
