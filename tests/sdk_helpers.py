@@ -14,6 +14,7 @@ import attrs
 import pytest
 import urllib3
 
+import galileo
 from galileo import _sender, _transport
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -131,9 +132,11 @@ def http_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSpy]:
 
 @pytest.fixture
 def fresh_sdk() -> Iterator[None]:
-    """A fresh process-wide sender and client cache for the test, drained afterwards."""
+    """A fresh process-wide sender, client cache and ``galileo_context`` (its process loggers read the
+    environment again) for the test, drained afterwards."""
     _sender.reset(timeout=5)
     _transport.reset_clients()
+    galileo.galileo_context.reset()
     yield
     _sender.reset(timeout=1)  # tests that point at a dead backend leave records that cannot go
     _transport.reset_clients()
