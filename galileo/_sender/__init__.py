@@ -30,10 +30,10 @@ from typing import Any
 
 from galileo._context import activity
 from galileo._sender._core import Sender
-from galileo._sender._dispatcher import LINGER, QUIET, YIELD_CAP
 from galileo._sender._handle import Handle
 from galileo._sender._health import OUTAGE_AFTER, OUTAGE_PAUSE, WARN_INTERVAL
 from galileo._sender._outbox import AUTH_PAUSE, BACKOFF_BASE, BACKOFF_MAX
+from galileo._sender._schedule import LINGER, QUIET, YIELD_CAP
 from galileo._transport import reset_clients
 from galileo.config import GalileoConfig
 

@@ -25,10 +25,11 @@ from galileo import schema
 from galileo._context import activity
 from galileo._sender import _dispatcher
 from galileo._sender._accounts import Accounts
-from galileo._sender._dispatcher import QUIET, Dispatcher
+from galileo._sender._dispatcher import Dispatcher
 from galileo._sender._handle import BATCH, Handle
 from galileo._sender._io import IoPool, exchange
 from galileo._sender._outbox import BatchOutbox, Request
+from galileo._sender._schedule import QUIET
 from galileo._sender._trace import TraceOutbox
 from galileo._sender._waits import Wait
 from galileo._sessions import SessionRef

@@ -1,56 +1,40 @@
 """The dispatcher: one thread that owns all sending state and decides what goes when.
 
 Everything the sender knows lives here and is touched by this thread only, so nothing in it takes a lock:
-the outboxes with work (and which of them are ready, which wait on a timer), each API's health, the
-counters, and who waits for what. Other threads talk to it through one event queue (``events``, a deque
-they append to): loggers hand records over (:mod:`galileo._sender._handle`), the I/O threads post each
-request's result (:mod:`galileo._sender._io`), and callers post waits (flush, shutdown). Each *step* of the
-dispatcher takes every event in, moves the outboxes whose time has come to the ready queue, plans requests
-for the ready ones and gives them to the I/O threads, answers the waits that are settled, and publishes the
-counters (:meth:`step`). Between steps it sleeps until the next timer, or until woken.
+the outboxes with work and where each waits (:mod:`galileo._sender._schedule`: ready, on a timer, for
+answers), each API's health (:mod:`galileo._sender._health`), the counters, and who waits for what. Other
+threads talk to it through one event queue (``events``, a deque they append to): loggers hand records over
+(:mod:`galileo._sender._handle`), the I/O threads post each request's result (:mod:`galileo._sender._io`),
+and callers post waits (flush, shutdown). Each *step* of the dispatcher takes every event in, moves the
+outboxes whose time has come to the ready queue, plans requests for the ready ones and gives them to the I/O
+threads (at most one per thread: what becomes ready meanwhile joins the next body), answers the waits that
+are settled, and publishes the counters (:meth:`Dispatcher.step`). Between steps it sleeps until the next
+timer, or until woken. Waiting never blocks a thread.
 
-Time is a heap of (when, outbox) entries: a new trace's :data:`LINGER`, a retry's backoff, an API's pause
-(Retry-After, an outage). Waiting never blocks a thread.
-
-Yielding to requests: the sender's CPU is the application's (one process, one interpreter lock), so while
-``TracingMiddleware`` serves requests (``activity``), ready records are held until the last request in
-flight ends and none has ended for :data:`QUIET` (a burst is served one request after another), never
-longer than :data:`YIELD_CAP`; the last request out wakes the dispatcher QUIET later from its event loop,
-if no other request came. Handing a record over wakes the dispatcher only when it sleeps with nothing to do
-(the first record after a quiet spell); while it has work it looks on its own when its next timer is due.
-(A 10 s "duty" of looking every YIELD_CAP while requests came, so that no hand-over ever woke it, cost more
-than the wake-ups it saved: in bench_peers' bursts, the sender's CPU per request went from 264 to N us
-without it.) Records a downstream service is about to point at (``get_tracing_headers()``), flushes and
-shutdowns go at once.
+Handing a record over wakes the dispatcher only when it sleeps with nothing to do (the first record after a
+quiet spell); while it has work it looks on its own when its next timer is due. (A 10 s "duty" of looking
+every YIELD_CAP while requests came, so that no hand-over ever woke it, cost more than the wake-ups it
+saved: in bench_peers' bursts the sender's CPU per request went from 264 to 120 us without it.)
 """
 
 from __future__ import annotations
 
 import collections
-import heapq
-import itertools
 import math
 from typing import Any
 
-from galileo._context import activity
 from galileo._sender import _handle
 from galileo._sender._accounts import Accounts
 from galileo._sender._health import ApiHealth
 from galileo._sender._io import traces_in
 from galileo._sender._outbox import Request, Tally
 from galileo._sender._plan import plan
+from galileo._sender._schedule import LINGER, Schedule
 from galileo._sender._trace import TraceOutbox
 from galileo._sender._waits import Wait, Waits
 from galileo._transport import Client, Result
 
-__all__ = ["LINGER", "QUIET", "YIELD_CAP", "Dispatcher"]
-
-#: A new trace's records wait this long, so that what a request logs together goes together.
-LINGER = 0.005
-#: The longest records are held back while requests are served.
-YIELD_CAP = 0.05
-#: ... and, once no request is in flight, until none has ended for this long.
-QUIET = 0.02
+__all__ = ["Dispatcher"]
 
 _RESULT, _PRIORITY, _WAIT, _ABANDON, _SESSION, _REPORT, _STOP = range(10, 17)
 Handle = _handle.Handle
@@ -67,18 +51,11 @@ class Dispatcher:
         self.retry_window = retry_window
         self.events: collections.deque[tuple[Any, ...]] = collections.deque()
         self._submit = submit  # (request) -> None: to the I/O threads
-        self._busy: set[Handle] = set()  # handles whose outbox has work
-        #: trace id -> its handles with work: the handle itself while it is the only one (the common case:
-        #: no set made per trace), a set once there are more.
-        self._by_trace: dict[str, Handle | set[Handle]] = {}
-        self._ready: collections.deque[Handle] = collections.deque()
-        self._timers: list[tuple[float, int, Handle]] = []
-        self._seq = itertools.count()
+        self.schedule = Schedule()
         self._health: dict[Client, ApiHealth] = {}
         self._probe_waiters: dict[Client, list[Handle]] = {}
         self._in_flight: set[Request] = set()
         self.waits = Waits()
-        self._held_since: float | None = None  # ready records held for requests since then
         self.urgent = False  # a flush or shutdown waits: nothing is held back
         self.stopped = False
 
@@ -86,19 +63,19 @@ class Dispatcher:
     def step(self, now: float) -> float | None:
         """Take events in, send what may go, answer waits; return when to step again (None: when woken)."""
         self._take_events(now)
-        self._release_due(now)
-        hold_until = self._hold_until(now)
+        self.schedule.release_due(now)
+        hold_until = self.schedule.hold_until(now, self.urgent)
         if hold_until is None:
             self._dispatch(now)
         report_at = self.accounts.report_due(now)
         self.accounts.publish()
         self.waits.answer(self)
         wake_at = min(
-            self._timers[0][0] if self._timers else math.inf,
+            self.schedule.next_timer(),
             hold_until if hold_until is not None else math.inf,
             report_at if report_at is not None else math.inf,
         )
-        if self._ready and hold_until is None and self.accounts.in_flight < self.max_in_flight:
+        if self.schedule.ready and hold_until is None and self.accounts.in_flight < self.max_in_flight:
             wake_at = now  # made ready during this step (an answer, a pause's end): go on at once
         return None if wake_at == math.inf else wake_at
 
@@ -125,12 +102,12 @@ class Dispatcher:
                 self.accounts.pending += a.handed
                 touched[a] = None
             elif kind == _PRIORITY:
-                self._prioritize(a, now)
+                self.schedule.prioritize(a, now)
             elif kind == _WAIT:
                 self.waits.add(a)
                 if a.urgent:
                     self.urgent = True
-                    self._release_all(now)
+                    self.schedule.release_all(now)
             elif kind == _ABANDON:
                 a.pending = self.abandon_all()
                 a.done.set()
@@ -141,7 +118,7 @@ class Dispatcher:
                 # (_REPORT: nothing to do but step, which reports drops counted elsewhere)
                 self.waits.release()
         for handle in touched:
-            self._touch(handle, now)
+            self.schedule.touch(handle, now)
 
     def _add(self, handle: Handle, record: Any, parent_id: str | None, now: float) -> None:
         accounts = self.accounts
@@ -149,122 +126,16 @@ class Dispatcher:
         accounts.pending += 1
         outbox = handle.outbox
         assert isinstance(outbox, TraceOutbox)
-        if not outbox.nodes and handle not in self._busy and not self.urgent:  # a new trace: let what
+        if not outbox.nodes and handle not in self.schedule.busy and not self.urgent:  # a new trace: let what
             # comes with it come (not while a flush or a shutdown waits: see _release_all)
             outbox.not_before = max(outbox.not_before, now + LINGER)
         tally = outbox.add(record, parent_id)
         if tally is not None:
             self._count(handle, tally)
 
-    def _touch(self, handle: Handle, now: float) -> None:
-        """Register ``handle`` as having work; it is scheduled at the end of the events (see _schedule)."""
-        if handle not in self._busy:
-            self._busy.add(handle)
-            handle.idle = False
-            outbox = handle.outbox
-            if isinstance(outbox, TraceOutbox):
-                mates = self._by_trace.get(outbox.trace_id)
-                if mates is None:
-                    self._by_trace[outbox.trace_id] = handle
-                elif isinstance(mates, set):
-                    mates.add(handle)
-                else:
-                    self._by_trace[outbox.trace_id] = {mates, handle}
-        self._schedule(handle, now)
-
     def _count(self, handle: Handle, tally: Tally, *, report: bool = True) -> None:
         self.accounts.settle(tally, report=report)
         handle.settled += tally.sent + tally.given_up
-
-    # -- scheduling -----------------------------------------------------------------------------------
-    def _others_busy(self, handle: Handle) -> bool:
-        outbox = handle.outbox
-        if not isinstance(outbox, TraceOutbox):
-            return False
-        mates = self._by_trace.get(outbox.trace_id)
-        if mates is None or mates is handle:
-            return False
-        return not isinstance(mates, set) or any(h is not handle for h in mates)
-
-    def _schedule(self, handle: Handle, now: float) -> None:
-        """Put ``handle`` where its next request is found: ready, on a timer, or nowhere (idle, or
-        waiting for answers)."""
-        outbox = handle.outbox
-        if outbox.idle():
-            self._retire(handle, now)
-            return
-        if handle.in_ready:
-            return
-        if outbox.not_before > now:
-            if handle.timer_at != outbox.not_before:
-                handle.timer_at = outbox.not_before
-                heapq.heappush(self._timers, (outbox.not_before, next(self._seq), handle))
-            return
-        if outbox.has_ready(self._others_busy(handle)):
-            handle.in_ready = True
-            (self._ready.appendleft if handle.priority else self._ready.append)(handle)
-
-    def _retire(self, handle: Handle, now: float) -> None:
-        """``handle`` has nothing left to do: forget it; a trace's owner may now complete it."""
-        handle.idle = True
-        if handle not in self._busy:
-            return
-        self._busy.discard(handle)
-        outbox = handle.outbox
-        if isinstance(outbox, TraceOutbox):
-            mates = self._by_trace.get(outbox.trace_id)
-            if mates is handle:
-                del self._by_trace[outbox.trace_id]
-            elif isinstance(mates, set):
-                mates.discard(handle)
-                left = list(mates)
-                if len(left) == 1:
-                    self._by_trace[outbox.trace_id] = left[0]
-                for mate in left:  # an owner may have been waiting to complete the trace
-                    self._schedule(mate, now)
-
-    def _release_due(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            when, _, handle = heapq.heappop(timers)
-            if handle.timer_at == when:
-                handle.timer_at = math.inf
-                self._schedule(handle, now)
-
-    def _release_all(self, now: float) -> None:
-        """A flush or shutdown waits: what lingers or yields goes now (backoffs are kept)."""
-        for handle in list(self._busy):
-            if handle.outbox.attempts == 0:
-                handle.outbox.not_before = 0.0
-                handle.timer_at = math.inf
-            self._schedule(handle, now)
-
-    def _prioritize(self, handle: Handle, now: float) -> None:
-        handle.priority = True
-        outbox = handle.outbox
-        if outbox.attempts == 0:  # no backoff to honour: end the linger, another service is waiting
-            outbox.not_before = 0.0
-        if handle.in_ready:
-            self._ready.remove(handle)
-            handle.in_ready = False
-        self._schedule(handle, now)
-
-    def _hold_until(self, now: float) -> float | None:
-        """While requests are served, hold ready records back (see the module docstring): until when."""
-        if not self._ready or self.urgent or self._ready[0].priority:
-            self._held_since = None
-            return None
-        if not activity.active and now - activity.ended_at >= QUIET:
-            self._held_since = None
-            return None
-        if self._held_since is None:
-            self._held_since = now
-        cap = self._held_since + YIELD_CAP
-        if now >= cap:
-            self._held_since = None
-            return None
-        activity.holding = True  # the last request out wakes this thread, QUIET later
-        return cap if activity.active else min(cap, activity.ended_at + QUIET)
 
     # -- sending --------------------------------------------------------------------------------------
     def _health_of(self, client: Client) -> ApiHealth:
@@ -275,7 +146,7 @@ class Dispatcher:
 
     def _dispatch(self, now: float) -> None:
         """Plan a request for each ready outbox whose API takes writes now, and hand it to the I/O."""
-        ready, self._ready = self._ready, collections.deque()
+        ready, self.schedule.ready = self.schedule.ready, collections.deque()
         for handle in ready:
             handle.in_ready = False
         while ready:
@@ -285,8 +156,8 @@ class Dispatcher:
                     if not handle.in_ready:
                         handle.in_ready = True
                         left.append(handle)
-                left.extend(self._ready)
-                self._ready = left
+                left.extend(self.schedule.ready)
+                self.schedule.ready = left
                 break
             handle = ready.popleft()
             outbox = handle.outbox
@@ -294,17 +165,17 @@ class Dispatcher:
             if not health.may_send(now):
                 self._wait_out(handle, health, now)
                 continue
-            request = outbox.take(self._others_busy(handle))
+            request = outbox.take(self.schedule.others_busy(handle))
             if request is not None:
                 request.owner = handle
             if request is None:
-                self._schedule(handle, now)
+                self.schedule.put(handle, now)
                 continue
             health.sending()
             if not health.down:
-                request = plan(request, ready, self._others_busy)
+                request = plan(request, ready, self.schedule.others_busy)
             self._send(request)  # (the other traces' outboxes stay in ``ready``, for their next request)
-            self._schedule(handle, now)
+            self.schedule.put(handle, now)
 
     def _send(self, request: Request) -> None:
         self.accounts.in_flight += 1
@@ -318,7 +189,7 @@ class Dispatcher:
         if outbox.expired(now):  # (its first wait starts its window: a pause it cannot outlast ends it)
             reason = "auth_failed" if health.reason == "auth" else "retry_window_exceeded"
             self._count(handle, outbox.abandon(reason))
-            self._schedule(handle, now)
+            self.schedule.put(handle, now)
             return
         if health.probing:
             self._probe_waiters.setdefault(health.client, []).append(handle)
@@ -327,7 +198,7 @@ class Dispatcher:
         if outbox.first_failure is not None:
             until = min(until, outbox.first_failure + self.retry_window + 0.001)
         outbox.not_before = max(outbox.not_before, until)
-        self._schedule(handle, now)
+        self.schedule.put(handle, now)
 
     def _answered(self, request: Request, result: Result, now: float) -> None:
         if request not in self._in_flight:
@@ -337,15 +208,15 @@ class Dispatcher:
         outbox = request.outbox
         health = self._health_of(outbox.client)
         if health.observe(result, now, self.accounts.pending, self.retry_window):
-            for handle in [*self._probe_waiters.pop(outbox.client, ()), *self._busy]:
+            for handle in [*self._probe_waiters.pop(outbox.client, ()), *self.schedule.busy]:
                 waiting = handle.outbox
                 if waiting.client is outbox.client and waiting.not_before > now:
                     waiting.not_before = now
                     waiting.first_failure = None
-                self._schedule(handle, now)
+                self.schedule.put(handle, now)
         elif not health.probing:
             for handle in self._probe_waiters.pop(outbox.client, ()):
-                self._schedule(handle, now)  # the next pause, or the next probe
+                self.schedule.put(handle, now)  # the next pause, or the next probe
         session = outbox.session if request.kind in ("traces", "batch") else None
         if session is not None and session.failed and result.status is not None and result.status < 300:
             self.note_session_failed(session)
@@ -353,7 +224,7 @@ class Dispatcher:
         for part in request.parts or [request]:
             handle = _owner(part)
             self._count(handle, handle.outbox.settle(part, result, now, shared=request.parts is not None))
-            self._schedule(handle, now)
+            self.schedule.put(handle, now)
 
     def note_session_failed(self, session: Any) -> None:
         if session.failed and not session.counted:
@@ -364,8 +235,8 @@ class Dispatcher:
     def settled(self, wait: Wait) -> bool:
         """Whether ``wait`` may return: its handles are idle, or every busy one's API is known to be down
         and none of them has a request in flight."""
-        handles = self._busy if wait.handles is None else [h for h in wait.handles if not h.idle]
-        busy = [h for h in handles if h in self._busy]
+        handles = self.schedule.busy if wait.handles is None else [h for h in wait.handles if not h.idle]
+        busy = [h for h in handles if h in self.schedule.busy]
         if not busy:
             return True
         if not all(self._health_of(h.outbox.client).known_down for h in busy):
@@ -374,25 +245,25 @@ class Dispatcher:
 
     def busy(self) -> bool:
         """Whether any outbox has work (a hint off this thread)."""
-        return bool(self._busy)
+        return bool(self.schedule.busy)
 
     def pending_of(self, wait: Wait) -> int:
-        handles = self._busy if wait.handles is None else wait.handles
-        return sum(h.outbox.pending() for h in handles if h in self._busy)
+        handles = self.schedule.busy if wait.handles is None else wait.handles
+        return sum(h.outbox.pending() for h in handles if h in self.schedule.busy)
 
     def abandon_all(self) -> int:
         """Shutdown: give up everything not delivered, what was sent and not answered as
         ``shutdown_in_flight`` (the server may have stored it); return the records given up."""
         given_up = 0
-        for handle in list(self._busy):
+        for handle in list(self.schedule.busy):
             tally = handle.outbox.abandon("shutdown_timeout", "shutdown_in_flight")
             given_up += tally.given_up
             self._count(handle, tally, report=False)  # (one report for them all, below)
-            self._retire(handle, 0.0)
+            self.schedule.retire(handle, 0.0)
         self.accounts.in_flight -= len(self._in_flight)
         self._in_flight.clear()
-        self._ready.clear()
-        self._timers.clear()
+        self.schedule.ready.clear()
+        self.schedule.timers.clear()
         self._probe_waiters.clear()
         self.accounts.report()
         self.accounts.publish()
