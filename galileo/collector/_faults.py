@@ -54,7 +54,9 @@ import threading
 from typing import Any
 
 import attrs
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from galileo.collector._guard import replay
 
 __all__ = ["MAX_BODY_SIZE", "MAX_MATCH_CHARS", "FaultInjector", "Faults"]
 
@@ -257,7 +259,7 @@ class FaultInjector:
             received = await _read_body(receive)
             if received is None:  # the client went away
                 return
-            receive = _replay(received, receive)
+            receive = replay(received, receive)
         latency, answer = self.faults._decide(scope["path"], received)
         if latency:
             await asyncio.sleep(latency)
@@ -295,17 +297,3 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` for the route: the body already read, then whatever comes next (a disconnect)."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -51,6 +51,7 @@ __all__ = [
     "Guard",
     "host_name",
     "is_loopback",
+    "replay",
 ]
 
 DEFAULT_MAX_BODY_MB = 32
@@ -264,17 +265,7 @@ class Guard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(b"".join(chunks), receive), send)
 
 
 def _too_large(limit: int) -> _Answer:
@@ -313,3 +304,18 @@ class _Answer:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app behind: ``body``, already read whole, then whatever comes next (a
+    disconnect)."""
+    replayed = False
+
+    async def replayed_receive() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed_receive

@@ -243,9 +243,12 @@ for name in ("batch-flushed", "batch-unflushed"):
 """
 
 
-def _run_script(collector: CollectorProcess, tmp_path: Path) -> tuple[list[str], float, str]:
-    script = tmp_path / "exits.py"
-    script.write_text(textwrap.dedent(_SCRIPT))
+def _run_script(
+    collector: CollectorProcess, tmp_path: Path, text: str = _SCRIPT
+) -> tuple[list[str], float, str]:
+    """Run ``text`` as a script against ``collector``: (what it printed, split; seconds; its stderr)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(text))
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(script)],
@@ -305,17 +308,7 @@ print(trace.id)
 def test_an_exit_that_can_start_no_thread_still_delivers_unflushed_batch_traces(
     collector_env: CollectorProcess, tmp_path: Path
 ) -> None:
-    script = tmp_path / "no_threads.py"
-    script.write_text(textwrap.dedent(_NO_THREADS_AT_EXIT))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=_env(collector_env, "script"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    (trace_id,) = done.stdout.split()
+    (trace_id,), _, stderr = _run_script(collector_env, tmp_path, _NO_THREADS_AT_EXIT)
     tree = collector_env.trace(trace_id)
-    assert tree is not None and tree["name"] == "batch-unflushed-no-threads", done.stderr
-    assert "shutdown_timeout" not in done.stderr, done.stderr
+    assert tree is not None and tree["name"] == "batch-unflushed-no-threads", stderr
+    assert "shutdown_timeout" not in stderr, stderr
