@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,7 @@ from galileo._sender._dispatcher import Dispatcher
 from galileo._sender._handle import BATCH, Handle
 from galileo._sender._io import IoPool, exchange
 from galileo._sender._outbox import BatchOutbox, Request
-from galileo._sender._schedule import QUIET
+from galileo._sender._schedule import QUIET, YIELD_CAP
 from galileo._sender._trace import TraceOutbox
 from galileo._sender._waits import Wait
 from galileo._sessions import SessionRef
@@ -58,8 +59,10 @@ class Sender:
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         self._inline = False  # no thread could be started: waiting callers run the steps
-        #: The dispatcher sleeps with nothing to do: a hand-over must wake it (read without a lock).
-        self._asleep = True
+        #: When the dispatcher looks again on its own (inf: it sleeps until woken, or has no thread). A
+        #: hand-over wakes it only when that is further off than a new record may wait (YIELD_CAP): a
+        #: wake-up is a context switch on the request's thread. Written by the dispatcher, read without lock.
+        self._wake_at = math.inf
 
     def __repr__(self) -> str:
         return f"<galileo Sender {self.workers} I/O threads, queue {self.queue_size}>"
@@ -186,7 +189,7 @@ class Sender:
             given_up.done.wait(2.0)
         with self._lock:
             thread, self._thread = self._thread, None
-            self._asleep = True  # the next record starts the thread again
+            self._wake_at = math.inf  # the next record starts the thread again
             if thread is not None:
                 self._events.append((_dispatcher._STOP, None, None, None))
                 self._wakeup.set()
@@ -196,7 +199,7 @@ class Sender:
     # -- the threads -----------------------------------------------------------------------------------
     def _put(self, event: tuple[Any, ...], *, wake: bool = False) -> None:
         self._events.append(event)
-        if wake or self._asleep:
+        if wake or self._wake_at > time.monotonic() + YIELD_CAP:
             if self._thread is None:
                 self._start()
             self._wakeup.set()
@@ -226,15 +229,10 @@ class Sender:
                 wake_at = time.monotonic() + 0.05
             if dispatcher.stopped:
                 return
-            if wake_at is None:
-                self._asleep = True
-                if not self._events:  # (a hand-over that saw _asleep False appended before this)
-                    wakeup.wait()
-            else:  # it looks again on its own: a hand-over needs no wake-up (a context switch each)
-                self._asleep = False
-                timeout = wake_at - time.monotonic()
-                if timeout > 0:
-                    wakeup.wait(timeout)
+            self._wake_at = math.inf if wake_at is None else wake_at
+            if self._events:  # (handed over after the step, by a thread that saw the previous _wake_at)
+                continue
+            wakeup.wait(None if wake_at is None else max(0.0, wake_at - time.monotonic()))
 
     def _run_inline(self, wait: Wait, deadline: float | None) -> None:
         """Run the dispatcher's steps on this thread until ``wait`` is answered or ``deadline`` passes."""

@@ -19,6 +19,7 @@ from collector_process import CollectorProcess
 
 import galileo
 from galileo import GalileoLogger
+from galileo.config import GalileoConfig
 
 pytestmark = pytest.mark.slow
 
@@ -77,3 +78,28 @@ def test_retry_after_holds_every_write_to_the_api(
     sdk_backend.wait_for(lambda: galileo.stats()["sent"] == logged)  # (counted once the answers are read)
     stats = galileo.stats()
     assert (stats["sent"], stats["dropped"], stats["queued"]) == (logged, 0, 0), stats
+
+
+def test_an_api_told_to_wait_holds_back_no_other_api(
+    sdk_backend: CollectorProcess, collector: CollectorProcess, set_faults: Callable[..., dict[str, Any]]
+) -> None:
+    """Retry-After holds back the API that said it, and no other: a record for another API (another
+    GALILEO_API_URL in the same process) goes as soon as it is logged, not when the pause ends."""
+    paused = GalileoLogger(log_stream="retry-after", mode="distributed")
+    warm = _log_trace(paused, "warm")
+    sdk_backend.wait_for(lambda: _stored(sdk_backend, warm))
+    set_faults(sdk_backend, fail_count=100, fail_status=503, retry_after=30)  # every write from now on
+    _log_trace(paused, "told-to-wait")
+    sdk_backend.wait_for(
+        lambda: requests.get(f"{sdk_backend.url}/api/faults", timeout=10).json()["injected"] >= 1,
+        interval=0.01,
+    )
+    time.sleep(0.2)  # the answer has reached the sender: it waits 30 s for that API
+    other_api = GalileoConfig.resolve(api_url=collector.url, api_key="test-api-key", mode="distributed")
+    elsewhere = GalileoLogger(log_stream="elsewhere", config=other_api)
+    logged = time.monotonic()
+    trace_id = _log_trace(elsewhere, "elsewhere")
+    collector.wait_for(lambda: _stored(collector, trace_id), timeout=10, interval=0.02)
+    took = time.monotonic() - logged
+    print(f"\nthe other API's trace was stored {took:.2f} s after it was logged")
+    assert took < 2.0, "held back behind another API's pause"
