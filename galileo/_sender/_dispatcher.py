@@ -115,8 +115,8 @@ class Dispatcher:
                 self.note_session_failed(a)
             elif kind == _STOP:
                 self.stopped = True
-                # (_REPORT: nothing to do but step, which reports drops counted elsewhere)
                 self.waits.release()
+            # (_REPORT: nothing to do but step, which reports the drops counted on other threads)
         for handle in touched:
             self.schedule.touch(handle, now)
 
@@ -126,8 +126,8 @@ class Dispatcher:
         accounts.pending += 1
         outbox = handle.outbox
         assert isinstance(outbox, TraceOutbox)
-        if not outbox.nodes and handle not in self.schedule.busy and not self.urgent:  # a new trace: let what
-            # comes with it come (not while a flush or a shutdown waits: see _release_all)
+        if not outbox.nodes and handle not in self.schedule.busy and not self.urgent:
+            # a new trace: let what comes with it come (not while a flush or a shutdown waits)
             outbox.not_before = max(outbox.not_before, now + LINGER)
         tally = outbox.add(record, parent_id)
         if tally is not None:
