@@ -95,7 +95,7 @@ class Sender:
         handle = Handle(outbox, self.accounts, self.queue_size, self._put, self._dispatcher)
         if self.accounts.queued() + records > self.queue_size:
             self.accounts.lost("queue_full", records)
-            handle.idle = True
+            handle.idle = True  # (nothing handed over: done)
             return handle
         handle.handed = records
         self.accounts.hand_batch(records)
@@ -149,7 +149,7 @@ class Sender:
         self._put((_dispatcher._WAIT, wait, None, None), wake=True)
         if self._inline:
             self._run_inline(wait, deadline)
-        elif not wait.done.wait(timeout):
+        if not wait.done.wait(0 if self._inline else timeout):
             wait.cancelled = True  # (the dispatcher forgets it: it no longer hurries anything)
             handles = wait.handles if wait.handles is not None else ()
             return max(1, sum(h.pending() for h in handles)) if handles else max(1, self.accounts.queued())
@@ -166,7 +166,7 @@ class Sender:
 
     def busy_pending(self, handles: Iterable[_H]) -> tuple[list[_H], int]:
         """The handles that may still have work, and their records pending (hints: never waits)."""
-        busy = [h for h in handles if not h.idle and h.owner is self._dispatcher]
+        busy = [h for h in handles if not h.done() and h.owner is self._dispatcher]
         return busy, sum(h.pending() for h in busy)
 
     def prune(self, handles: list[_H], floor: int) -> tuple[list[_H], int]:

@@ -86,14 +86,17 @@ class Dispatcher:
             kind, a, b, c = pop()
             if kind == _handle.ADD:
                 self._add(a, b, c, now)
+                a.taken += 1
                 touched[a] = None
             elif kind == _handle.CONCLUDE:
                 a.outbox.conclude(b)
+                a.taken += 1
                 touched[a] = None
             elif kind == _handle.COMPLETE:
                 tally = a.outbox.complete(b)
                 if tally is not None:
                     self._count(a, tally)
+                a.taken += 1
                 touched[a] = None
             elif kind == _RESULT:
                 self._answered(a, b, now)

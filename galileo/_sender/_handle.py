@@ -9,8 +9,9 @@ beyond it is dropped here and counted (``queue_full``), and so are the records l
 (``parent_failed``), so that no child is ever sent without its parent. The bound is read without a lock (a
 hint written by the dispatcher): threads handing over at the same instant may pass it by a record each.
 
-Fields and their owners: ``outbox``, ``refused`` and ``handed`` belong to the logger's thread (under the
-logger's lock); ``settled``, ``in_ready``, ``timer_at``, ``priority`` and ``idle`` to the dispatcher. Read
+Fields and their owners: ``outbox``, ``refused``, ``handed`` and ``puts`` belong to the logger's thread (under
+the logger's lock); ``settled``, ``taken``, ``in_ready``, ``timer_at``, ``priority`` and ``idle`` to the
+dispatcher. Read
 across threads they are hints (:meth:`pending`, :attr:`idle`); what is exact is asked of the dispatcher.
 """
 
@@ -44,8 +45,10 @@ class Handle:
         "outbox",
         "owner",
         "priority",
+        "puts",
         "refused",
         "settled",
+        "taken",
         "timer_at",
     )
 
@@ -61,18 +64,24 @@ class Handle:
         self._accounts = accounts
         self._queue_size = queue_size
         self._put = put
-        #: The dispatcher generation that made it: a handle from before a fork or a shutdown is done.
+        #: The dispatcher that takes its events: a handle made before a fork (or a reset) is not waited for.
         self.owner = owner
         self.handed = 0
+        self.puts = 0  #: events handed over (the logger's thread) ...
+        self.taken = 0  #: ... and taken in (the dispatcher's): see done()
         self.refused: set[str] | None = None
         self.settled = 0
-        self.idle = False
+        self.idle = False  #: the dispatcher found nothing left to do, as of the events it took in
         self.in_ready = False
         self.timer_at = math.inf
         self.priority = False
 
     def __repr__(self) -> str:
         return f"<galileo sender handle {self.pending()} pending>"
+
+    def done(self) -> bool:
+        """Nothing left to do, every event taken in (a hint off the dispatcher thread)."""
+        return self.idle and self.taken == self.puts
 
     def pending(self) -> int:
         """Records handed over and neither delivered nor given up (a hint off the dispatcher thread)."""
@@ -92,13 +101,13 @@ class Handle:
             return
         accounts.hand()
         self.handed += 1
-        self.idle = False
+        self.puts += 1
         self._put((ADD, self, record, parent_id))
 
     def conclude(self, record_id: str) -> None:
         """The record was concluded: its final state goes with its POST, or in a PATCH after it."""
         if self.refused is None or record_id not in self.refused:
-            self.idle = False
+            self.puts += 1
             self._put((CONCLUDE, self, record_id, None))
 
     def complete(self, trace: schema.Trace) -> None:
@@ -107,5 +116,5 @@ class Handle:
             self._accounts.lost("parent_failed", updates=True)
             return
         if isinstance(self.outbox, TraceOutbox) and self.outbox.owned:
-            self.idle = False
+            self.puts += 1
             self._put((COMPLETE, self, trace, None))
