@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from galileo._context import activity
+from galileo._sender._accounts import Accounts
 from galileo._sender._core import Sender
 from galileo._sender._handle import Handle
 from galileo._sender._health import OUTAGE_AFTER, OUTAGE_PAUSE, WARN_INTERVAL
@@ -124,7 +125,7 @@ def stats() -> dict[str, Any]:
     not create, ``traces_without_session`` the traces of theirs sent without a session.
     """
     sender = _sender
-    return (sender or Sender()).stats()
+    return Accounts().snapshot() if sender is None else sender.stats()
 
 
 def at_exit(hook: Callable[[], None]) -> None:

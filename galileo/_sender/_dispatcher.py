@@ -56,7 +56,6 @@ class Dispatcher:
         self._probe_waiters: dict[Client, list[Handle]] = {}
         self._in_flight: set[Request] = set()
         self.waits = Waits()
-        self.urgent = False  # a flush or shutdown waits: nothing is held back
         self.stopped = False
 
     # -- one step --------------------------------------------------------------------------------------
@@ -64,7 +63,7 @@ class Dispatcher:
         """Take events in, send what may go, answer waits; return when to step again (None: when woken)."""
         self._take_events(now)
         self.schedule.release_due(now)
-        hold_until = self.schedule.hold_until(now, self.urgent)
+        hold_until = self.schedule.hold_until(now, self.waits.urgent)
         if hold_until is None:
             self._dispatch(now)
         report_at = self.accounts.report_due(now)
@@ -109,7 +108,6 @@ class Dispatcher:
             elif kind == _WAIT:
                 self.waits.add(a)
                 if a.urgent:
-                    self.urgent = True
                     self.schedule.release_all(now)
             elif kind == _ABANDON:
                 a.pending = self.abandon_all()
@@ -129,7 +127,7 @@ class Dispatcher:
         accounts.pending += 1
         outbox = handle.outbox
         assert isinstance(outbox, TraceOutbox)
-        if not outbox.nodes and handle not in self.schedule.busy and not self.urgent:
+        if not outbox.nodes and handle not in self.schedule.busy and not self.waits.urgent:
             # a new trace: let what comes with it come (not while a flush or a shutdown waits)
             outbox.not_before = max(outbox.not_before, now + LINGER)
         tally = outbox.add(record, parent_id)
@@ -244,7 +242,8 @@ class Dispatcher:
             return True
         if not all(self._health_of(h.outbox.client).known_down for h in busy):
             return False
-        return not any(r.outbox in {h.outbox for h in busy} for r in self._in_flight)
+        outboxes = {h.outbox for h in busy}
+        return not any(r.outbox in outboxes for r in self._in_flight)
 
     def busy(self) -> bool:
         """Whether any outbox has work (a hint off this thread)."""

@@ -92,7 +92,7 @@ class Handle:
         """A new record under ``parent_id`` (None for the trace record)."""
         accounts = self._accounts
         refused = self.refused
-        full = accounts.pending + accounts.handed - accounts.taken >= self._queue_size  # (Accounts.queued)
+        full = accounts.queued() >= self._queue_size
         if full or (refused is not None and parent_id in refused):
             if refused is None:
                 self.refused = refused = set()

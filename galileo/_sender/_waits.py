@@ -38,12 +38,15 @@ class Waits:
 
     def __init__(self) -> None:
         self._waits: list[Wait] = []
+        #: An urgent wait (a flush, a shutdown) is among them: nothing lingers nor yields to requests.
+        self.urgent = False
 
     def __bool__(self) -> bool:
         return bool(self._waits)
 
     def add(self, wait: Wait) -> None:
         self._waits.append(wait)
+        self.urgent = self.urgent or wait.urgent
 
     def answer(self, dispatcher: Dispatcher) -> None:
         if not self._waits:
@@ -58,10 +61,11 @@ class Waits:
             else:
                 left.append(wait)
         self._waits = left
-        dispatcher.urgent = any(wait.urgent for wait in left)
+        self.urgent = any(wait.urgent for wait in left)
 
     def release(self) -> None:
         """Answer every wait at once (the dispatcher stops)."""
         for wait in self._waits:
             wait.done.set()
         self._waits = []
+        self.urgent = False
