@@ -5,6 +5,7 @@
   makes that a failure: in CI they always run.
 * ``page`` (function): the shared browser, with a screenshot saved to ``test-artifacts/`` (or
   ``$GALILEO_TEST_ARTIFACTS``) when the test fails.
+* :func:`wait_until`: poll a condition on the page, looking elements up again when the page replaced them.
 """
 
 from __future__ import annotations
@@ -18,13 +19,27 @@ from typing import Any
 
 import pytest
 
-__all__ = ["ARTIFACTS", "browser", "page"]
+__all__ = ["ARTIFACTS", "WAIT", "browser", "page", "wait_until"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(
     os.environ.get("GALILEO_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "test-artifacts"
 )
+#: How long a browser test waits for what it expects to see.
+WAIT = 10.0
+
+
+def wait_until(driver: Any, condition: Any, timeout: float = WAIT) -> Any:
+    """``condition(driver)`` once it is truthy (its value), polling for ``timeout`` seconds. An element the
+    page replaced meanwhile (redrawn, or a form post rendering a new page) is stale: the condition is tried
+    again on the next poll, where it looks the element up afresh."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -9,21 +9,12 @@ from typing import Any
 
 import pytest
 import requests
+from browser_helpers import wait_until
 from collector_process import CollectorProcess
 
 pytestmark = pytest.mark.browser
 
 KEY = "browser-login-key-" + "y" * 12
-WAIT = 10.0
-
-
-def _wait(driver: Any, condition: Any) -> Any:
-    """``condition`` once it holds; an element the page replaced meanwhile (a form post renders a new page)
-    is looked up again on the next poll rather than failing the test."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +41,16 @@ def test_a_browser_logs_in_and_lands_on_the_page_it_asked_for(keyed: CollectorPr
     trace_id = _a_trace(keyed, "behind a key")
     page.delete_all_cookies()
     page.get(f"{keyed.url}/traces/{trace_id}")
-    field = _wait(page, lambda d: d.find_element(By.CSS_SELECTOR, "input[name=api_key]"))
+    field = wait_until(page, lambda d: d.find_element(By.CSS_SELECTOR, "input[name=api_key]"))
     assert "/login" in page.current_url and page.title.startswith("Log in")
 
     field.send_keys("not the key")
     page.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    _wait(page, lambda d: "not this collector" in d.find_element(By.CSS_SELECTOR, ".login .error").text)
+    wait_until(page, lambda d: "not this collector" in d.find_element(By.CSS_SELECTOR, ".login .error").text)
 
     page.find_element(By.CSS_SELECTOR, "input[name=api_key]").send_keys(KEY)
     page.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    _wait(page, lambda d: "behind a key" in d.find_element(By.CSS_SELECTOR, ".trace-head h1").text)
+    wait_until(page, lambda d: "behind a key" in d.find_element(By.CSS_SELECTOR, ".trace-head h1").text)
     assert page.current_url == f"{keyed.url}/traces/{trace_id}"
     (cookie,) = page.get_cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]

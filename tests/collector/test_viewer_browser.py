@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from browser_helpers import wait_until
 from collector_process import CollectorProcess
 from sdk_helpers import serve
 
@@ -27,16 +28,6 @@ from two_services import make_gateway_app, make_retriever_app
 
 pytestmark = pytest.mark.browser
 
-WAIT = 10.0
-
-
-def _wait(driver: Any, condition: Any) -> Any:
-    """Until ``condition`` holds; an element the page redrew meanwhile (stale) is looked up again."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
-
 
 def _visible(driver: Any, css: str) -> list[Any]:
     from selenium.webdriver.common.by import By
@@ -45,7 +36,7 @@ def _visible(driver: Any, css: str) -> list[Any]:
 
 
 def _one(driver: Any, css: str) -> Any:
-    return _wait(driver, lambda d: (_visible(d, css) or [None])[0])
+    return wait_until(driver, lambda d: (_visible(d, css) or [None])[0])
 
 
 def _row(driver: Any, name: str) -> Any:
@@ -53,7 +44,7 @@ def _row(driver: Any, name: str) -> Any:
         rows = _visible(d, ".span-row")
         return next((r for r in rows if r.find_element("css selector", ".name").text == name), None)
 
-    return _wait(driver, find)
+    return wait_until(driver, find)
 
 
 class TwoServiceTrace:
@@ -116,7 +107,7 @@ def test_the_list_shows_the_trace_and_the_services_it_crossed(
     chips = row.find_elements("css selector", "td.services .chip")
     assert [chip.text for chip in chips] == ["demo / gateway", "demo / retriever"]
     row.find_element("css selector", "a.trace-link").click()
-    _wait(page, lambda d: d.current_url.endswith(f"/traces/{two_service_trace.id}"))
+    wait_until(page, lambda d: d.current_url.endswith(f"/traces/{two_service_trace.id}"))
     assert _one(page, ".trace-head h1").text.splitlines() == ["TRACE", "GET /ask"]
 
 
@@ -124,7 +115,7 @@ def test_the_waterfall_nests_spans_marks_the_boundary_and_collapses(
     page: Any, collector: CollectorProcess, two_service_trace: TwoServiceTrace
 ) -> None:
     page.get(f"{collector.url}/traces/{two_service_trace.id}")
-    _wait(page, lambda d: len(_visible(d, ".span-row")) == 5)
+    wait_until(page, lambda d: len(_visible(d, ".span-row")) == 5)
     rows = _visible(page, ".span-row")
     assert [(r.get_attribute("data-depth"), r.get_attribute("data-type")) for r in rows] == [
         ("0", "trace"),
@@ -145,12 +136,12 @@ def test_the_waterfall_nests_spans_marks_the_boundary_and_collapses(
 
     gateway = _row(page, "gateway-workflow")
     gateway.find_element("css selector", ".toggle").click()
-    _wait(page, lambda d: len(_visible(d, ".span-row")) == 2)
+    wait_until(page, lambda d: len(_visible(d, ".span-row")) == 2)
     assert gateway.get_attribute("aria-expanded") == "false"
     gateway.find_element("css selector", ".toggle").click()
-    _wait(page, lambda d: len(_visible(d, ".span-row")) == 5)
+    wait_until(page, lambda d: len(_visible(d, ".span-row")) == 5)
     _row(page, "retriever-service").find_element("css selector", ".toggle").click()
-    _wait(page, lambda d: len(_visible(d, ".span-row")) == 4)
+    wait_until(page, lambda d: len(_visible(d, ".span-row")) == 4)
     assert "vector-search" not in page.find_element("css selector", ".waterfall").text
 
 
@@ -160,13 +151,13 @@ def test_an_llm_span_shows_its_messages_model_and_tokens_and_deep_links(
     page.get(f"{collector.url}/traces/{two_service_trace.id}")
     _row(page, "compose-answer").click()
     llm_id = two_service_trace.ids["compose-answer"]
-    _wait(page, lambda d: d.current_url.endswith(f"?span={llm_id}"))
+    wait_until(page, lambda d: d.current_url.endswith(f"?span={llm_id}"))
 
     def details_shown(driver: Any) -> Any:
         panel = _one(driver, ".details")
         return panel if "Model" in panel.text and _visible(driver, ".details .message") else None
 
-    panel = _wait(page, details_shown)
+    panel = wait_until(page, details_shown)
     assert panel.find_element("css selector", "h2").text.splitlines() == ["LLM", "compose-answer"]
     assert "demo-llm" in panel.text and "40 in · 12 out · 52 total" in panel.text
     roles = [node.text for node in panel.find_elements("css selector", ".message .role")]
@@ -174,7 +165,7 @@ def test_an_llm_span_shows_its_messages_model_and_tokens_and_deep_links(
     assert llm_id in panel.text
 
     page.get(f"{collector.url}/traces/{two_service_trace.id}?span={llm_id}")  # the deep link
-    panel = _wait(page, details_shown)
+    panel = wait_until(page, details_shown)
     assert _one(page, ".span-row.selected").get_attribute("data-span-id") == llm_id
 
 
@@ -265,8 +256,8 @@ def test_a_trace_whose_spans_failed_is_flagged_with_the_count_in_the_list_and_it
     assert all("has-error" in row.get_attribute("class").split() for row in (first, second))
 
     first.find_element("css selector", "a.trace-link").click()
-    _wait(page, lambda d: d.current_url.endswith(f"/traces/{one}"))
-    _wait(page, lambda d: _status_cell(_one(d, ".trace-head")) == ["ok 200", "⚠ 1 error"])  # drawn after
+    wait_until(page, lambda d: d.current_url.endswith(f"/traces/{one}"))
+    wait_until(page, lambda d: _status_cell(_one(d, ".trace-head")) == ["ok 200", "⚠ 1 error"])  # drawn after
     failed = _row(page, "<b>broken</b>")  # text, never markup
     assert failed.find_element("css selector", ".error-mark").text == "⚠ 500"
     assert failed.find_elements("css selector", ".name b") == []
@@ -302,7 +293,7 @@ def test_a_trace_whose_record_never_arrived_is_listed_found_by_a_span_id_and_sho
     box = _one(page, "input[name=q]")
     box.send_keys(search["id"])
     box.submit()
-    _wait(
+    wait_until(
         page,
         lambda d: (
             len(_visible(d, "table.traces tbody tr")) == 1 and _visible(d, f'tr[data-trace-id="{trace_id}"]')
@@ -310,11 +301,11 @@ def test_a_trace_whose_record_never_arrived_is_listed_found_by_a_span_id_and_sho
     )
     _one(page, f'tr[data-trace-id="{trace_id}"] a.trace-link').click()
 
-    _wait(page, lambda d: d.current_url.endswith(f"/traces/{trace_id}"))
+    wait_until(page, lambda d: d.current_url.endswith(f"/traces/{trace_id}"))
     assert _one(page, ".trace-head h1").text.splitlines() == ["TRACE", "(trace record missing)"]
     assert "has not arrived" in _one(page, ".trace-head .missing-note").text
     assert _status_cell(_one(page, ".trace-head")) == ["trace record missing", "⚠ 1 error"]
-    _wait(page, lambda d: len(_visible(d, ".span-row")) == 3)
+    wait_until(page, lambda d: len(_visible(d, ".span-row")) == 3)
     rows = _visible(page, ".span-row")
     assert [(r.get_attribute("data-depth"), r.find_element("css selector", ".name").text) for r in rows] == [
         ("0", "(trace record missing)"),
@@ -323,20 +314,20 @@ def test_a_trace_whose_record_never_arrived_is_listed_found_by_a_span_id_and_sho
     ]
     rows[0].click()
     note = "No trace record with this id has arrived"
-    _wait(page, lambda d: note in d.find_element("css selector", ".details").text)
+    wait_until(page, lambda d: note in d.find_element("css selector", ".details").text)
 
     _ingest_into(collector, project_id, trace_id, "GET /late")
-    _wait(page, lambda d: _one(d, ".trace-head h1").text.splitlines() == ["TRACE", "GET /late"])
+    wait_until(page, lambda d: _one(d, ".trace-head h1").text.splitlines() == ["TRACE", "GET /late"])
     assert _visible(page, ".trace-head .missing-note") == []
     page.get(f"{collector.url}/?project_id={project_id}")
-    _wait(page, lambda d: len(_visible(d, "table.traces tbody tr")) == 1)
+    wait_until(page, lambda d: len(_visible(d, "table.traces tbody tr")) == 1)
     assert _one(page, "a.trace-link").text == "GET /late"
 
 
 def test_a_new_trace_appears_without_a_reload(page: Any, collector: CollectorProcess) -> None:
     project_id = _ingest(collector, f"live-{uuid.uuid4()}", [])
     page.get(f"{collector.url}/?project_id={project_id}")
-    _wait(page, lambda d: _one(d, "table.traces tbody").text == "No trace matches.")
+    wait_until(page, lambda d: _one(d, "table.traces tbody").text == "No trace matches.")
     page.execute_script("window.__sameDocument = true")
 
     trace_id = str(uuid.uuid4())
