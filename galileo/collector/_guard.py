@@ -11,8 +11,9 @@
    ``Host``): **403** otherwise. Browsers send ``Origin`` on every cross-site write; API clients send none.
 3. **Credentials**, when the collector has an API key (``--api-key`` or ``GALILEO_COLLECTOR_API_KEY``): every
    route but ``GET /healthcheck``, the logins (``POST /login/api_key``, ``GET|POST /login``) and the viewer's
-   static files needs one of: ``Authorization: Bearer`` with a token this collector issued under this key,
-   ``Galileo-API-Key: KEY``, or the viewer's session cookie (:data:`SESSION_COOKIE`, set by ``POST /login``).
+   static files needs one of: ``Authorization: Bearer`` with a token this collector issued under this key
+   or with the key itself (what OTLP exporters send), ``Galileo-API-Key: KEY``, or the viewer's session
+   cookie (:data:`SESSION_COOKIE`, set by ``POST /login``).
    Without one: **401** (a browser asking for a page is sent to ``/login`` instead). Keys are compared in
    constant time. Tokens are signed with a secret derived from the database's secret *and* the key, so a
    token issued before the key was set, or under another key, is refused. Without an API key, only the
@@ -21,7 +22,8 @@
 4. **Body.** A body longer than the limit (``--max-body-mb``, default 32 MiB; 64 KiB on the routes open to
    anyone, :data:`PUBLIC_MAX_BODY_BYTES`) is answered **413**: at once
    when ``Content-Length`` says so, else as soon as the bytes read pass the limit (never more than the limit
-   is buffered). A write to a JSON route whose body is not ``application/json`` (or ``…+json``) is **415**.
+   is buffered). A write to a JSON route whose body is not ``application/json`` (or ``…+json``) is **415**
+   (the OTLP routes, which also take protobuf, check their own type).
    The body, read whole, is handed to the route as it arrived.
 
 All of this happens before a body is parsed: an unauthenticated client cannot make the collector parse,
@@ -75,8 +77,8 @@ _PUBLIC_PREFIXES = ("/viewer/static/",)
 #: The largest body a route open to anyone takes (a login is a few hundred bytes), whatever --max-body-mb
 #: says: a client without credentials cannot make the collector hold or parse more than this.
 PUBLIC_MAX_BODY_BYTES = 64 * 1024
-#: Writes whose body is a form, not JSON.
-_FORM_ROUTES = frozenset({("POST", "/login")})
+#: Writes whose body is not (only) JSON: a form, and OTLP (protobuf or JSON; the route checks the type).
+_FORM_ROUTES = frozenset({("POST", "/login"), ("POST", "/otel/traces"), ("POST", "/v1/traces")})
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -155,6 +157,8 @@ class Access:
         ``Galileo-API-Key``, or the session cookie), or None when they do."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
+            if self.key_matches(token.strip()):  # the key itself, as OTel exporters send it
+                return None
             try:
                 _auth.verify_token(self.secret, token.strip())
                 return None

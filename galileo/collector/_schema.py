@@ -13,6 +13,9 @@ Tables (``SCHEMA`` creates the first four; ``MIGRATIONS`` bring an existing data
     sessions created through ``POST /v2/projects/{pid}/sessions``, each in a log stream or an experiment
     (``location``: the one it was created in, ``''`` for neither), found again by ``external_id`` there.
     ``records.session_id`` (version 3) is the session a trace record's ingest body named.
+``otel_waiting``, ``otel_stand_ins`` (version 4)
+    OTLP spans waiting for their parent, and the trace records made for root OTel spans: see
+    :mod:`galileo.collector._otlp_records`.
 ``missing_traces`` (version 2)
     the traces whose trace record has not arrived although some of their spans have: one row per such trace
     and per (project, log stream) its spans arrived with, each holding the trace's earliest span
@@ -84,6 +87,14 @@ def _earliest(column: str) -> str:
         f"(SELECT {column} FROM records r WHERE r.trace_id = t.trace_id AND r.type != 'trace'"
         " ORDER BY r.created_at, r.seq LIMIT 1)"
     )
+
+
+#: SQL: the waiting OTLP span's parent is the record ``NEW`` (by mapped id, uuid prefix or ``otel.span_id``).
+_ADOPTS = (
+    "(parent_id = NEW.id"
+    " OR parent_span = substr(NEW.id, 1, 8) || substr(NEW.id, 10, 4) || substr(NEW.id, 15, 4)"
+    " OR parent_span = json_extract(NEW.body, '$.user_metadata.\"otel.span_id\"'))"
+)
 
 
 # Each migration is a tuple of statements; never edit one that was released, append a new one.
@@ -170,6 +181,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE records ADD COLUMN session_id TEXT",
         "CREATE INDEX records_traces_by_session"
         " ON records (session_id, created_at, seq, name) WHERE type = 'trace' AND session_id IS NOT NULL",
+    ),
+    # 4: OTLP spans' links (galileo.collector._otlp_records). A span whose OTel parent is not stored waits
+    # under its trace; the record that arrives later and is that parent (its id is the parent's mapped id,
+    # its uuid starts with the parent's span id, or its metadata names that span id) adopts it. A trace
+    # record made for a root OTel span is a stand-in: a trace record sent with its id replaces it.
+    (
+        "CREATE TABLE otel_waiting ("
+        " trace_id TEXT NOT NULL, parent_span TEXT NOT NULL, parent_id TEXT NOT NULL,"
+        " record_id TEXT NOT NULL,"
+        " PRIMARY KEY (trace_id, parent_span, record_id)) WITHOUT ROWID",
+        "CREATE TABLE otel_stand_ins (id TEXT PRIMARY KEY) WITHOUT ROWID",
+        "CREATE TRIGGER otel_adopt AFTER INSERT ON records"
+        " WHEN EXISTS (SELECT 1 FROM otel_waiting WHERE trace_id = NEW.trace_id) BEGIN"
+        " UPDATE records SET parent_id = NEW.id WHERE id IN (SELECT record_id FROM otel_waiting"
+        f" WHERE trace_id = NEW.trace_id AND {_ADOPTS});"
+        f" DELETE FROM otel_waiting WHERE trace_id = NEW.trace_id AND {_ADOPTS}; END",
+        "CREATE TRIGGER otel_stand_in_replaced BEFORE INSERT ON records WHEN NEW.type = 'trace'"
+        " AND EXISTS (SELECT 1 FROM otel_stand_ins WHERE id = NEW.id) BEGIN"
+        " DELETE FROM records WHERE id = NEW.id; DELETE FROM otel_stand_ins WHERE id = NEW.id; END",
     ),
 )
 

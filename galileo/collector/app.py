@@ -17,6 +17,9 @@ Galileo routes (answers shaped like Galileo's, errors as ``{"detail": ...}``):
   404, a PATCH of a record that is not stored is 404. ``GET /v2/projects/{pid}/traces/{id}`` returns the
   trace as a tree (see :mod:`galileo.collector.store`).
 
+OTLP/HTTP: ``POST /otel/traces`` (Galileo's path) and ``POST /v1/traces`` (OpenTelemetry's), protobuf or
+JSON, mapped to records beside the native ones (:mod:`galileo.collector._otlp_routes`).
+
 Collector routes (for the CLI and viewers; open without an API key, like the viewer): ``GET /api/traces``
 (latest traces; ``project_id``, ``log_stream_id`` and ``session_id`` filter them), ``GET /api/traces/{id}`` (a
 tree, across projects and log streams). Bad query parameters are 400. Test endpoints, served only with
@@ -58,6 +61,7 @@ from galileo.collector._body import BodyError, parse_json
 from galileo.collector._faults import FaultInjector, Faults
 from galileo.collector._guard import Access, Guard
 from galileo.collector._login import login_routes
+from galileo.collector._otlp_routes import otlp_routes
 from galileo.collector._request_log import ARRIVED, ArrivalStamp, RequestLog
 from galileo.collector.store import (
     LogStream,
@@ -667,6 +671,7 @@ def build_app(
     handlers: dict[Any, Any] = {HTTPException: _http_error, Exception: _server_error}
     routes = [
         *collector.routes(),
+        *otlp_routes(store, access, collector._recorded),
         *(collector.test_routes() if test_endpoints else []),
         *login_routes(access, store.user_id, token_ttl),
         *viewer_routes(store),

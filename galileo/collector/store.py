@@ -327,6 +327,12 @@ class Store:
         """The rows of one read-only ``sql`` statement, run under the store's lock (the viewer's reads)."""
         return self._query(sql, params)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (reentrant): no other thread reads or writes until the block ends."""
+        with self._lock:
+            yield
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -465,8 +471,11 @@ class Store:
 
     # Records ---------------------------------------------------------------------------------------------
 
-    def add_records(self, records: Iterable[Record]) -> int:
-        """Store ``records``, skipping ids already stored; return how many were new."""
+    def add_records(
+        self, records: Iterable[Record], *, extra: Iterable[tuple[str, Sequence[Sequence[Any]]]] = ()
+    ) -> int:
+        """Store ``records``, skipping ids already stored; return how many were new. ``extra``: statements run
+        over their rows in the same transaction (the OTLP ingest's links, :mod:`._otlp_records`)."""
         rows = [
             (
                 r.id,
@@ -490,6 +499,8 @@ class Store:
                 rows,
             )
             stored = cursor.rowcount  # direct inserts only: not the trigger's, not the ignored duplicates
+            for statement, params in extra:
+                db.executemany(statement, params)
             if stored:
                 self._revision += 1
             return stored
