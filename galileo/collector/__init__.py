@@ -13,6 +13,11 @@ of the test suite; any Galileo client works against it unchanged, the published 
     galileo-collector tree <trace id>            # one trace as an indented tree
     open http://localhost:8088/                  # the trace viewer
 
+It also takes OpenTelemetry spans over OTLP/HTTP (protobuf or JSON): point any OTLP exporter at
+``http://localhost:8088/v1/traces`` (``OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:8088``), or the published
+SDK's ``GalileoOTLPExporter`` at ``/otel/traces``; the spans become records beside the SDK's, in one tree
+with them when their ids meet (:mod:`galileo.collector._otlp_routes`).
+
 ``serve`` options: ``--host`` (127.0.0.1), ``--port`` (8088), ``--db`` (``~/.galileo/collector.db``),
 ``--token-ttl`` (seconds a login token lives, 3600), ``--api-key``, ``--allowed-host``, ``--max-body-mb``,
 ``--test-endpoints``, ``--access-log``: see :mod:`galileo.collector.cli`. ``tree`` and ``traces`` take
@@ -23,6 +28,8 @@ Design, one module per concern:
 * :mod:`galileo.collector._guard` — the checks before any route: Host, Origin, credentials, body size/type;
 * :mod:`galileo.collector.app` — the Starlette routes (Galileo's plus a small ``/api`` for tools);
 * :mod:`galileo.collector._body` — JSON bodies: depth limit, text that is not valid Unicode made so;
+* :mod:`galileo.collector._otlp_routes`, :mod:`galileo.collector._otlp` (decoding),
+  :mod:`galileo.collector._otlp_records` (spans as records, their parents) — OTLP/HTTP trace ingest;
 * :mod:`galileo.collector.store` — the SQLite store: idempotent writes by record id, nested spans flattened,
   late spans linked by id when a tree is read, traces spanning several log streams (schema in ``_schema``);
 * :mod:`galileo.collector._validation` — JSON Schema validation of write bodies (needs ``jsonschema``);

@@ -144,6 +144,13 @@ def test_the_galileo_path_takes_project_and_log_stream_from_headers(collector: C
     assert (tree["project_name"], tree["log_stream_name"]) == ("otlp-headers", "from-headers")
     assert {node["log_stream_name"] for node in walk(tree)} == {"from-headers"}
 
+    tracer, kept = make_spans()
+    llm_trace(tracer)
+    experiment = {"Galileo-API-Key": "any", "project": "otlp-headers", "experimentid": str(uuid.uuid4())}
+    assert export(f"{collector.url}/otel/traces", kept.spans, experiment) is SpanExportResult.SUCCESS
+    tree = stored(collector, trace_uuid(hex_trace(kept.spans[0])))
+    assert (tree["project_name"], tree["log_stream_id"]) == ("otlp-headers", None)
+
 
 def test_without_any_location_spans_go_to_the_default_project_and_log_stream(
     collector: CollectorProcess,
