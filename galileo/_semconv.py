@@ -26,6 +26,7 @@ record's metadata are bounded (:data:`MAX_METADATA`, :data:`MAX_VALUE_CHARS`) an
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -38,6 +39,9 @@ OPERATION: Final = "gen_ai.operation.name"
 #: Most attributes copied into a record's metadata, and the longest value kept (characters).
 MAX_METADATA: Final = 64
 MAX_VALUE_CHARS: Final = 4096
+#: JSON in an attribute (``input.value`` of a JSON mime type, GenAI messages) nested deeper stays text.
+MAX_JSON_DEPTH: Final = 64
+_INT64: Final = 2**63
 
 _KIND_OF_TYPE: Final = {
     "trace": "CHAIN",
@@ -187,18 +191,48 @@ def _payload(attributes: Mapping[str, Any], field: str) -> Any:
     value = attributes.get(f"{field}.value")
     if isinstance(value, str):
         if attributes.get(f"{field}.mime_type") == "application/json":
-            try:
-                return json.loads(value)
-            except ValueError:
-                return value
+            return _json(value)
         return value
     messages = attributes.get(f"gen_ai.{field}.messages")
     if isinstance(messages, str):
-        try:
-            return json.loads(messages)
-        except ValueError:
-            return messages
+        return _json(messages)
     return _first(attributes, "gen_ai.prompt" if field == "input" else "gen_ai.completion")
+
+
+def _reject(text: str) -> Any:
+    raise ValueError(f"{text[:30]} is not storable JSON")
+
+
+def _json_int(text: str) -> int:
+    if len(text) > 20 or not -_INT64 <= (number := int(text)) < _INT64:
+        _reject(text)
+    return number
+
+
+def _json_float(text: str) -> float:
+    number = float(text)
+    return number if math.isfinite(number) else _reject(text)
+
+
+def _nesting(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (iterative)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _json(text: str) -> Any:
+    """``text`` decoded when it is strict JSON (no NaN or infinity, integers in 64 bits: what can be stored
+    and sent again) nested at most :data:`MAX_JSON_DEPTH` deep; else the text itself."""
+    try:
+        value = json.loads(text, parse_constant=_reject, parse_int=_json_int, parse_float=_json_float)
+    except (ValueError, RecursionError):
+        return text
+    return value if _nesting(value) <= MAX_JSON_DEPTH else text
 
 
 def _bounded(value: Any) -> str:
@@ -207,9 +241,11 @@ def _bounded(value: Any) -> str:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as an integer in 64 bits, or None (not a number, not finite, out of range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return int(value)
+    number = int(value)
+    return number if -_INT64 <= number < _INT64 else None
 
 
 def record_from_attributes(name: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,7 +290,7 @@ def record_from_attributes(name: str, attributes: Mapping[str, Any]) -> dict[str
             metrics["num_total_tokens"] = metrics["num_input_tokens"] + metrics["num_output_tokens"]
         record["metrics"] = metrics
         temperature = attributes.get("gen_ai.request.temperature")
-        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        if isinstance(temperature, (int, float)) and _int(temperature) is not None:  # finite, not a bool
             record["temperature"] = float(temperature)
         reasons = attributes.get("gen_ai.response.finish_reasons")
         if isinstance(reasons, Sequence) and not isinstance(reasons, str) and reasons:

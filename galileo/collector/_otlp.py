@@ -14,8 +14,8 @@ Decoded with ``opentelemetry-proto`` (the ``collector`` extra); nothing here tou
   limit bounds nesting; attribute values nested deeper than :data:`MAX_VALUE_DEPTH` are kept as text.
 * **Errors.** A body that cannot be decoded is :class:`OtlpError` 400 with the reason. A span that cannot be
   stored (ids of the wrong length or all zero, a span that is its own parent, no start time, an end before
-  its start) is *rejected* with its reason, and the others are kept: :func:`decode_spans` returns both,
-  and the route answers with OTLP's partial success (or 400 when every span was rejected).
+  its start or past 2**63 ns) is *rejected* with its reason, and the others are kept: :func:`decode_spans`
+  returns both, and the route answers with OTLP's partial success (or 400 when every span was rejected).
 * **Answers** (:func:`encode_response`, :func:`encode_status`): an ``ExportTraceServiceResponse`` on success
   and a ``google.rpc.Status`` on failure, as OTLP/HTTP specifies, in the request's encoding.
 """
@@ -54,6 +54,7 @@ JSON: Final = "application/json"
 #: Attribute values (arrays, key-value lists) nested deeper than this are kept as their text.
 MAX_VALUE_DEPTH: Final = 8
 _MAX_REASONS = 3
+_MAX_TIME_NS: Final = 2**63  # a duration must fit a signed 64-bit integer (SQLite's, the API's)
 _WBITS: Final = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 _ID_FIELDS: Final = {"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"}
 _SPANS_PATH: Final = (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"), ("spans",))
@@ -194,6 +195,8 @@ def _problem(span: trace_pb2.Span) -> str | None:
         return "start_time_unix_nano is missing"
     if span.end_time_unix_nano < span.start_time_unix_nano:
         return "end_time_unix_nano is before start_time_unix_nano"
+    if span.end_time_unix_nano >= _MAX_TIME_NS:
+        return "end_time_unix_nano is beyond the year 2262"
     return None
 
 

@@ -37,6 +37,7 @@ of the trace is the better one, and its later PATCHes find it.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -108,9 +109,23 @@ def _timestamp(unix_ns: int) -> str:
     return moment.replace(microsecond=unix_ns % 10**9 // 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _storable(value: Any) -> Any:
+    """``value`` with what JSON cannot hold as SQLite reads it (NaN, infinities, integers beyond 64 bits:
+    an attribute's raw value may be any of them) as text. Attribute values nest a few levels at most."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return str(value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}
+    return value
+
+
 def _fields(span: OtelSpan) -> dict[str, Any]:
     """The record's wire dict (without id) from the span: conventions, times, status, OTel ids."""
-    fields = record_from_attributes(span.name, span.attributes)
+    fields: dict[str, Any] = _storable(record_from_attributes(span.name, span.attributes))
     metadata: dict[str, str] = fields["user_metadata"]
     metadata[TRACE_ID_KEY] = span.trace_id
     metadata[SPAN_ID_KEY] = span.span_id

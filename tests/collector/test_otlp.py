@@ -465,6 +465,46 @@ def test_the_collector_still_stores_after_the_hostile_corpus(collector: Collecto
     assert "Traceback" not in collector.log_text()
 
 
+def test_odd_attribute_values_are_stored_and_every_listing_still_works(collector: CollectorProcess) -> None:
+    """Attributes that are numbers JSON or SQLite cannot hold (NaN, infinities) or JSON text nested 10 000
+    deep are kept as text; a time past 2**63 ns (a duration SQLite cannot hold) is a rejected span."""
+    trace_hex = new_trace_hex()
+    odd = _span_pb(bytes.fromhex(trace_hex), b"\x05" * 8, "odd")
+    values: dict[str, Any] = {
+        "openinference.span.kind": "LLM",
+        "llm.token_count.prompt": float("inf"),
+        "gen_ai.usage.output_tokens": float("nan"),
+        "gen_ai.request.temperature": float("-inf"),
+        "llm.model_name": float("nan"),
+        "galileo.status_code": 1e300,
+        "gen_ai.prompt": float("inf"),
+        "output.value": "[NaN, 1e400, " + "[" * 10_000 + "]" * 10_000 + "]",
+        "output.mime_type": "application/json",
+    }
+    for key, value in values.items():
+        attribute = odd.attributes.add(key=key)
+        if isinstance(value, str):
+            attribute.value.string_value = value
+        else:
+            attribute.value.double_value = value
+    late = _span_pb(bytes.fromhex(trace_hex), b"\x06" * 8, "late")
+    late.end_time_unix_nano = 2**64 - 1
+    body = _request_pb(odd, late).SerializeToString()
+
+    response = requests.post(f"{collector.url}/v1/traces", data=body, headers=PROTOBUF, timeout=10)
+
+    assert response.status_code == 200
+    answer = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content)
+    assert answer.partial_success.rejected_spans == 1 and "2262" in answer.partial_success.error_message
+    tree = stored(collector, trace_uuid(trace_hex))
+    [llm] = tree["spans"]
+    assert llm["type"] == "llm" and llm["metrics"] == {"duration_ns": 1_000_000_000}
+    assert llm["input"] == "inf" and llm["output"].startswith("[NaN, 1e400, [[[")
+    assert "temperature" not in llm and llm["status_code"] is None
+    for path in ("/api/traces", f"/api/viewer/traces/{trace_uuid(trace_hex)}", "/api/viewer/traces"):
+        assert requests.get(f"{collector.url}{path}", timeout=10).status_code == 200, path
+
+
 def test_a_body_over_the_limit_is_413_before_decompression(tmp_path: Path) -> None:
     with CollectorProcess(tmp_path / "c.db", args=("--max-body-mb", "1")) as small:
         big = requests.post(f"{small.url}/v1/traces", data=b"\x00" * (2 << 20), headers=PROTOBUF, timeout=30)
