@@ -14,7 +14,8 @@ Each OTel span (:class:`galileo.collector._otlp.OtelSpan`) becomes one record:
   ``galileo.logstream.name`` and the ``logstream`` header, else ``default``, or none when the request names
   an experiment (``experimentid`` header, ``galileo.experiment.id``) and no log stream. ``service.name`` does
   *not* pick a log stream: spans of a default-configured OTel service land where a default-configured SDK
-  logs. Missing projects and log streams are created.
+  logs. Missing projects and log streams are created; a blank name, or one over 256 characters, is skipped.
+* Not kept: span events and links, the span kind, and resource attributes other than ``service.name``.
 
 **Parents**, decided when a span is stored, in this order: (1) the record whose id is the mapped id of the
 span's OTel parent (an OTel span, in this request or stored before); else (2) a record of our SDK in that

@@ -152,6 +152,19 @@ def test_the_galileo_path_takes_project_and_log_stream_from_headers(collector: C
     assert (tree["project_name"], tree["log_stream_id"]) == ("otlp-headers", None)
 
 
+def test_a_span_attribute_names_its_project_before_the_resource_and_the_headers(
+    collector: CollectorProcess,
+) -> None:
+    tracer, kept = make_spans({"galileo.project.name": "otlp-resource"})
+    with tracer.start_as_current_span("root"), tracer.start_as_current_span("elsewhere") as span:
+        span.set_attribute("galileo.project.name", "otlp-span-attribute")
+    headers = {"project": "otlp-header", "logstream": "h"}
+    assert export(f"{collector.url}/otel/traces", kept.spans, headers) is SpanExportResult.SUCCESS
+    spans = by_name(stored(collector, trace_uuid(hex_trace(kept.spans[0]))))
+    assert (spans["root"]["project_name"], spans["root"]["log_stream_name"]) == ("otlp-resource", "h")
+    assert spans["elsewhere"]["project_name"] == "otlp-span-attribute"
+
+
 def test_without_any_location_spans_go_to_the_default_project_and_log_stream(
     collector: CollectorProcess,
 ) -> None:
