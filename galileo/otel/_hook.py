@@ -1,0 +1,278 @@
+"""What the logger calls when a record concludes, and the export's counters: imports no OpenTelemetry.
+
+A logger whose configuration exports to OTLP (``exporter`` ``otlp`` or ``both``, see
+:mod:`galileo.config`) gets an :class:`Export` from :func:`export_for`; every other logger gets None and
+pays one comparison. :meth:`Export.concluded` is called, under the logger's lock, with a record that has
+just concluded (a trace, workflow or agent span at its ``conclude``; a leaf span as it is added, complete),
+and the id of its parent. It works out the OTel trace id and parent span id (a few string operations),
+and hands the record and those ids to the process's export pipeline (:mod:`galileo.otel._pipeline`, made
+at the first record: it imports opentelemetry-sdk and starts its worker thread). Building the span and the
+export happen on that worker thread, never on the caller's.
+
+The ids (see :mod:`galileo._w3c`): the OTel trace id is the ``otel.trace_id`` in the record's metadata, or
+its trace record's, when the trace came in from OpenTelemetry, else the trace uuid's 32 hex digits; the
+span id is the first 16 hex digits of the record's id; the parent span id is that of the parent record,
+or for a trace record under an OpenTelemetry parent, the ``otel.parent_span_id`` of its metadata.
+
+The counters (``galileo.stats()``: ``otlp_exported``, ``otlp_queued``, ``otlp_dropped`` and
+``otlp_dropped_by_reason``) account for every record handed over: it is queued, exported, or dropped with a
+reason: ``queue_full`` (the pipeline's bounded queue was full when it came), ``export_failed`` (the
+backend refused it or could not be reached, after the OTLP exporter's own retries), ``invalid_record`` (it
+could not be made into a span) or ``shutdown`` (still queued when ``galileo.shutdown()`` gave up).
+Drops are reported at WARNING on the ``galileo`` logger at most once per ``WARN_INTERVAL``, by the
+pipeline's thread (or at a flush), never on a request's thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final
+
+from galileo import _w3c, schema
+from galileo._sender._health import WARN_INTERVAL
+from galileo.config import GalileoConfig
+
+if TYPE_CHECKING:
+    from galileo._trace_state import TraceState
+    from galileo.otel._pipeline import Pipeline
+
+__all__ = ["INSTALL_HINT", "Counts", "Export", "counts", "export_for", "flush", "reset", "shutdown", "stats"]
+
+_log = logging.getLogger("galileo")
+_HEX_DIGITS: Final = "0123456789abcdef"
+
+INSTALL_HINT: Final = (
+    "OpenTelemetry export needs the optional packages opentelemetry-sdk and "
+    "opentelemetry-exporter-otlp-proto-http: pip install 'galileo[otel]'"
+)
+
+
+class Counts:
+    """Records handed to the export, exported, and dropped by reason (any thread, under one small lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition(threading.Lock())
+        self.handed = 0
+        self.exported = 0
+        self.dropped: Counter[str] = Counter()
+        self._unreported: Counter[str] = Counter()
+        self._last_warning = -WARN_INTERVAL
+        self._detail = ""
+
+    def hand(self) -> None:
+        with self._lock:
+            self.handed += 1
+
+    def settle(
+        self, exported: int = 0, reason: str | None = None, dropped: int = 0, detail: str = ""
+    ) -> None:
+        """Count an outcome: ``exported`` records, or ``dropped`` ones for ``reason``."""
+        with self._lock:
+            self.exported += exported
+            if reason is not None and dropped:
+                self.dropped[reason] += dropped
+                self._unreported[reason] += dropped
+                if detail:
+                    self._detail = detail
+            self._lock.notify_all()
+
+    def queued(self) -> int:
+        with self._lock:
+            return self.handed - self.exported - sum(self.dropped.values())
+
+    def wait_settled(self, timeout: float | None) -> int:
+        """Wait until nothing is queued, at most ``timeout`` seconds; return what is still queued."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                left = self.handed - self.exported - sum(self.dropped.values())
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if left <= 0 or (remaining is not None and remaining <= 0):
+                    return max(0, left)
+                self._lock.wait(remaining)
+
+    def give_up(self, reason: str) -> int:
+        """Count everything still queued as dropped for ``reason``; return how many."""
+        with self._lock:
+            left = self.handed - self.exported - sum(self.dropped.values())
+            if left > 0:
+                self.dropped[reason] += left
+                self._unreported[reason] += left
+            self._lock.notify_all()
+            return max(0, left)
+
+    def report(self, *, force: bool = False) -> None:
+        """One WARNING with the drops since the last one, if the interval allows (or ``force``)."""
+        with self._lock:
+            now = time.monotonic()
+            if not self._unreported or (not force and now - self._last_warning < WARN_INTERVAL):
+                return
+            self._last_warning = now
+            what = ", ".join(f"{n} {reason}" for reason, n in sorted(self._unreported.items()))
+            total = sum(self._unreported.values())
+            detail = f" (last error: {self._detail})" if self._detail else ""
+            self._unreported.clear()
+            totals = self._snapshot()
+        _log.warning(
+            "galileo: OTLP export dropped %s record(s) since the last report: %s%s; totals %s",
+            total,
+            what,
+            detail,
+            totals,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> dict[str, Any]:
+        dropped = sum(self.dropped.values())
+        return {
+            "otlp_exported": self.exported,
+            "otlp_queued": max(0, self.handed - self.exported - dropped),
+            "otlp_dropped": dropped,
+            "otlp_dropped_by_reason": dict(self.dropped),
+        }
+
+
+counts = Counts()
+_pipelines_lock = threading.Lock()
+_pipelines: dict[str | None, Pipeline] = {}  # by endpoint (None: the OTEL_EXPORTER_OTLP_* variables decide)
+
+
+def _pipeline(endpoint: str | None) -> Pipeline:
+    pipeline = _pipelines.get(endpoint)
+    if pipeline is None:
+        with _pipelines_lock:
+            pipeline = _pipelines.get(endpoint)
+            if pipeline is None:
+                try:
+                    module = importlib.import_module("galileo.otel._pipeline")
+                except ImportError as error:
+                    raise ImportError(INSTALL_HINT) from error
+                pipeline = _pipelines[endpoint] = module.Pipeline(endpoint, counts)
+    return pipeline
+
+
+class Export:
+    """One logger's way to the OTLP pipeline (see the module docstring)."""
+
+    __slots__ = ("_destination", "_endpoint")
+
+    def __init__(self, config: GalileoConfig) -> None:
+        self._endpoint = config.otlp_endpoint
+        self._destination = (
+            config.project or config.project_id,
+            config.log_stream or config.log_stream_id,
+            config.experiment_id,
+        )
+
+    def concluded(self, record: schema.Record, parent_id: str | None, state: TraceState) -> None:
+        """``record`` concluded under ``parent_id`` (None: a trace record) in the trace ``state`` holds."""
+        if isinstance(record, schema.Trace):
+            root: schema.Record | None = record
+            trace_uuid = record.id
+        else:
+            first = state.stack[0] if state.stack else None
+            root = first.record if first is not None else None
+            trace_uuid = root.id if root is not None else state.upstream_trace_id or record.id
+        meta = record.user_metadata
+        trace_hex = _hex(meta.get(_w3c.TRACE_ID_KEY), 32)
+        if trace_hex is None and root is not None and root is not record:
+            trace_hex = _hex(root.user_metadata.get(_w3c.TRACE_ID_KEY), 32)
+        if parent_id is not None:
+            parent_hex: str | None = _w3c.otel_span_id(parent_id)
+        else:
+            parent_hex = _hex(meta.get(_w3c.PARENT_SPAN_ID_KEY), 16)
+        self._hand(record, trace_hex or _w3c.otel_trace_id(trace_uuid), parent_hex, parent_id is None)
+
+    def leaf(self, span: schema.Record, parent_id: str, state: TraceState) -> None:
+        """A span added complete (with any children it was built with, which conclude with it)."""
+        self.concluded(span, parent_id, state)
+        for child in getattr(span, "spans", ()):
+            self.leaf(child, span.id, state)
+
+    def _hand(self, record: schema.Record, trace_hex: str, parent_hex: str | None, remote: bool) -> None:
+        try:
+            pipeline = _pipeline(self._endpoint)
+        except ImportError:
+            counts.hand()
+            counts.settle(reason="otel_not_installed", dropped=1, detail=INSTALL_HINT)
+            return
+        pipeline.offer(record, trace_hex, parent_hex, remote, self._destination)
+
+    def flush(self, timeout: float | None) -> int:
+        """Export what is queued, waiting at most ``timeout`` seconds; return the records still queued."""
+        return flush(timeout)
+
+
+def _hex(value: object, digits: int) -> str | None:
+    """``value`` when it is an OTel id of ``digits`` lower-case hex digits, not all zero; else None."""
+    if (
+        isinstance(value, str)
+        and len(value) == digits
+        and value.strip(_HEX_DIGITS) == ""
+        and value.strip("0")
+    ):
+        return value
+    return None
+
+
+def export_for(config: GalileoConfig) -> Export | None:
+    """The export of a logger with ``config``; None when records go to Galileo only."""
+    if config.exporter == "galileo":
+        return None
+    return Export(config)
+
+
+def flush(timeout: float | None) -> int:
+    """Export what every pipeline holds, waiting at most ``timeout`` seconds; return what is still queued."""
+    for pipeline in list(_pipelines.values()):
+        pipeline.kick()
+    left = counts.wait_settled(timeout)
+    counts.report(force=True)
+    return left
+
+
+def shutdown(timeout: float | None) -> int:
+    """Flush (bounded), stop the pipelines (a record after this starts a new one), count what is left."""
+    if not _pipelines:
+        return 0
+    flush(timeout)
+    with _pipelines_lock:
+        pipelines = list(_pipelines.values())
+        _pipelines.clear()
+    for pipeline in pipelines:
+        pipeline.close()
+    given_up = counts.give_up("shutdown")
+    counts.report(force=True)
+    return given_up
+
+
+def stats() -> dict[str, Any]:
+    """The export's counters, merged into ``galileo.stats()``."""
+    return counts.snapshot()
+
+
+def reset(timeout: float | None = 1.0) -> None:
+    """Stop the pipelines and forget the counters (tests; see ``galileo._sender.reset``)."""
+    global counts
+    shutdown(timeout)
+    counts = Counts()
+
+
+def _after_fork_in_child() -> None:
+    """The parent's pipelines and their queued records stay the parent's; the child starts anew."""
+    global counts, _pipelines_lock
+    _pipelines.clear()
+    _pipelines_lock = threading.Lock()
+    counts = Counts()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
