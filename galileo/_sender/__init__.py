@@ -25,6 +25,7 @@ import contextlib
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -93,8 +94,8 @@ def current() -> Sender | None:
 
 
 def shutdown(timeout: float | None = EXIT_TIMEOUT) -> int:
-    """Deliver what is pending (to Galileo and to OTLP), waiting at most ``timeout`` seconds for each;
-    return the records given up.
+    """Deliver what is pending (to Galileo and to OTLP), waiting at most ``timeout`` seconds; return the
+    records given up.
 
     Safe to call from a FastAPI/Starlette lifespan's shutdown (it blocks the calling thread, bounded);
     ``TracingMiddleware`` does it when the server shuts its app down. When every API with records pending
@@ -105,9 +106,12 @@ def shutdown(timeout: float | None = EXIT_TIMEOUT) -> int:
     """
     from galileo.otel import _hook as otlp  # (the OTLP export's: see galileo.otel)
 
+    otlp.kick()  # (the OTLP export drains on its own thread meanwhile: both within ``timeout``)
+    started = time.monotonic()
     sender = _sender
     given_up = 0 if sender is None else sender.close(timeout)
-    return given_up + otlp.shutdown(timeout)
+    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+    return given_up + otlp.shutdown(left)
 
 
 def reset(timeout: float | None = EXIT_TIMEOUT) -> int:

@@ -25,6 +25,7 @@ pipeline's thread (or at a flush), never on a request's thread.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -41,7 +42,18 @@ if TYPE_CHECKING:
     from galileo._trace_state import TraceState
     from galileo.otel._pipeline import Pipeline
 
-__all__ = ["INSTALL_HINT", "Counts", "Export", "counts", "export_for", "flush", "reset", "shutdown", "stats"]
+__all__ = [
+    "INSTALL_HINT",
+    "Counts",
+    "Export",
+    "counts",
+    "export_for",
+    "flush",
+    "kick",
+    "reset",
+    "shutdown",
+    "stats",
+]
 
 _log = logging.getLogger("galileo")
 _HEX_DIGITS: Final = "0123456789abcdef"
@@ -60,6 +72,7 @@ class Counts:
         self.handed = 0
         self.exported = 0
         self.dropped: Counter[str] = Counter()
+        self._dropped_total = 0
         self._unreported: Counter[str] = Counter()
         self._last_warning = -WARN_INTERVAL
         self._detail = ""
@@ -68,6 +81,12 @@ class Counts:
         with self._lock:
             self.handed += 1
 
+    def admit(self, capacity: int) -> bool:
+        """Hand one record over if fewer than ``capacity`` are queued (the batch being exported included)."""
+        with self._lock:
+            self.handed += 1
+            return self.handed - self.exported - self._dropped_total <= capacity
+
     def settle(
         self, exported: int = 0, reason: str | None = None, dropped: int = 0, detail: str = ""
     ) -> None:
@@ -75,22 +94,26 @@ class Counts:
         with self._lock:
             self.exported += exported
             if reason is not None and dropped:
-                self.dropped[reason] += dropped
-                self._unreported[reason] += dropped
+                self._drop(reason, dropped)
                 if detail:
                     self._detail = detail
             self._lock.notify_all()
 
+    def _drop(self, reason: str, n: int) -> None:
+        self.dropped[reason] += n
+        self._dropped_total += n
+        self._unreported[reason] += n
+
     def queued(self) -> int:
         with self._lock:
-            return self.handed - self.exported - sum(self.dropped.values())
+            return self.handed - self.exported - self._dropped_total
 
     def wait_settled(self, timeout: float | None) -> int:
         """Wait until nothing is queued, at most ``timeout`` seconds; return what is still queued."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                left = self.handed - self.exported - sum(self.dropped.values())
+                left = self.handed - self.exported - self._dropped_total
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if left <= 0 or (remaining is not None and remaining <= 0):
                     return max(0, left)
@@ -99,10 +122,9 @@ class Counts:
     def give_up(self, reason: str) -> int:
         """Count everything still queued as dropped for ``reason``; return how many."""
         with self._lock:
-            left = self.handed - self.exported - sum(self.dropped.values())
+            left = self.handed - self.exported - self._dropped_total
             if left > 0:
-                self.dropped[reason] += left
-                self._unreported[reason] += left
+                self._drop(reason, left)
             self._lock.notify_all()
             return max(0, left)
 
@@ -131,7 +153,7 @@ class Counts:
             return self._snapshot()
 
     def _snapshot(self) -> dict[str, Any]:
-        dropped = sum(self.dropped.values())
+        dropped = self._dropped_total
         return {
             "otlp_exported": self.exported,
             "otlp_queued": max(0, self.handed - self.exported - dropped),
@@ -224,16 +246,38 @@ def _hex(value: object, digits: int) -> str | None:
 
 
 def export_for(config: GalileoConfig) -> Export | None:
-    """The export of a logger with ``config``; None when records go to Galileo only."""
+    """The export of a logger with ``config``; None when records go to Galileo only.
+
+    The first one starts importing the pipeline's packages on a thread of its own, so that the first
+    record (often on a request's thread) finds them imported, or nearly.
+    """
     if config.exporter == "galileo":
         return None
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=_warm, name="galileo-otlp-import", daemon=True)
+        _warming.start()
     return Export(config)
+
+
+_warming: threading.Thread | None = None
+
+
+def _warm() -> None:
+    with contextlib.suppress(ImportError):  # (the configuration said so already; records are counted)
+        importlib.import_module("galileo.otel._pipeline")
+
+
+def kick() -> None:
+    """Start exporting what every pipeline holds now, without waiting."""
+    if counts.queued() > 0:
+        for pipeline in list(_pipelines.values()):
+            pipeline.kick()
 
 
 def flush(timeout: float | None) -> int:
     """Export what every pipeline holds, waiting at most ``timeout`` seconds; return what is still queued."""
-    for pipeline in list(_pipelines.values()):
-        pipeline.kick()
+    kick()
     left = counts.wait_settled(timeout)
     counts.report(force=True)
     return left

@@ -164,7 +164,6 @@ class Pipeline:
         self._exporter = _RecordExporter(OTLPSpanExporter(endpoint=endpoint), counts)
         self._capacity = _queue_size()
         self._processor = BatchSpanProcessor(self._exporter, max_queue_size=self._capacity)
-        self._lock = threading.Lock()
 
     def offer(
         self,
@@ -174,22 +173,19 @@ class Pipeline:
         remote_parent: bool,
         destination: Destination,
     ) -> None:
-        """Queue one record (any thread; never blocks on I/O), or count it dropped when the queue is full."""
+        """Queue one record (any thread; never blocks on I/O), or count it dropped when the queue is full.
+
+        The count of records queued is taken before the SDK's queue sees the record, and includes the batch
+        being exported: the SDK's queue (which would drop its oldest item unseen) never overflows.
+        """
         counts = self._counts
-        counts.hand()
-        with self._lock:
-            # (queued() counts this record, and the batch being exported: the SDK's queue never overflows)
-            refused = (
-                "shutdown"
-                if self._exporter.closed
-                else "queue_full"
-                if counts.queued() > self._capacity
-                else ""
-            )
-            if not refused:
-                self._processor.on_end(_Concluded(record, trace_hex, parent_hex, remote_parent, destination))
-        if refused:
-            counts.settle(reason=refused, dropped=1)
+        if self._exporter.closed:
+            counts.hand()
+            counts.settle(reason="shutdown", dropped=1)
+        elif counts.admit(self._capacity):
+            self._processor.on_end(_Concluded(record, trace_hex, parent_hex, remote_parent, destination))
+        else:
+            counts.settle(reason="queue_full", dropped=1)
 
     def kick(self) -> None:
         """Export what is queued now, on a thread of its own (the SDK's flush blocks until it is done)."""
