@@ -19,6 +19,10 @@ records (a request that logs and returns within the sender's 5 ms linger) in one
 ``trace_id`` (and optionally ``span_id``) continues an upstream service's trace: it sends no trace record of
 its own, its top-level spans name the upstream trace and parent, and it never completes or renames that trace.
 
+With an OTLP exporter configured (``GALILEO_OTLP_ENDPOINT``, ``GALILEO_EXPORTER``: see :mod:`galileo.otel`),
+every record is also handed to the OTLP export as it concludes (a leaf span: as it is added); with
+``exporter="otlp"`` nothing goes to the sender. :meth:`GalileoLogger.flush` waits for that export too.
+
 The span tree
 -------------
 ``start_trace`` opens the trace; ``add_workflow_span`` and ``add_agent_span`` open a level under the current

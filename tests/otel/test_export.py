@@ -140,6 +140,37 @@ def test_a_trace_from_opentelemetry_keeps_its_otel_trace_id_and_parent(
     assert named["search"].attributes["openinference.span.kind"] == "RETRIEVER"
 
 
+def test_decorated_calls_in_a_request_are_exported_under_their_callers(
+    otlp_sink: OtlpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALILEO_OTLP_ENDPOINT", otlp_sink.url)
+
+    @galileo.log(span_type="tool")
+    def lookup(city: str) -> str:
+        return "sunny"
+
+    @galileo.log(name="forecast")
+    def forecast(city: str) -> str:
+        get_request_logger().add_llm_span(input="weather?", output=lookup(city), model="m", name="llm")
+        return "sunny"
+
+    app = FastAPI()
+    app.add_middleware(TracingMiddleware)
+
+    @app.get("/weather")
+    def weather() -> str:
+        return forecast("Paris")
+
+    with TestClient(app) as client:
+        assert client.get("/weather").status_code == 200
+    named = wait_until(lambda: len(otlp_sink.received()) >= 4 and _by_name(otlp_sink.received()))
+    assert sorted(named) == ["GET /weather", "forecast", "llm", "lookup"]
+    assert named["forecast"].parent_span_id == named["GET /weather"].span_id
+    assert named["lookup"].parent_span_id == named["forecast"].span_id
+    assert named["llm"].parent_span_id == named["forecast"].span_id
+    assert named["forecast"].attributes["output.value"] == "sunny"
+
+
 def test_otlp_only_sends_nothing_to_galileo(
     otlp_sink: OtlpSink, collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
