@@ -178,6 +178,9 @@ def _pipeline(endpoint: str | None) -> Pipeline:
                 except ImportError as error:
                     raise ImportError(INSTALL_HINT) from error
                 pipeline = _pipelines[endpoint] = module.Pipeline(endpoint, counts)
+                from galileo import _sender
+
+                _sender.at_exit(kick)  # the exit drain exports what is queued (galileo._sender.shutdown)
     return pipeline
 
 
@@ -265,7 +268,7 @@ _warming: threading.Thread | None = None
 
 def _warm() -> None:
     with contextlib.suppress(ImportError):  # (the configuration said so already; records are counted)
-        importlib.import_module("galileo.otel._pipeline")
+        importlib.import_module("galileo.otel._pipeline").base_resource()
 
 
 def kick() -> None:

@@ -39,7 +39,7 @@ from galileo import _semconv, schema
 from galileo._version import __version__
 from galileo.otel._hook import Counts
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "base_resource"]
 
 _log = logging.getLogger("galileo")
 
@@ -78,6 +78,7 @@ class _RecordExporter(SpanExporter):
     """Turns the worker thread's batches of records into spans and exports them (and counts the outcome)."""
 
     def __init__(self, inner: SpanExporter, counts: Counts) -> None:
+        self._base = base_resource()
         self._inner = inner
         self._counts = counts
         self._resources: dict[Destination, Resource] = {}
@@ -127,8 +128,7 @@ class _RecordExporter(SpanExporter):
                 attributes["galileo.experiment.id"] = experiment
             elif log_stream:
                 attributes["galileo.logstream.name"] = log_stream
-            # (Resource.create adds service.name etc. from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES)
-            resource = self._resources[destination] = Resource.create(attributes)
+            resource = self._resources[destination] = self._base.merge(Resource(attributes))
         return resource
 
     def _build(self, item: _Concluded) -> ReadableSpan:
@@ -153,6 +153,19 @@ class _RecordExporter(SpanExporter):
             end_time=start + (record.duration_ns or 0),
             instrumentation_scope=SCOPE,
         )
+
+
+_base: Resource | None = None
+
+
+def base_resource() -> Resource:
+    """The resource of every span: ``service.name`` and the rest, from ``OTEL_SERVICE_NAME`` /
+    ``OTEL_RESOURCE_ATTRIBUTES`` and OTel's detectors (made once: its detectors run on a thread pool, which
+    cannot start while the interpreter exits, when the exit drain exports)."""
+    global _base
+    if _base is None:
+        _base = Resource.create()
+    return _base
 
 
 class Pipeline:
@@ -189,7 +202,11 @@ class Pipeline:
 
     def kick(self) -> None:
         """Export what is queued now, on a thread of its own (the SDK's flush blocks until it is done)."""
-        threading.Thread(target=self._processor.force_flush, name="galileo-otlp-flush", daemon=True).start()
+        flush = self._processor.force_flush
+        try:
+            threading.Thread(target=flush, name="galileo-otlp-flush", daemon=True).start()
+        except RuntimeError:  # no new thread while the interpreter exits (3.12+): export here, then
+            flush()
 
     def close(self) -> None:
         """Stop counting outcomes (what is left is counted by the caller) and stop the worker, unwaited."""

@@ -265,6 +265,36 @@ def test_shutdown_exports_what_is_queued(otlp_sink: OtlpSink, monkeypatch: pytes
     assert galileo.stats()["otlp_exported"] == 1
 
 
+_AT_EXIT = textwrap.dedent(
+    """
+    import uuid
+    from galileo import GalileoLogger
+
+    batch = GalileoLogger()
+    batch.start_trace(input="never flushed", name="batch-trace")
+    batch.add_tool_span(input="a", output="b", name="batch-tool")
+    upstream = str(uuid.uuid4())
+    continuing = GalileoLogger(mode="distributed", trace_id=upstream, span_id=upstream)
+    continuing.add_tool_span(input="a", output="b", name="continuing-tool")
+    print(upstream)
+    """
+)
+
+
+def test_the_exit_drain_exports_what_is_left(otlp_sink: OtlpSink) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GALILEO_"))}
+    env.update(GALILEO_OTLP_ENDPOINT=otlp_sink.url, GALILEO_EXPORTER="otlp", OTEL_BSP_SCHEDULE_DELAY="60000")
+    result = subprocess.run(
+        [sys.executable, "-c", _AT_EXIT], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    upstream = uuid.UUID(result.stdout.strip()).hex
+    named = _by_name(otlp_sink.received())
+    assert sorted(named) == ["batch-tool", "batch-trace", "continuing-tool"]
+    assert named["continuing-tool"].trace_id == upstream
+    assert named["continuing-tool"].parent_span_id == upstream[:16]
+
+
 def test_exporter_setting() -> None:
     resolve = GalileoConfig.resolve
     assert resolve(environ={}).exporter == "galileo"
