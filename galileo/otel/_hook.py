@@ -165,22 +165,31 @@ class Counts:
 counts = Counts()
 _pipelines_lock = threading.Lock()
 _pipelines: dict[str | None, Pipeline] = {}  # by endpoint (None: the OTEL_EXPORTER_OTLP_* variables decide)
+_failed: dict[str | None, tuple[str, str]] = {}  # endpoints whose pipeline could not be made, and why
 
 
-def _pipeline(endpoint: str | None) -> Pipeline:
-    pipeline = _pipelines.get(endpoint)
-    if pipeline is None:
-        with _pipelines_lock:
-            pipeline = _pipelines.get(endpoint)
-            if pipeline is None:
-                try:
-                    module = importlib.import_module("galileo.otel._pipeline")
-                except ImportError as error:
-                    raise ImportError(INSTALL_HINT) from error
-                pipeline = _pipelines[endpoint] = module.Pipeline(endpoint, counts)
-                from galileo import _sender
+def _pipeline(endpoint: str | None) -> Pipeline | tuple[str, str]:
+    """The pipeline of ``endpoint``, made by the first record; or why it could not be made (a drop reason
+    and a message without secrets), remembered: a failed import or a bad ``OTEL_*`` setting stays so."""
+    with _pipelines_lock:
+        made = _pipelines.get(endpoint) or _failed.get(endpoint)
+        if made is not None:
+            return made
+        try:
+            module = importlib.import_module("galileo.otel._pipeline")
+            pipeline: Pipeline = module.Pipeline(endpoint, counts)
+        except ImportError:
+            _failed[endpoint] = ("otel_not_installed", INSTALL_HINT)
+            return _failed[endpoint]
+        except Exception as error:  # e.g. an OTEL_EXPORTER_OTLP_* value the exporter rejects
+            _log.debug("galileo: the OTLP exporter could not be made", exc_info=True)
+            why = f"the OTLP exporter could not be made ({type(error).__name__})"
+            _failed[endpoint] = ("export_unavailable", why)
+            return _failed[endpoint]
+        _pipelines[endpoint] = pipeline
+    from galileo import _sender
 
-                _sender.at_exit(kick)  # the exit drain exports what is queued (galileo._sender.shutdown)
+    _sender.at_exit(kick)  # the exit drain exports what is queued (galileo._sender.shutdown)
     return pipeline
 
 
@@ -223,13 +232,16 @@ class Export:
             self.leaf(child, span.id, state)
 
     def _hand(self, record: schema.Record, trace_hex: str, parent_hex: str | None, remote: bool) -> None:
-        try:
-            pipeline = _pipeline(self._endpoint)
-        except ImportError:
+        pipeline = _pipelines.get(self._endpoint) or _pipeline(self._endpoint)
+        if isinstance(pipeline, tuple):  # it could not be made: counted, and reported (rate-limited)
             counts.hand()
-            counts.settle(reason="otel_not_installed", dropped=1, detail=INSTALL_HINT)
+            counts.settle(reason=pipeline[0], dropped=1, detail=pipeline[1])
+            counts.report()
             return
-        pipeline.offer(record, trace_hex, parent_hex, remote, self._destination)
+        try:
+            pipeline.offer(record, trace_hex, parent_hex, remote, self._destination)
+        except Exception as error:  # never into the caller (offer counted the record handed over)
+            counts.settle(reason="export_unavailable", dropped=1, detail=type(error).__name__)
 
     def flush(self, timeout: float | None) -> int:
         """Export what is queued, waiting at most ``timeout`` seconds; return the records still queued."""
@@ -310,6 +322,7 @@ def reset(timeout: float | None = 1.0) -> None:
     """Stop the pipelines and forget the counters (tests; see ``galileo._sender.reset``)."""
     global counts
     shutdown(timeout)
+    _failed.clear()
     counts = Counts()
 
 
@@ -317,6 +330,7 @@ def _after_fork_in_child() -> None:
     """The parent's pipelines and their queued records stay the parent's; the child starts anew."""
     global counts, _pipelines_lock
     _pipelines.clear()
+    _failed.clear()
     _pipelines_lock = threading.Lock()
     counts = Counts()
 

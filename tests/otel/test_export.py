@@ -218,6 +218,22 @@ def test_spans_the_backend_refuses_are_counted_and_reported_and_requests_are_una
     assert any("OTLP export dropped" in w and "export_failed" in w for w in warnings), warnings
 
 
+def test_an_exporter_that_cannot_be_made_fails_no_request_and_its_records_are_counted(
+    otlp_sink: OtlpSink, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GALILEO_OTLP_ENDPOINT", otlp_sink.url)
+    monkeypatch.setenv("GALILEO_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", "no-such-provider")
+    client = TestClient(_app({}))
+    with caplog.at_level(logging.WARNING, logger="galileo"):
+        for _ in range(2):
+            assert client.get("/answer").json() == {"answer": "4"}
+    stats = galileo.stats()
+    assert stats["otlp_dropped_by_reason"] == {"export_unavailable": 8}, stats
+    assert stats["otlp_queued"] == 0 and otlp_sink.received() == []
+    assert "the OTLP exporter could not be made (RuntimeError)" in caplog.text
+
+
 def test_exports_happen_off_the_request_thread(otlp_sink: OtlpSink, monkeypatch: pytest.MonkeyPatch) -> None:
     otlp_sink.delay = 2.0
     monkeypatch.setenv("GALILEO_OTLP_ENDPOINT", otlp_sink.url)
