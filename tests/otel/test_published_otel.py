@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -89,7 +90,7 @@ def test_without_url_or_key_it_sends_to_the_local_collector_without_a_key() -> N
     exporter.shutdown()
 
 
-def test_a_galileo_context_block_stamps_its_project_and_sends_it_in_its_own_request(
+def test_a_galileo_context_block_stamps_its_project_and_session_and_sends_them_in_their_own_request(
     galileo_at_sink: OtlpSink,
 ) -> None:
     provider = TracerProvider()
@@ -97,7 +98,9 @@ def test_a_galileo_context_block_stamps_its_project_and_sends_it_in_its_own_requ
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("outside"):
         pass
-    with galileo.galileo_context(project="inner", log_stream="in-s"), tracer.start_as_current_span("inside"):
+    session = str(uuid.uuid4())
+    block = galileo.galileo_context(project="inner", log_stream="in-s", session_id=session)
+    with block, tracer.start_as_current_span("inside"):
         pass
     provider.force_flush()
     provider.shutdown()
@@ -105,6 +108,9 @@ def test_a_galileo_context_block_stamps_its_project_and_sends_it_in_its_own_requ
     assert (spans["outside"].headers["project"], spans["outside"].headers["logstream"]) == ("outer", "s")
     assert (spans["inside"].headers["project"], spans["inside"].headers["logstream"]) == ("inner", "in-s")
     assert spans["inside"].resource["galileo.project.name"] == "inner"
+    assert spans["inside"].attributes["galileo.session.id"] == session
+    assert spans["inside"].resource["galileo.session.id"] == session
+    assert "galileo.session.id" not in spans["outside"].attributes
 
 
 def test_a_custom_span_processor_class_is_used(galileo_at_sink: OtlpSink) -> None:
