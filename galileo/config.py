@@ -26,6 +26,14 @@ GALILEO_TIMEOUT                seconds per HTTP request, > 0; default 10
 GALILEO_SENDER_WORKERS         sender threads, 1..64; default 8
 GALILEO_QUEUE_SIZE             records the sender queues before dropping, > 0; default 10000
 GALILEO_RETRY_WINDOW           seconds a failed send is retried, >= 0; default 120
+GALILEO_OTLP_ENDPOINT          OTLP/HTTP endpoint every record is also exported to as an OTel span (a
+  (otlp_endpoint)              base URL gets ``/v1/traces``; a URL with a path is used as it is); see
+                               :mod:`galileo.otel`
+GALILEO_EXPORTER (exporter)    where records go: ``galileo``, ``otlp`` or ``both``; default ``both`` when
+                               an OTLP endpoint is set (GALILEO_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT
+                               or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), else ``galileo``; ``otlp`` and
+                               ``both`` need ``galileo[otel]`` (the OTEL_* variables alone export only
+                               when it is installed)
 (redact)                       redaction hook ``redact(field, value)``, see :mod:`galileo._coerce`
 =============================  ==========================================================================
 
@@ -49,6 +57,7 @@ destination not taken is None in the resolved config.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -67,12 +76,20 @@ from galileo._unicode import has_surrogates
 from galileo.exceptions import ConfigurationError
 from galileo.schema import DEFAULT_MAX_CHARS, PayloadPolicy
 
-__all__ = ["DEFAULT_CONSOLE_URL", "DEFAULT_LOCAL_URL", "MODES", "GalileoConfig"]
+__all__ = ["DEFAULT_CONSOLE_URL", "DEFAULT_LOCAL_URL", "EXPORTERS", "MODES", "GalileoConfig"]
 
 DEFAULT_LOCAL_URL: Final = "http://localhost:8088"
 DEFAULT_CONSOLE_URL: Final = "https://app.galileo.ai/"
 _GALILEO_API_URL: Final = "https://api.galileo.ai"
 MODES: Final = ("batch", "distributed")
+EXPORTERS: Final = ("galileo", "otlp", "both")
+#: The standard variables that name an OTLP endpoint (read by the OTLP exporter itself).
+_OTEL_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_OTEL_MODULES: Final = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+_NO_OTEL: Final = (
+    "exporting to OTLP needs the optional packages opentelemetry-sdk and opentelemetry-exporter-otlp-proto-"
+    "http: pip install 'galileo[otel]'"
+)
 
 _DEFAULT_NAME: Final = "default"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -125,6 +142,8 @@ class GalileoConfig:
     sender_workers: int = 8
     queue_size: int = 10_000
     retry_window: float = 120.0
+    otlp_endpoint: str | None = None
+    exporter: str = "galileo"
     is_local_default: bool = False
 
     @property
@@ -153,6 +172,8 @@ class GalileoConfig:
         sender_workers: int | None = None,
         queue_size: int | None = None,
         retry_window: float | None = None,
+        otlp_endpoint: str | None = None,
+        exporter: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> GalileoConfig:
         """Every argument wins over its environment variable (``environ`` defaults to ``os.environ``)."""
@@ -195,6 +216,7 @@ class GalileoConfig:
             sender_workers=int(_number(sender_workers, env, "GALILEO_SENDER_WORKERS", 8, 1, 64)),
             queue_size=int(_number(queue_size, env, "GALILEO_QUEUE_SIZE", 10_000, 1)),
             retry_window=_number(retry_window, env, "GALILEO_RETRY_WINDOW", 120.0, 0.0, integer=False),
+            **_export(otlp_endpoint, exporter, env),
             is_local_default=is_local,
         )
         if is_local and not config.logging_disabled:
@@ -235,6 +257,36 @@ def _destination(
     sid = _uuid(log_stream_id, env, "GALILEO_LOG_STREAM_ID")
     name = _string(log_stream, env, "GALILEO_LOG_STREAM") or (None if sid else _DEFAULT_NAME)
     return name, sid, None
+
+
+def _export(endpoint: str | None, exporter: str | None, env: Mapping[str, str]) -> dict[str, Any]:
+    """``otlp_endpoint`` and ``exporter`` (see the module docstring's table)."""
+    url = _string(endpoint, env, "GALILEO_OTLP_ENDPOINT")
+    if url is not None:
+        url = _http_url("GALILEO_OTLP_ENDPOINT", url)
+        if not urlsplit(url).path.strip("/"):
+            url += "/v1/traces"
+    choice = _string(exporter, env, "GALILEO_EXPORTER")
+    if choice is not None and choice.lower() not in EXPORTERS:
+        raise ConfigurationError(
+            "GALILEO_EXPORTER", f"must be one of {', '.join(EXPORTERS)}; got {choice!r}", choice
+        )
+    if choice is None and url is None:  # the OTEL_EXPORTER_OTLP_* variables alone: export if we can
+        elsewhere = any(_raw(None, env, var) is not None for var in _OTEL_ENDPOINTS)
+        choice = "both" if elsewhere and _otlp_installed() else "galileo"
+    choice = (choice or "both").lower()
+    if choice != "galileo" and not _otlp_installed():
+        var = "GALILEO_OTLP_ENDPOINT" if url is not None and exporter is None else "GALILEO_EXPORTER"
+        raise ConfigurationError(var, _NO_OTEL)
+    return {"otlp_endpoint": url, "exporter": choice}
+
+
+def _otlp_installed() -> bool:
+    """Whether opentelemetry-sdk and its OTLP/HTTP exporter can be imported (without importing them)."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in _OTEL_MODULES)
+    except (ImportError, ValueError):
+        return False
 
 
 def _raw(arg: object, env: Mapping[str, str], var: str) -> object:

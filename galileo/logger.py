@@ -19,6 +19,10 @@ records (a request that logs and returns within the sender's 5 ms linger) in one
 ``trace_id`` (and optionally ``span_id``) continues an upstream service's trace: it sends no trace record of
 its own, its top-level spans name the upstream trace and parent, and it never completes or renames that trace.
 
+With an OTLP exporter configured (``GALILEO_OTLP_ENDPOINT``, ``GALILEO_EXPORTER``: see :mod:`galileo.otel`),
+every record is also handed to the OTLP export as it concludes (a leaf span: as it is added); with
+``exporter="otlp"`` nothing goes to the sender. :meth:`GalileoLogger.flush` waits for that export too.
+
 The span tree
 -------------
 ``start_trace`` opens the trace; ``add_workflow_span`` and ``add_agent_span`` open a level under the current
@@ -83,6 +87,7 @@ from galileo._trace_state import now_ns as _now_ns
 from galileo._transport import Result, Target
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
+from galileo.otel import _hook as _otel
 from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger", "Handed", "TraceHandle", "count_dropped"]
@@ -258,6 +263,7 @@ class GalileoLogger(PublishedLoggerApi):
         self._policy = config.payload_policy
         self._target = Target.from_config(config)
         self._disabled = config.logging_disabled
+        self._export = _otel.export_for(config)  # OTLP export of concluded records (None: Galileo only)
         self._lock = threading.RLock()
         self._own_state = state
 
@@ -386,7 +392,7 @@ class GalileoLogger(PublishedLoggerApi):
         state.stack.append(Level(trace, trace.id, _now_ns()))
         state.traces.append(trace)
         config = self._config
-        if config.mode != "distributed":
+        if config.mode != "distributed" or config.exporter == "otlp":
             if self not in _unflushed:
                 _unflushed.add(self)
                 _sender.at_exit(_flush_unflushed)
@@ -642,6 +648,8 @@ class GalileoLogger(PublishedLoggerApi):
         record = entry.record
         assert record is not None
         now = self._finish(entry, output, redacted_output, duration_ns, status_code)
+        if self._export is not None:
+            self._export.concluded(record, self._parent_under(stack[-1]).id if stack else None, state)
         if stack:
             outer = stack[-1]
             outer.last_ns = now
@@ -906,6 +914,8 @@ class GalileoLogger(PublishedLoggerApi):
             if jobs:
                 self._hook_jobs = ()
         traces = self._sent(traces)
+        if self._export is not None and not _must_not_block():
+            self._export.flush(timeout)
         if jobs:
             return self._wait_for_hook(traces, jobs, on_error, timeout)
         if not outboxes:
@@ -940,6 +950,8 @@ class GalileoLogger(PublishedLoggerApi):
             if jobs:
                 self._hook_jobs = ()
         traces = self._sent(traces)
+        if self._export is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._export.flush, timeout)
         if jobs:
             loop = asyncio.get_running_loop()
             pending = await loop.run_in_executor(None, _ingestion.wait, jobs, timeout)
@@ -1037,6 +1049,8 @@ class GalileoLogger(PublishedLoggerApi):
             )
             job = _ingestion.submit(self._ingestion_hook, request, records, self._config)
             self._hook_jobs = (*self._hook_jobs, job)  # a tuple: loggers share the class's ()
+            return traces, []
+        if self._config.exporter == "otlp":  # (exported as they concluded)
             return traces, []
         sender = _sender.get_sender(self._config)
         return traces, [sender.submit_batch(self._config, self._target, traces, records, self._session)]
@@ -1145,6 +1159,8 @@ class GalileoLogger(PublishedLoggerApi):
             parent.last_wall = max(wall, created_at)
         if isinstance(parent.record, schema.ParentRecord):
             parent.record.spans.append(span)
+        if not opens_level and self._export is not None:
+            self._export.leaf(span, parent.id, state)
         if self._config.mode == "distributed":
             outbox = state.outbox
             if outbox is None:
@@ -1201,6 +1217,8 @@ class GalileoLogger(PublishedLoggerApi):
             record = frame.level.record
             assert record is not None
             now = self._finish(frame.level, output, redacted_output, None, status_code)
+            if self._export is not None:
+                self._export.concluded(record, frame.outer.id, self._state())
             frame.outer.last_ns = now
             frame.outer.last_wall = _utcnow()
             outbox = self._state().outbox
@@ -1209,7 +1227,7 @@ class GalileoLogger(PublishedLoggerApi):
 
     def _outbox_for_span(self, state: TraceState) -> TraceHandle | None:
         """The outbox of a continuing logger's spans (opened at its first span: it sends no trace record)."""
-        if state.outbox is None and state.upstream_trace_id is not None:
+        if state.outbox is None and state.upstream_trace_id is not None and self._config.exporter != "otlp":
             sender = _sender.get_sender(self._config)
             state.outbox = sender.open_trace(self._config, self._target, state.upstream_trace_id, owned=False)
             state.outboxes.append(state.outbox)

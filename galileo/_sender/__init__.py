@@ -25,6 +25,7 @@ import contextlib
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -93,7 +94,8 @@ def current() -> Sender | None:
 
 
 def shutdown(timeout: float | None = EXIT_TIMEOUT) -> int:
-    """Deliver what is pending, waiting at most ``timeout`` seconds; return the records given up.
+    """Deliver what is pending (to Galileo and to OTLP), waiting at most ``timeout`` seconds; return the
+    records given up.
 
     Safe to call from a FastAPI/Starlette lifespan's shutdown (it blocks the calling thread, bounded);
     ``TracingMiddleware`` does it when the server shuts its app down. When every API with records pending
@@ -102,16 +104,26 @@ def shutdown(timeout: float | None = EXIT_TIMEOUT) -> int:
     WARNING, so that ``galileo.stats()`` then shows nothing ``queued`` or ``in_flight``. The threads stop;
     the sender keeps its counters and starts them again for the next record.
     """
+    from galileo.otel import _hook as otlp  # (the OTLP export's: see galileo.otel)
+
+    otlp.kick()  # (the OTLP export drains on its own thread meanwhile: both within ``timeout``)
+    started = time.monotonic()
     sender = _sender
-    return 0 if sender is None else sender.close(timeout)
+    given_up = 0 if sender is None else sender.close(timeout)
+    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+    return given_up + otlp.shutdown(left)
 
 
 def reset(timeout: float | None = EXIT_TIMEOUT) -> int:
     """Shut the process sender down and forget it, counters included (tests; the next record starts anew)."""
     global _sender
+    from galileo.otel import _hook as otlp
+
     with _sender_lock:
         sender, _sender = _sender, None
-    return 0 if sender is None else sender.close(timeout)
+    given_up = 0 if sender is None else sender.close(timeout)
+    otlp.reset(timeout)
+    return given_up
 
 
 def stats() -> dict[str, Any]:
@@ -122,10 +134,15 @@ def stats() -> dict[str, Any]:
     splits ``dropped``). ``retried`` counts requests sent again, ``in_flight`` requests under way. Updates
     of records already delivered (a workflow span's PATCH, a trace's ``is_complete`` PATCH) are counted
     apart, in ``updates_sent`` and ``updates_dropped``. ``sessions_failed`` counts sessions the API would
-    not create, ``traces_without_session`` the traces of theirs sent without a session.
+    not create, ``traces_without_session`` the traces of theirs sent without a session. The ``otlp_*``
+    counters are the OTLP export's (see :mod:`galileo.otel._hook`).
     """
+    from galileo.otel import _hook as otlp
+
     sender = _sender
-    return Accounts().snapshot() if sender is None else sender.stats()
+    counters = Accounts().snapshot() if sender is None else sender.stats()
+    counters.update(otlp.stats())
+    return counters
 
 
 def at_exit(hook: Callable[[], None]) -> None:
