@@ -54,13 +54,23 @@ class GalileoContext:
         trace_id: str | None = None,
         span_id: str | None = None,
         session_id: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Scope:
         """A block (``with`` or ``async with``) in which decorated calls go to ``project``/``log_stream`` (or
         ``experiment_id``; None: from ``init``, else the environment), continuing ``trace_id``/``span_id``
         when given (distributed mode), their traces in the existing session ``session_id`` when given: the
         block's own, for the traces its context starts (other tasks and threads keep theirs; a malformed id
-        is ignored with a WARNING)."""
-        scope = Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+        is ignored with a WARNING).
+
+        ``traceparent``/``tracestate`` (W3C Trace Context, e.g. from a message's headers) join the block's
+        traces to that OpenTelemetry trace, by the rules a request's headers follow: ``trace_id``/``span_id``
+        decide the Galileo parent when given; else our ``galileo=`` tracestate member continues that trace
+        (distributed mode); else the block's first trace takes the id mapped from the OTel trace id
+        (``galileo._w3c.trace_uuid``). The records carry their OTel ids in metadata (``otel.trace_id``,
+        ``otel.span_id``, ``otel.parent_span_id``), and the tracing headers sent from the block continue
+        the OTel trace. A malformed traceparent is ignored with a WARNING."""
+        scope = Scope(project, log_stream, trace_id, span_id, mode, experiment_id, (traceparent, tracestate))
         if session_id is not None:
             checked = _sessions.check_session_id(session_id)
             if checked is not None:

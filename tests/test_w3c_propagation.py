@@ -1,0 +1,397 @@
+"""W3C Trace Context in and out of our services (issue 21, points 1, 2 and 7), through the public API.
+
+Requests go through a real Starlette app with ``TracingMiddleware`` (the ASGI test client) and records to
+the test collector; what is asserted is the trace a handler's logger names, the headers it sends on, and
+what the collector stored. ``tests/test_otel_interop.py`` has the real OpenTelemetry services over uvicorn.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_process import CollectorProcess
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+import galileo
+from galileo import galileo_context, get_tracing_headers, log
+from galileo._w3c import otel_span_id, otel_trace_id, trace_uuid
+from galileo.middleware import TracingMiddleware, _request, get_request_logger
+from galileo.propagation import tracing_headers
+
+#: For the tests that store nothing under it (each storing test makes its own: the collector is shared).
+OTEL_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+OTEL_PARENT = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{OTEL_TRACE}-{OTEL_PARENT}-01"
+
+
+def otel_context() -> tuple[str, str]:
+    """A new OTel trace id and a traceparent naming it (parent span :data:`OTEL_PARENT`)."""
+    trace_hex = uuid.uuid4().hex[::-1]  # (not a uuid4's own digits)
+    return trace_hex, f"00-{trace_hex}-{OTEL_PARENT}-01"
+
+
+@pytest.fixture(autouse=True)
+def _env(collector_env: CollectorProcess, fresh_sdk: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GALILEO_PROJECT", "w3c")
+    _request.reset()
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    """A service of ours whose handler logs a workflow span and answers its trace and outgoing headers
+    (``/quiet`` logs nothing)."""
+
+    async def handler(request: Request) -> JSONResponse:
+        logger = get_request_logger()
+        workflow = logger.add_workflow_span(input="q", name="wf")
+        headers = tracing_headers()
+        logger.conclude(output="a")
+        return JSONResponse({"trace": logger.trace_id, "workflow": workflow.id, "headers": headers})
+
+    async def quiet(request: Request) -> JSONResponse:
+        return JSONResponse({})
+
+    app = Starlette(
+        routes=[Route("/", handler), Route("/quiet", quiet)], middleware=[Middleware(TracingMiddleware)]
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def stored(collector: CollectorProcess, trace_id: str) -> dict[str, Any]:
+    galileo.shutdown(timeout=15)
+    return collector.wait_for(lambda: collector.trace(trace_id), timeout=15)
+
+
+def records(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield tree
+    for child in tree.get("spans") or ():
+        yield from records(child)
+
+
+# -- in ----------------------------------------------------------------------------------------------------
+def test_a_traceparent_alone_opens_the_mapped_trace(
+    client: TestClient, collector_env: CollectorProcess
+) -> None:
+    otel_trace, traceparent = otel_context()
+    body = client.get("/", headers={"traceparent": traceparent}).json()
+    assert body["trace"] == trace_uuid(otel_trace) == trace_uuid(otel_trace.upper()), "deterministic"
+    tree = stored(collector_env, body["trace"])
+    assert (tree["name"], tree["is_complete"], tree["status_code"]) == ("GET /", True, 200)
+    assert tree["user_metadata"] == {
+        "otel.trace_id": otel_trace,
+        "otel.span_id": otel_span_id(tree["id"]),
+        "otel.parent_span_id": OTEL_PARENT,
+    }
+    (workflow,) = tree["spans"]
+    assert workflow["user_metadata"] == {
+        "otel.trace_id": otel_trace,
+        "otel.span_id": otel_span_id(body["workflow"]),
+    }
+    # out: the OTel trace id as it came, our record as the parent, its flags; our tracestate member
+    trace_hex, workflow_hex = body["trace"].replace("-", ""), body["workflow"].replace("-", "")
+    assert body["headers"] == {
+        "X-Galileo-Trace-ID": body["trace"],
+        "X-Galileo-Parent-ID": body["workflow"],
+        "traceparent": f"00-{otel_trace}-{workflow_hex[:16]}-01",
+        "tracestate": f"galileo={trace_hex}-{workflow_hex}",
+    }
+
+
+def test_x_galileo_decides_and_the_traceparent_is_kept(
+    client: TestClient, collector_env: CollectorProcess
+) -> None:
+    trace, parent = str(uuid.uuid4()), str(uuid.uuid4())
+    headers = {
+        "X-Galileo-Trace-ID": trace,
+        "X-Galileo-Parent-ID": parent,
+        "traceparent": f"00-{OTEL_TRACE}-{OTEL_PARENT}-00",
+        "tracestate": "vendor=abc, other=1",
+    }
+    body = client.get("/", headers=headers).json()
+    assert body["trace"] == trace
+    out = body["headers"]
+    assert out["traceparent"] == f"00-{OTEL_TRACE}-{otel_span_id(body['workflow'])}-00", "flags passed on"
+    assert out["tracestate"].split(",")[1:] == ["vendor=abc", "other=1"], "ours first, then theirs"
+    galileo.shutdown(timeout=15)
+    posts = collector_env.wait_for(
+        lambda: [r for r in collector_env.requests() if body["workflow"] in r.get("record_ids", ())]
+    )
+    assert all(not r["path"].endswith("/traces") for r in posts), "a continuing service sends no trace record"
+    (span,) = posts[0]["body"]["spans"]
+    assert span["user_metadata"] == {
+        "otel.trace_id": OTEL_TRACE,
+        "otel.span_id": otel_span_id(body["workflow"]),
+        "otel.parent_span_id": OTEL_PARENT,
+    }
+
+
+def test_malformed_x_galileo_falls_back_to_the_traceparent(client: TestClient) -> None:
+    otel_trace, traceparent = otel_context()
+    body = client.get("/", headers={"X-Galileo-Trace-ID": "nope", "traceparent": traceparent}).json()
+    assert body["trace"] == trace_uuid(otel_trace)
+
+
+def test_our_tracestate_member_continues_our_trace(
+    client: TestClient, collector_env: CollectorProcess
+) -> None:
+    """A service of ours reached through an OTel-only hop (which passed our tracestate member on)."""
+    upstream = galileo.GalileoLogger(log_stream="upstream", mode="distributed")
+    trace = upstream.start_trace(input="q", name="upstream")
+    workflow = upstream.add_workflow_span(input="q", name="upstream-wf")
+    sent = upstream.get_tracing_headers()
+    hop_span = "aaaaaaaaaaaaaaaa"  # the OTel hop's span: a new parent id, the same trace, tracestate as is
+    traceparent = sent["traceparent"][:36] + hop_span + "-01"
+    body = client.get("/", headers={"traceparent": traceparent, "tracestate": sent["tracestate"]}).json()
+    upstream.conclude(output="a", conclude_all=True)
+    assert body["trace"] == trace.id
+    tree = stored(collector_env, trace.id)
+    (upstream_wf,) = tree["spans"]
+    (ours,) = upstream_wf["spans"]
+    assert ours["id"] == body["workflow"]
+    assert ours["user_metadata"]["otel.parent_span_id"] == hop_span
+    assert body["headers"]["traceparent"] == f"00-{otel_trace_id(trace.id)}-{otel_span_id(ours['id'])}-01"
+    assert workflow.id == upstream_wf["id"]
+
+
+def test_between_our_services_the_records_are_unchanged(
+    client: TestClient, collector_env: CollectorProcess
+) -> None:
+    """X-Galileo with the traceparent we derive from it: no OpenTelemetry involved, no otel.* metadata."""
+    upstream = galileo.GalileoLogger(log_stream="upstream", mode="distributed")
+    trace = upstream.start_trace(input="q", name="upstream")
+    body = client.get("/", headers=upstream.get_tracing_headers()).json()
+    upstream.conclude(output="a", conclude_all=True)
+    assert body["trace"] == trace.id
+    tree = stored(collector_env, trace.id)
+    assert all(record["user_metadata"] == {} for record in records(tree))
+
+
+def test_galileo_context_takes_a_w3c_context(
+    collector_env: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALILEO_MODE", "distributed")
+    seen: dict[str, Any] = {}
+    otel_trace, traceparent = otel_context()
+
+    @log(name="job")
+    def job() -> str:
+        seen["headers"] = get_tracing_headers()
+        return "done"
+
+    with galileo_context(log_stream="jobs", traceparent=traceparent, tracestate="vendor=1"):
+        job()
+    galileo_context.flush(timeout=10)
+    trace_id = trace_uuid(otel_trace)
+    tree = collector_env.wait_for(lambda: collector_env.trace(trace_id), timeout=15)
+    (span,) = tree["spans"]
+    assert tree["user_metadata"]["otel.parent_span_id"] == OTEL_PARENT
+    assert span["user_metadata"]["otel.trace_id"] == otel_trace
+    assert seen["headers"]["traceparent"] == f"00-{otel_trace}-{otel_span_id(span['id'])}-01"
+    assert seen["headers"]["tracestate"].endswith(",vendor=1")
+
+    # Our member in it: the block continues that trace (no trace record of its own).
+    with galileo_context(
+        log_stream="jobs", traceparent=traceparent, tracestate=seen["headers"]["tracestate"]
+    ):
+        job()
+    galileo_context.flush(timeout=10)
+    tree = collector_env.wait_for(
+        lambda: (t := collector_env.trace(trace_id)) and len(t["spans"][0]["spans"]) == 1 and t
+    )
+    assert tree["spans"][0]["spans"][0]["name"] == "job"
+
+
+# -- malformed: never fails a request, a new trace, rate-limited warnings -----------------------------------
+_VALID_STATE = "vendor=1"
+CORPUS: list[list[tuple[bytes, bytes]]] = [
+    [(b"traceparent", value.encode() if isinstance(value, str) else value)]
+    for value in [
+        f"ff-{OTEL_TRACE}-{OTEL_PARENT}-01",  # version ff
+        f"00-{'0' * 32}-{OTEL_PARENT}-01",  # all-zero trace id
+        f"00-{OTEL_TRACE}-{'0' * 16}-01",  # all-zero parent id
+        f"00-{OTEL_TRACE.upper()}-{OTEL_PARENT}-01",  # upper case
+        f"00-{OTEL_TRACE[:-1]}-{OTEL_PARENT}-01",  # wrong lengths
+        f"00-{OTEL_TRACE}-{OTEL_PARENT}0-01",
+        f"00-{OTEL_TRACE}-{OTEL_PARENT}-1",
+        f"0-{OTEL_TRACE}-{OTEL_PARENT}-01",
+        f"00-{OTEL_TRACE}-{OTEL_PARENT}-01-",  # version 00 with more fields
+        f"00_{OTEL_TRACE}_{OTEL_PARENT}_01",
+        f"00-{OTEL_TRACE[:-1]}g-{OTEL_PARENT}-01",  # not hex
+        "",
+        "garbage",
+        "00-" + "a" * 100_000,  # huge
+        "\t00-\x01-\x7f",
+        "é".encode() * 30,  # not ASCII
+        b"\xff" * 55,
+    ]
+]
+CORPUS.append([(b"traceparent", TRACEPARENT.encode()), (b"traceparent", TRACEPARENT.encode())])  # duplicated
+
+
+@pytest.mark.parametrize("rounds", [3])
+def test_malformed_traceparents_never_fail_a_request(
+    client: TestClient, caplog: pytest.LogCaptureFixture, rounds: int
+) -> None:
+    traces = set()
+    with caplog.at_level(logging.WARNING, logger="galileo"):
+        for _ in range(rounds):
+            for headers in CORPUS:
+                answer = client.get("/", headers=[*headers, (b"tracestate", _VALID_STATE.encode())])
+                assert answer.status_code == 200
+                body = answer.json()
+                assert uuid.UUID(body["trace"]).version == 4
+                traces.add(body["trace"])
+                assert body["headers"]["traceparent"].startswith(f"00-{body['trace'].replace('-', '')}-")
+                assert "vendor" not in body["headers"]["tracestate"], (
+                    "the tracestate went with its traceparent"
+                )
+    assert len(traces) == rounds * len(CORPUS), "each request a new trace of its own"
+    assert trace_uuid(OTEL_TRACE) not in traces
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) <= 2, "rate limited: one per kind of problem (malformed, duplicated)"
+    assert all("traceparent" in w and "a new trace starts" in w and len(w) < 300 for w in warnings)
+
+
+@pytest.mark.parametrize(
+    "tracestate",
+    [
+        "a=1,a=2",
+        "UPPER=1",
+        "k=",
+        "=v",
+        ",".join(f"k{i}=v" for i in range(33)),
+        "k=" + "v" * 10_000,
+        "k=v\x00",
+    ],
+)
+def test_a_malformed_tracestate_is_dropped_and_its_traceparent_kept(
+    client: TestClient, tracestate: str
+) -> None:
+    otel_trace, traceparent = otel_context()
+    answer = client.get("/", headers={"traceparent": traceparent, "tracestate": tracestate})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["trace"] == trace_uuid(otel_trace)
+    assert body["headers"]["tracestate"].count("=") == 1, "ours only"
+
+
+def test_a_request_that_logs_nothing_never_parses(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="galileo"):
+        for _ in range(3):
+            assert (
+                client.get(
+                    "/quiet", headers={"traceparent": "ff-bad", "X-Galileo-Trace-ID": "bad"}
+                ).status_code
+                == 200
+            )
+    assert caplog.records == []
+
+
+# -- point 7: propagation is a leaf --------------------------------------------------------------------------
+_PACKAGE = Path(galileo.__file__).parent
+
+
+def _module_file(name: str) -> Path | None:
+    path = _PACKAGE.parent.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(name: str) -> set[str]:
+    """The galileo modules ``name`` imports (at module level and in functions; not for type checking)."""
+    path = _module_file(name)
+    assert path is not None, name
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for n in ast.walk(node)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            targets = [
+                f"{base}.{alias.name}" if _module_file(f"{base}.{alias.name}") else base
+                for alias in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            if not target.startswith("galileo"):
+                continue
+            parts = target.split(".")
+            # the modules the import runs: each package on the way (galileo itself aside), then the module
+            found.update(
+                ".".join(parts[:i]) for i in range(2, len(parts) + 1) if _module_file(".".join(parts[:i]))
+            )
+            if target == "galileo":
+                found.add("galileo")
+    return found
+
+
+def _closure(start: str) -> dict[str, str]:
+    """Every galileo module ``start`` imports, directly or not, each with the module that imports it."""
+    seen = {start: ""}
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        for imported in _imports(module):
+            if imported not in seen:
+                seen[imported] = module
+                todo.append(imported)
+    return seen
+
+
+def test_propagation_imports_no_logger_and_no_middleware() -> None:
+    reached = _closure("galileo.propagation")
+    assert "galileo._w3c" in reached and "galileo._context" in reached, "the graph is built"
+    for forbidden in (
+        "galileo.logger",
+        "galileo.middleware",
+        "galileo.decorator",
+        "galileo._galileo_context",
+    ):
+        chain = [forbidden]
+        while chain[-1] in reached and reached[chain[-1]]:
+            chain.append(reached[chain[-1]])
+        assert forbidden not in reached, " <- ".join(chain)
+
+
+def test_the_import_graph_sees_imports_in_functions() -> None:
+    """The check above is not vacuous: the middleware's request module imports the logger, and _current
+    imports the middleware inside a function."""
+    assert "galileo.logger" in _closure("galileo.middleware._request")
+    assert "galileo.middleware._request" in _imports("galileo._current")
