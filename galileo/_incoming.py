@@ -21,9 +21,11 @@ Records of a trace joined to OpenTelemetry carry ``otel.trace_id`` (the original
 spans directly under an upstream parent) also ``otel.parent_span_id``. Traces with no W3C context get none.
 
 **The OpenTelemetry current span.** When ``opentelemetry.trace`` is already imported and a span with a valid
-context is current (OpenTelemetry's ASGI instrumentation running outside ``TracingMiddleware``, say),
+context is current when a request's logger is created (OpenTelemetry's ASGI instrumentation running outside
+``TracingMiddleware``: its server span, unless the handler made a span of its own current first),
 :func:`otel_current` gives its context, which stands for the raw ``traceparent`` header: so the request's
-records and that span name one trace. A service that never imported OpenTelemetry pays one dict lookup.
+records and that span name one trace. A service that never imported OpenTelemetry pays one dict lookup,
+at the creation of a request's logger only.
 """
 
 from __future__ import annotations
