@@ -139,6 +139,26 @@ def test_x_galileo_decides_and_the_traceparent_is_kept(
     }
 
 
+def test_the_dispatch_path_reads_the_traceparent_too() -> None:
+    """A subclass overriding ``dispatch`` runs through BaseHTTPMiddleware: the same parser, the same rules."""
+
+    class Timed(TracingMiddleware):
+        async def dispatch(self, request: Request, call_next: Any) -> Any:
+            return await super().dispatch(request, call_next)
+
+    async def handler(request: Request) -> JSONResponse:
+        logger = get_request_logger()
+        logger.add_tool_span("q", "a")
+        return JSONResponse({"trace": logger.trace_id})
+
+    otel_trace, traceparent = otel_context()
+    app = Starlette(routes=[Route("/", handler)], middleware=[Middleware(Timed)])
+    with TestClient(app) as test_client:
+        assert test_client.get("/", headers={"traceparent": traceparent}).json()["trace"] == trace_uuid(
+            otel_trace
+        )
+
+
 def test_malformed_x_galileo_falls_back_to_the_traceparent(client: TestClient) -> None:
     otel_trace, traceparent = otel_context()
     body = client.get("/", headers={"X-Galileo-Trace-ID": "nope", "traceparent": traceparent}).json()
