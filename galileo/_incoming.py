@@ -14,7 +14,8 @@ The rules (issue 21), applied by :func:`decide`:
   upstream, reached through an OpenTelemetry-only hop) continues that Galileo trace under that record.
 - Otherwise a W3C context makes the first trace opened here take the id ``trace_uuid(otel trace id)``
   (deterministic: every service derives the same one); that trace record names the W3C parent span in
-  ``otel.parent_span_id``.
+  ``otel.parent_span_id``. In distributed mode, only the first request of a process to open that trace
+  sends its record; later ones of the same OTel trace continue it (see :func:`_claim`).
 
 Records of a trace joined to OpenTelemetry carry ``otel.trace_id`` (the original OTel trace id) and
 ``otel.span_id`` (``otel_span_id(record id)``); the top-level ones (the trace record a request opened, and
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from galileo._w3c import (
@@ -116,11 +119,18 @@ class W3CJoin:
     def __repr__(self) -> str:
         return f"<W3CJoin {self.context.trace_id}>"
 
-    def begin_trace(self, trace: schema.Trace) -> None:
-        """Before ``trace`` goes out: the first one takes the mapped id; all carry the OTel ids."""
+    def begin_trace(self, trace: schema.Trace, claim: bool) -> bool:
+        """Before ``trace`` goes out: the first one takes the mapped id; all carry the OTel ids.
+
+        With ``claim`` (distributed mode), False when this process opened the mapped trace already (see
+        :func:`claim`): the caller then continues it instead of sending a second record of it.
+        """
         if self.root_id is not None:
             trace.id, self.root_id = self.root_id, None
+            if claim and not _claim(trace.id):
+                return False
         self.tag(trace, top_level=True)
+        return True
 
     def tag(self, record: schema.Record, top_level: bool) -> None:
         """Give ``record`` its OTel ids (``top_level``: also the W3C parent span's) in its metadata."""
@@ -130,6 +140,30 @@ class W3CJoin:
         metadata[SPAN_ID_KEY] = otel_span_id(record.id)
         if top_level:
             metadata[PARENT_SPAN_ID_KEY] = context.span_id
+
+
+#: Mapped trace ids this process opened a trace record for, the most recent last, :data:`MAX_OPENED` at most.
+_opened: OrderedDict[str, None] = OrderedDict()
+_opened_lock = threading.Lock()
+MAX_OPENED = 4096
+
+
+def _claim(trace_id: str) -> bool:
+    """Whether this process is the first here to open the mapped trace ``trace_id`` (recently).
+
+    Two requests of one OTel trace (an OTel service calling ours twice) map to one trace id. The first opens
+    and completes the trace record; the others continue it, as a service reached through X-Galileo would:
+    two owners of one trace in one process would each wait for the other to finish before completing it.
+    Across processes, each one's first request sends the record; ingest keeps the first stored.
+    """
+    with _opened_lock:
+        if trace_id in _opened:
+            _opened.move_to_end(trace_id)
+            return False
+        _opened[trace_id] = None
+        if len(_opened) > MAX_OPENED:
+            _opened.popitem(last=False)
+        return True
 
 
 def otel_current() -> W3CContext | None:

@@ -90,3 +90,8 @@ class TraceState:
 
     def __repr__(self) -> str:
         return f"<TraceState levels={len(self.stack)} traces={len(self.traces)}>"
+
+    def continue_upstream(self, trace_id: str) -> None:
+        """Continue ``trace_id`` under its trace record, sending no record of it (nothing is open here)."""
+        self.upstream_trace_id = self.upstream_parent_id = trace_id
+        self.stack.append(Level(None, trace_id, now_ns()))

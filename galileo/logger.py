@@ -383,11 +383,13 @@ class GalileoLogger(PublishedLoggerApi):
         """Make ``trace`` the open root (under the lock, nothing open): in distributed mode its outbox opens
         and the trace record is handed to the sender; in batch mode it waits for flush (or the exit drain)."""
         state = self._state()
-        if state.w3c is not None:  # joined to an OTel trace: the mapped id (the first), OTel ids in metadata
-            state.w3c.begin_trace(trace)
+        config = self._config
+        w3c = state.w3c  # joined to an OTel trace: the mapped id (the first), OTel ids in metadata
+        if w3c is not None and not w3c.begin_trace(trace, config.mode == "distributed"):
+            state.continue_upstream(trace.id)  # another request here opened it (see galileo._incoming)
+            return
         state.stack.append(Level(trace, trace.id, _now_ns()))
         state.traces.append(trace)
-        config = self._config
         if config.mode != "distributed":
             if self not in _unflushed:
                 _unflushed.add(self)

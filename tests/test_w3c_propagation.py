@@ -139,6 +139,26 @@ def test_x_galileo_decides_and_the_traceparent_is_kept(
     }
 
 
+def test_two_calls_of_one_otel_trace_share_its_galileo_trace(
+    client: TestClient, collector_env: CollectorProcess
+) -> None:
+    """An OTel service calling ours twice in one trace: one mapped id, so one Galileo trace holding both
+    requests' spans (ingest is idempotent: the first trace record stored stands); nothing is lost."""
+    otel_trace, _ = otel_context()
+    bodies = [
+        client.get("/", headers={"traceparent": f"00-{otel_trace}-{parent}-01"}).json()
+        for parent in ("1111111111111111", "2222222222222222")
+    ]
+    assert bodies[0]["trace"] == bodies[1]["trace"] == trace_uuid(otel_trace)
+    galileo.shutdown(timeout=15)
+    tree = collector_env.wait_for(
+        lambda: (t := collector_env.trace(bodies[0]["trace"])) and len(t["spans"]) == 2 and t
+    )
+    assert {span["id"] for span in tree["spans"]} == {body["workflow"] for body in bodies}
+    assert tree["is_complete"] and tree["orphans"] == []
+    assert galileo.stats()["dropped"] == 0
+
+
 def test_the_dispatch_path_reads_the_traceparent_too() -> None:
     """A subclass overriding ``dispatch`` runs through BaseHTTPMiddleware: the same parser, the same rules."""
 
