@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import logging
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -392,6 +394,40 @@ def test_any_headers_parse_to_a_valid_context_or_none(headers: list[tuple[bytes,
         assert len(w3c.trace_id) == 32 and w3c.trace_id == w3c.trace_id.lower() and set(w3c.trace_id) != {"0"}
         assert len(w3c.span_id) == 16 and w3c.span_id == w3c.span_id.lower() and set(w3c.span_id) != {"0"}
         assert 0 <= w3c.flags <= 255 and len(w3c.members) <= 32
+
+
+_WITHOUT_OTEL = """
+import sys
+sys.modules["opentelemetry"] = None  # as if not installed: importing it raises ImportError
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from galileo.middleware import TracingMiddleware, get_request_logger
+
+async def handler(request):
+    logger = get_request_logger()
+    logger.add_tool_span("q", "a")
+    return JSONResponse({"trace": logger.trace_id, "headers": logger.get_tracing_headers()})
+
+app = Starlette(routes=[Route("/", handler)])
+app.add_middleware(TracingMiddleware, config=None)
+with TestClient(app) as client:
+    body = client.get("/", headers={"traceparent": sys.argv[1]}).json()
+print(body["trace"], body["headers"]["traceparent"])
+"""
+
+
+def test_the_w3c_path_needs_no_opentelemetry(collector_env: CollectorProcess) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_OTEL, TRACEPARENT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    trace, traceparent = out.stdout.split()
+    assert trace == trace_uuid(OTEL_TRACE) and traceparent.startswith(f"00-{OTEL_TRACE}-")
 
 
 # -- point 7: propagation is a leaf --------------------------------------------------------------------------
