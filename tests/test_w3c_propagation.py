@@ -411,7 +411,7 @@ async def handler(request):
     return JSONResponse({"trace": logger.trace_id, "headers": logger.get_tracing_headers()})
 
 app = Starlette(routes=[Route("/", handler)])
-app.add_middleware(TracingMiddleware, config=None)
+app.add_middleware(TracingMiddleware)
 with TestClient(app) as client:
     body = client.get("/", headers={"traceparent": sys.argv[1]}).json()
 print(body["trace"], body["headers"]["traceparent"])
@@ -419,15 +419,16 @@ print(body["trace"], body["headers"]["traceparent"])
 
 
 def test_the_w3c_path_needs_no_opentelemetry(collector_env: CollectorProcess) -> None:
+    otel_trace, incoming = otel_context()
     out = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_OTEL, TRACEPARENT],
+        [sys.executable, "-c", _WITHOUT_OTEL, incoming],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     trace, traceparent = out.stdout.split()
-    assert trace == trace_uuid(OTEL_TRACE) and traceparent.startswith(f"00-{OTEL_TRACE}-")
+    assert trace == trace_uuid(otel_trace) and traceparent.startswith(f"00-{otel_trace}-")
 
 
 # -- point 7: propagation is a leaf --------------------------------------------------------------------------
