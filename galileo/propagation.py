@@ -1,7 +1,7 @@
 """Trace context across services: ``X-Galileo-*`` and W3C Trace Context headers, read and written.
 
 A leaf: it parses and writes headers, and knows no logger, no middleware, no decorator (the test
-``tests/test_w3c_propagation.py`` checks its imports). Which logger is current is :mod:`galileo._current`'s
+``tests/test_import_graph.py`` checks its imports). Which logger is current is :mod:`galileo._current`'s
 business, which hands this module its answer (:func:`_use_current`) when :mod:`galileo` is imported.
 
 Incoming (``TracingMiddleware``, ``galileo_context(traceparent=...)``): :func:`parse_incoming` is the one
