@@ -39,8 +39,14 @@ Saturating load measures throughput more than overhead: a trivial handler costs 
 traced request's records cost the sender CPU of their own on the same cores, so the ratio there shows how
 much CPU the SDK adds per request rather than what a request waits for.
 
-Run: ``python benchmarks/bench_request_path.py [--requests N] [--clients C] [--rounds R] [--rate RPS]``.
-Loopback only; bounded.
+With ``--traceparent`` every request (to each app alike) carries a W3C ``traceparent`` naming a new
+OpenTelemetry trace, as when an OpenTelemetry-traced service calls ours: the SDK's app parses it when the
+request's logger is created, opens the trace mapped from it and tags each record with its OpenTelemetry ids
+(see :mod:`galileo._incoming`). Without it (the default, and the figures quoted in the docs) requests carry
+no trace context and each opens a trace of its own.
+
+Run: ``python benchmarks/bench_request_path.py [--requests N] [--clients C] [--rounds R] [--rate RPS]
+[--traceparent]``. Loopback only; bounded.
 """
 
 from __future__ import annotations
@@ -182,17 +188,22 @@ def _apps(sdk_ns: list[int]) -> tuple[Starlette, Starlette, Starlette]:
 
 
 _LOAD_SCRIPT = """
-import asyncio, json, re, sys, time
+import asyncio, json, os, re, sys, time
 url, clients, per_client = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 interval = float(sys.argv[4])  # seconds between a client's requests; 0: back to back
 burst = sys.argv[5] == "burst"  # all clients send at the same moments, or spread over the interval
+traceparent = sys.argv[6] == "traceparent"  # each request names a new OpenTelemetry trace
 host, _, path = url.removeprefix("http://").partition("/")
 address, port = host.rsplit(":", 1)
 request = f"GET /{path} HTTP/1.1\\r\\nhost: {host}\\r\\naccept: */*\\r\\n\\r\\n".encode()
 length = re.compile(rb"\\r\\ncontent-length:[ \\t]*(\\d+)", re.IGNORECASE)
 
+def with_traceparent():
+    ids = (os.urandom(16).hex().encode(), os.urandom(8).hex().encode())
+    return request[:-2] + b"traceparent: 00-%s-%s-01\\r\\n\\r\\n" % ids
+
 async def exchange(reader, writer):
-    writer.write(request)
+    writer.write(with_traceparent() if traceparent else request)
     head = await reader.readuntil(b"\\r\\n\\r\\n")
     if head[9:12] != b"200":
         raise SystemExit(f"answered {head[:12]!r}")
@@ -246,12 +257,20 @@ def _other_cpus() -> None:
         os.sched_setaffinity(0, split[1])
 
 
-def _load(url: str, clients: int, per_client: int, rate: float = 0.0, burst: bool = False) -> list[float]:
+def _load(
+    url: str,
+    clients: int,
+    per_client: int,
+    rate: float = 0.0,
+    burst: bool = False,
+    traceparent: bool = False,
+) -> list[float]:
     """``clients`` concurrent clients in another process (its own GIL), ``per_client`` requests each.
 
     ``rate`` paces them to that many requests per second in all (0: each client sends back to back, which
     saturates the app); with ``burst`` all clients send at the same moments (``rate / clients`` bursts a
-    second), otherwise spread evenly. Returns the request latencies in ms as the clients saw them.
+    second), otherwise spread evenly; with ``traceparent`` each request names a new OpenTelemetry trace.
+    Returns the request latencies in ms as the clients saw them.
     """
     interval = clients / rate if rate else 0.0
     out = subprocess.run(
@@ -264,6 +283,7 @@ def _load(url: str, clients: int, per_client: int, rate: float = 0.0, burst: boo
             str(per_client),
             str(interval),
             "burst" if burst else "spread",
+            "traceparent" if traceparent else "none",
         ],
         capture_output=True,
         text=True,
@@ -320,6 +340,7 @@ def run(
     rounds: int,
     report: Callable[[str], None],
     burst: bool = False,
+    traceparent: bool = False,
 ) -> None:
     with sdk_backend(f"request-path-{int(latency_ms)}ms", latency_ms) as collector:
         sdk_ns: list[int] = []
@@ -357,7 +378,7 @@ def run(
                     order = (control_url, bare_url, sdk_url)
                     for url in order if (rounds - i) % 2 else order[::-1]:
                         measured[url] = gc_clock.window(
-                            lambda url=url: _load(url, clients, per_client, rate, burst)
+                            lambda url=url: _load(url, clients, per_client, rate, burst, traceparent)
                         )
                     bare, sdk = measured[bare_url], measured[sdk_url]
                     ratios_aa.append(
@@ -432,13 +453,26 @@ def _back_to_back_us(fn: Callable[[], None], n: int = 2000) -> float:
     return median(rounds)
 
 
-def _seed_back_to_back_us() -> float:
+def _seed_back_to_back_us(traceparent: bool = False) -> float:
     """µs per request of the seed's SDK calls back to back, in a request context as the middleware sets it
-    (the sender runs: its records go to a collector of their own)."""
-    scope = {"type": "http", "method": "GET", "path": "/ask", "headers": [(b"host", b"bench")]}
+    (the sender runs: its records go to a collector of their own); ``traceparent``: each request names a new
+    OpenTelemetry trace."""
+    headers = [(b"host", b"bench")]
+    scopes = [
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/ask",
+            "headers": [*headers, (b"traceparent", b"00-%s-%s-01" % (_hex(16), _hex(8)))]
+            if traceparent
+            else headers,
+        }
+        for _ in range(2_000)
+    ]
+    made = iter(scopes)
 
     def one() -> None:
-        token = request_state.set(RequestState.new(scope))
+        token = request_state.set(RequestState.new(next(made)))
         try:
             _seed_calls()
         finally:
@@ -450,7 +484,13 @@ def _seed_back_to_back_us() -> float:
     return us
 
 
-def calibrate(clients: int, per_client: int, rate: float, report: Callable[[str], None]) -> None:
+def _hex(size: int) -> bytes:
+    return os.urandom(size).hex().encode()
+
+
+def calibrate(
+    clients: int, per_client: int, rate: float, report: Callable[[str], None], traceparent: bool = False
+) -> None:
     """The reference snippet back to back and in a handler under the spread load; the seed's SDK calls back
     to back (see the module docstring)."""
     handler_ns: list[int] = []
@@ -471,7 +511,7 @@ def calibrate(clients: int, per_client: int, rate: float, report: Callable[[str]
         for _ in range(2):
             _load(url, clients, per_client, rate)
     loaded = median(handler_ns) / 1000
-    seed = _seed_back_to_back_us()
+    seed = _seed_back_to_back_us(traceparent)
     report(
         f"calibration: a plain-Python reference snippet takes {warm:.1f} µs back to back and {loaded:.1f} µs "
         f"p50 in a handler at {rate:.0f} requests/s spread ({loaded / warm:.1f}x); the seed's SDK calls take "
@@ -497,6 +537,11 @@ def main() -> int:
     parser.add_argument(
         "--loads", default="spread,bursts,saturating", help="loads, comma-separated (default: all three)"
     )
+    parser.add_argument(
+        "--traceparent",
+        action="store_true",
+        help="each request carries a W3C traceparent naming a new OpenTelemetry trace (default: no context)",
+    )
     args = parser.parse_args()
     loads = {  # (rate, burst, requests per client per round)
         "spread": (args.rate, False, args.requests or 3),  # spread evenly at --rate
@@ -506,7 +551,7 @@ def main() -> int:
     print(
         f"seed handler on uvicorn, loopback; {args.clients} concurrent clients (another process) x "
         f"{args.requests or '3 (10 saturating)'} requests, {args.rounds} interleaved rounds per app; "
-        "ratios: median over rounds"
+        "ratios: median over rounds" + ("; each request with a new traceparent" if args.traceparent else "")
     )
     print(
         "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
@@ -518,9 +563,9 @@ def main() -> int:
     for latency in (float(ms) for ms in args.latencies.split(",")):
         for load in args.loads.split(","):
             rate, burst, requests = loads[load]
-            run(latency, rate, args.clients, requests, args.rounds, print, burst)
+            run(latency, rate, args.clients, requests, args.rounds, print, burst, args.traceparent)
     if "spread" in args.loads.split(","):
-        calibrate(args.clients, loads["spread"][2], args.rate, print)
+        calibrate(args.clients, loads["spread"][2], args.rate, print, args.traceparent)
     return 0
 
 

@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from galileo._incoming import Incoming
     from galileo._trace_state import Level
     from galileo.config import GalileoConfig
     from galileo.logger import GalileoLogger
@@ -38,19 +39,20 @@ __all__ = [
 class RequestState:
     """What the SDK knows about one request: its upstream trace context and its logger (once created).
 
-    The trace context (``trace_id``, ``parent_id``) is parsed from the request's headers the first time it
-    is asked for — when the request's logger is created — so a request that logs nothing pays nothing for
-    it (and a malformed header is reported only when it matters).
+    The trace context (an :class:`~galileo._incoming.Incoming`: ``trace_id``, ``parent_id`` and the W3C
+    context, from X-Galileo-*, traceparent/tracestate or OpenTelemetry's current span) is parsed the first
+    time it is asked for — when the request's logger is created — so a request that logs nothing pays
+    nothing for it (and a malformed header is reported only when it matters).
 
     Made with :meth:`new`. It is created on every request, and the middleware's fast path is timed in
     tenths of a microsecond: so the class has slots (fast to read) and no ``__init__`` (a type with none is
     called without a Python frame); :meth:`new`, and the middleware inline, fill in every slot.
     """
 
-    __slots__ = ("_ids", "_send", "config_source", "finalized", "logger", "scope", "status")
+    __slots__ = ("_incoming", "_send", "config_source", "finalized", "logger", "scope", "status")
 
-    #: The header parser, ``(raw ASGI headers) -> (trace_id, parent_id)``; set by :mod:`galileo.propagation`.
-    parse_headers: ClassVar[Callable[[Iterable[tuple[bytes, bytes]]], tuple[str | None, str | None]]]
+    #: The header parser, ``(raw ASGI headers) -> Incoming``; set by :mod:`galileo.propagation`.
+    parse_headers: ClassVar[Callable[[Iterable[tuple[bytes, bytes]]], Incoming]]
 
     #: The ASGI scope (method, path, headers and, after routing, the matched route).
     scope: MutableMapping[str, Any]
@@ -62,7 +64,7 @@ class RequestState:
     status: int
     logger: GalileoLogger | None
     finalized: bool
-    _ids: tuple[str | None, str | None] | None
+    _incoming: Incoming | None
 
     @classmethod
     def new(
@@ -76,7 +78,7 @@ class RequestState:
         state.status = 500
         state.logger = None
         state.finalized = False
-        state._ids = None
+        state._incoming = None
         return state
 
     def __repr__(self) -> str:
@@ -88,15 +90,15 @@ class RequestState:
             self.status = message["status"]
         return self._send(message)
 
-    def _context(self) -> tuple[str | None, str | None]:
-        ids = self._ids
-        if ids is None:
-            ids = self._ids = type(self).parse_headers(self.scope.get("headers", ()))
-        return ids
+    def _context(self) -> Incoming:
+        incoming = self._incoming
+        if incoming is None:
+            incoming = self._incoming = type(self).parse_headers(self.scope.get("headers", ()))
+        return incoming
 
     @property
     def trace_id(self) -> str | None:
-        """The upstream trace id from valid X-Galileo-* headers, or None (the request opens a new trace)."""
+        """The upstream Galileo trace id (X-Galileo-* or our tracestate member), or None (a new trace)."""
         return self._context()[0]
 
     @property

@@ -7,10 +7,7 @@ object serves concurrent tasks and threads; the outermost decorated call gives i
 its duration. A ``galileo_context(...)`` block is a :class:`~galileo._scope.Scope` set in :data:`entered`;
 ``galileo_context.init(...)`` sets the context's :class:`Defaults`.
 
-Which logger a decorated call outside any decorated workflow/agent call goes to (:func:`current_logger`):
-the block's logger when a block entered in the same request (or outside any request) is active; else the
-request's logger inside a request served through ``TracingMiddleware``; else the logger of ``init``'s
-project, log stream, experiment and mode (each, when not given, from the environment).
+Which logger a decorated call goes to is decided in one place, :func:`galileo._current.current_logger`.
 
 What decorated calls and blocks handed over is remembered here (:func:`hand_over`) for
 ``galileo_context.flush()`` to wait on, through the logger (only :mod:`galileo.logger` knows the sender). The
@@ -21,11 +18,9 @@ parent's to deliver, and the child's sender is a new one.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +40,6 @@ __all__ = [
     "all_loggers",
     "context_logger",
     "current_defaults",
-    "current_logger",
     "defaults",
     "entered",
     "forget",
@@ -295,26 +289,6 @@ def hand_over(logger: GalileoLogger) -> None:
             _handed.extend(handed)
             if len(_handed) > _prune_at:  # forget what was delivered; amortised, also with a dead backend
                 _handed[:], _prune_at = logger._still_busy(_handed, _PRUNE_FLOOR)
-
-
-def current_logger() -> GalileoLogger:
-    """The logger a decorated call outside any decorated workflow/agent call goes to (rules 2-4)."""
-    scope = entered.get()
-    request = current_request()
-    if scope is not None and scope.logger is not None and scope.request is request:
-        return scope.logger
-    if request is not None:
-        return request.logger or _request_logger()()
-    given = current_defaults()
-    return context_logger(given.project, given.log_stream, given.mode, given.experiment_id)
-
-
-@functools.cache
-def _request_logger() -> Callable[[], GalileoLogger]:
-    """``get_request_logger``, imported on first use (galileo.middleware imports Starlette)."""
-    from galileo.middleware._request import get_request_logger
-
-    return get_request_logger
 
 
 def _after_fork_in_child() -> None:

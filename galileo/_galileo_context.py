@@ -33,6 +33,7 @@ from typing import Any
 from galileo import _context_loggers as _registry
 from galileo import _ingestion, _sessions, schema
 from galileo._context import current_request, span_frame
+from galileo._current import current_logger
 from galileo._log_fields import forget_warnings, warn_once
 from galileo._scope import Scope
 from galileo.logger import DEFAULT_FLUSH_TIMEOUT, GalileoLogger, _must_not_block
@@ -53,13 +54,23 @@ class GalileoContext:
         trace_id: str | None = None,
         span_id: str | None = None,
         session_id: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Scope:
         """A block (``with`` or ``async with``) in which decorated calls go to ``project``/``log_stream`` (or
         ``experiment_id``; None: from ``init``, else the environment), continuing ``trace_id``/``span_id``
         when given (distributed mode), their traces in the existing session ``session_id`` when given: the
         block's own, for the traces its context starts (other tasks and threads keep theirs; a malformed id
-        is ignored with a WARNING)."""
-        scope = Scope(project, log_stream, trace_id, span_id, mode, experiment_id)
+        is ignored with a WARNING).
+
+        ``traceparent``/``tracestate`` (W3C Trace Context, e.g. from a message's headers) join the block's
+        traces to that OpenTelemetry trace, by the rules a request's headers follow: ``trace_id``/``span_id``
+        decide the Galileo parent when given; else our ``galileo=`` tracestate member continues that trace
+        (distributed mode); else the block's first trace takes the id mapped from the OTel trace id
+        (``galileo._w3c.trace_uuid``). The records carry their OTel ids in metadata (``otel.trace_id``,
+        ``otel.span_id``, ``otel.parent_span_id``), and the tracing headers sent from the block continue
+        the OTel trace. A malformed traceparent is ignored with a WARNING."""
+        scope = Scope(project, log_stream, trace_id, span_id, mode, experiment_id, (traceparent, tracestate))
         if session_id is not None:
             checked = _sessions.check_session_id(session_id)
             if checked is not None:
@@ -120,15 +131,10 @@ class GalileoContext:
         logger. ``ingestion_hook`` makes a new logger for the key that hands records to the hook, unless the
         key's logger already has that very hook: then it is that logger, its open trace kept. Raises
         :class:`~galileo.exceptions.ConfigurationError` on an invalid configuration."""
-        named = (project, log_stream, experiment_id, mode, ingestion_hook) != (None,) * 5
         scope = _registry.active_scope()
-        if scope is not None and scope.logger is not None:
-            if not named:
-                return scope.logger
-        elif current_request() is not None:
-            from galileo.middleware._request import get_request_logger
-
-            return get_request_logger()
+        named = (project, log_stream, experiment_id, mode, ingestion_hook) != (None,) * 5
+        if not named or (scope is None and current_request() is not None):
+            return current_logger()
         where = _current_key(scope)
         extra = {"ingestion_hook": ingestion_hook} if ingestion_hook is not None else {}
         return _registry.context_logger(
@@ -150,7 +156,7 @@ class GalileoContext:
     def get_current_mode(self) -> str | None:
         """The mode decorated calls here are logged in (``"batch"`` or ``"distributed"``)."""
         try:
-            return _registry.current_logger().mode
+            return current_logger().mode
         except Exception:
             return _current_key(_registry.active_scope())[3]
 
@@ -265,11 +271,8 @@ class GalileoContext:
             warn_once("session", "galileo: galileo_context.clear_session() ignored: no logger (%s)")
 
     def _here(self) -> GalileoLogger | None:
-        frame = span_frame.get()
-        if frame is not None:
-            return frame.logger
         try:
-            return _registry.current_logger()
+            return current_logger()
         except Exception:
             return None
 

@@ -20,7 +20,8 @@ from typing import Any, cast
 
 from galileo import schema
 from galileo._context import SpanFrame, span_frame
-from galileo._context_loggers import ContextLogger, current_logger, hand_over, new_state
+from galileo._context_loggers import ContextLogger, hand_over, new_state
+from galileo._current import current_logger
 from galileo._log_fields import MAX_CHARS, LogSpec, clip, output_value, to_text, warn_once
 from galileo._trace_state import TraceState
 from galileo._trace_state import now_ns as _now_ns
@@ -202,7 +203,7 @@ def begin(spec: LogSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call 
     """Open the span of a call (and its trace, for an outermost call), left active; None: run untraced."""
     try:
         frame = span_frame.get()
-        logger = frame.logger if frame is not None else current_logger()
+        logger = current_logger()  # (the frame's logger, when a decorated workflow/agent call runs here)
         if logger._disabled:
             return None
         call = Call(spec, logger, spec.input_text(args, kwargs), spec.fields(args, kwargs))
@@ -215,6 +216,8 @@ def begin(spec: LogSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call 
             here = logger._state_here()
             if here is None or not here.stack:  # no trace in this context: this call is the outermost
                 call.tree = new_state(by_call=True)
+                if here is not None:  # a galileo_context(traceparent=...) block's W3C context (see _incoming)
+                    call.tree.w3c = here.w3c
                 token = logger._use_state(call.tree)
                 try:
                     logger.start_trace(input=call.input, name=call.name, **_dataset(spec.dataset))

@@ -21,8 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from galileo import schema
+from galileo._incoming import W3CJoin
 
 if TYPE_CHECKING:
+    from galileo._incoming import W3CContext
     from galileo.logger import Handed, TraceHandle
 
 __all__ = ["PRUNE_OUTBOXES", "Level", "TraceState", "now_ns"]
@@ -60,12 +62,14 @@ class TraceState:
         "traces",
         "upstream_parent_id",
         "upstream_trace_id",
+        "w3c",
     )
 
     def __init__(
         self,
         trace_id: str | None = None,
         parent_id: str | None = None,
+        w3c: W3CContext | None = None,
         *,
         owner: object = None,
         by_call: bool = False,
@@ -79,8 +83,15 @@ class TraceState:
         self.upstream_parent_id = parent_id or trace_id  # ...and the parent its top-level spans name
         self.owner = owner  # a context's: the task (else thread) that made it (see ContextLogger)
         self.by_call = by_call  # a context's: its trace was started by a decorated call, which concludes it
+        #: The W3C context this trace joins (see galileo._incoming); None: no OpenTelemetry involved.
+        self.w3c = None if w3c is None else W3CJoin(w3c, continuing=trace_id is not None)
         if trace_id is not None:
             self.stack.append(Level(None, self.upstream_parent_id or trace_id, now_ns()))
 
     def __repr__(self) -> str:
         return f"<TraceState levels={len(self.stack)} traces={len(self.traces)}>"
+
+    def continue_upstream(self, trace_id: str) -> None:
+        """Continue ``trace_id`` under its trace record, sending no record of it (nothing is open here)."""
+        self.upstream_trace_id = self.upstream_parent_id = trace_id
+        self.stack.append(Level(None, trace_id, now_ns()))

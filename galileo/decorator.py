@@ -79,9 +79,12 @@ the sender, and ``galileo_context.flush()`` waits for them, through the logger o
 ``with galileo_context(project=..., log_stream=..., experiment_id=..., trace_id=..., span_id=..., mode=...):``
 (or ``async with``) scopes where decorated calls go; ``galileo_context.init(...)`` sets where they go in this
 context outside blocks; on leaving a block, what the block's logger left open in the block is concluded and
-handed to the sender. The rest of its surface (``get_logger_instance``, ``flush``, ``get_current_*``, ...) is
-described in :mod:`galileo._galileo_context`; the process's loggers and blocks in
-:mod:`galileo._context_loggers`.
+handed to the sender. ``traceparent=``/``tracestate=`` join the block's traces to a W3C (OpenTelemetry)
+context, by the rules a request's headers follow (see :mod:`galileo._incoming`). The rest of its surface
+(``get_logger_instance``, ``flush``, ``get_current_*``, ...) is described in
+:mod:`galileo._galileo_context`; the process's loggers and blocks in :mod:`galileo._context_loggers`; which
+logger a call goes to is decided by :func:`galileo._current.current_logger`, the one place the rules above
+live.
 
 Never breaks the decorated function: a failure of the SDK (serialisation, configuration, a bad context) is
 logged once, as one WARNING line on the ``galileo`` logger naming the cause (e.g. the setting to fix; its

@@ -88,7 +88,7 @@ from galileo._transport import Result, Target
 from galileo.config import GalileoConfig
 from galileo.exceptions import ConfigurationError
 from galileo.otel import _hook as _otel
-from galileo.propagation import PARENT_ID_HEADER, TRACE_ID_HEADER
+from galileo.propagation import outgoing_headers
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "FlushResult", "GalileoLogger", "Handed", "TraceHandle", "count_dropped"]
 
@@ -389,9 +389,13 @@ class GalileoLogger(PublishedLoggerApi):
         """Make ``trace`` the open root (under the lock, nothing open): in distributed mode its outbox opens
         and the trace record is handed to the sender; in batch mode it waits for flush (or the exit drain)."""
         state = self._state()
+        config = self._config
+        w3c = state.w3c  # joined to an OTel trace: the mapped id (the first), OTel ids in metadata
+        if w3c is not None and not w3c.begin_trace(trace, config.mode == "distributed"):
+            state.continue_upstream(trace.id)  # another request here opened it (see galileo._incoming)
+            return
         state.stack.append(Level(trace, trace.id, _now_ns()))
         state.traces.append(trace)
-        config = self._config
         if config.mode != "distributed" or config.exporter == "otlp":
             if self not in _unflushed:
                 _unflushed.add(self)
@@ -700,9 +704,11 @@ class GalileoLogger(PublishedLoggerApi):
         """Headers that make a downstream service continue this trace under the current parent.
 
         ``X-Galileo-Trace-ID`` is the root trace id, ``X-Galileo-Parent-ID`` the innermost open record (the
-        trace itself, an open workflow/agent span, or the upstream parent). In distributed mode the records
-        these ids name are moved to the front of the sender's queue, since another service is about to point
-        at them. With no trace: the request logger opens its trace now; any other logger warns and returns {}.
+        trace itself, an open workflow/agent span, or the upstream parent); ``traceparent`` and ``tracestate``
+        name the same parent to OpenTelemetry (see :mod:`galileo.propagation`). In distributed mode the
+        records these ids name are moved to the front of the sender's queue, since another service is about to
+        point at them. With no trace: the request logger opens its trace now; any other logger warns and
+        returns {}.
         """
         if self._disabled:
             return {}
@@ -716,7 +722,8 @@ class GalileoLogger(PublishedLoggerApi):
                 return {}
             trace_id = self.trace_id
             assert trace_id is not None
-            headers = {TRACE_ID_HEADER: trace_id, PARENT_ID_HEADER: self._parent_under(stack[-1]).id}
+            w3c = None if state.w3c is None else state.w3c.context
+            headers = outgoing_headers(trace_id, self._parent_under(stack[-1]).id, w3c)
             outbox = state.outbox
         if outbox is not None:
             _sender.get_sender(self._config).prioritize(outbox)
@@ -1159,6 +1166,8 @@ class GalileoLogger(PublishedLoggerApi):
             parent.last_wall = max(wall, created_at)
         if isinstance(parent.record, schema.ParentRecord):
             parent.record.spans.append(span)
+        if state.w3c is not None:  # joined to an OTel trace: the OTel ids in metadata (see galileo._incoming)
+            state.w3c.tag(span, top_level=parent.record is None)
         if not opens_level and self._export is not None:
             self._export.leaf(span, parent.id, state)
         if self._config.mode == "distributed":

@@ -127,7 +127,7 @@ def test_continuing_logger_sends_no_trace_record(collector_env: CollectorProcess
     trace = upstream.start_trace(input="q", name="gateway-trace")
     gateway_wf = upstream.add_workflow_span(input="q", name="gateway-wf")
     headers = upstream.get_tracing_headers()
-    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": gateway_wf.id}
+    assert headers["X-Galileo-Trace-ID"] == trace.id and headers["X-Galileo-Parent-ID"] == gateway_wf.id
 
     collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and len(t["spans"]) == 1)
     collector_env.clear_requests()
@@ -546,7 +546,7 @@ def test_headers_move_the_named_records_to_the_front(
             other.conclude(output="done")
         workflow = logger.add_workflow_span(input="q", name="calls downstream")
         headers = logger.get_tracing_headers()
-    assert headers == {"X-Galileo-Trace-ID": trace.id, "X-Galileo-Parent-ID": workflow.id}
+    assert headers["X-Galileo-Trace-ID"] == trace.id and headers["X-Galileo-Parent-ID"] == workflow.id
     collector_env.wait_for(lambda: all(collector_env.trace(t) for t in backlog))
     collector_env.wait_for(lambda: (t := collector_env.trace(trace.id)) and t["spans"])
     sent = writes(collector_env)[1:]  # (after the trace's own POST)

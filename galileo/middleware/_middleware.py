@@ -135,7 +135,7 @@ class TracingMiddleware(BaseHTTPMiddleware):
         state.status = 500
         state.logger = None
         state.finalized = False
-        state._ids = None
+        state._incoming = None
         token = request_state.set(state)
         try:
             await self.app(scope, receive, state.send_status)

@@ -54,8 +54,10 @@ def noop_logger() -> GalileoLogger:
 def get_request_logger() -> GalileoLogger:
     """The current request's distributed-mode logger (the same object for the whole request).
 
-    It continues the trace from the request's ``X-Galileo-Trace-ID`` / ``X-Galileo-Parent-ID`` headers; with
-    none it opens a trace of its own at the first span (``METHOD route``), which completes with the response.
+    It continues the trace from the request's ``X-Galileo-Trace-ID`` / ``X-Galileo-Parent-ID`` headers (or
+    from our ``galileo=`` tracestate member); with none it opens a trace of its own at the first span
+    (``METHOD route``), which completes with the response: its id mapped from the OpenTelemetry trace id
+    when a ``traceparent`` came in (or OpenTelemetry's current span is valid), else a new one.
     Project and log stream come from the environment (GALILEO_PROJECT / GALILEO_LOG_STREAM) or the
     middleware's arguments, never from headers. Outside a request served through ``TracingMiddleware``, or
     when the configuration is invalid, returns a no-op logger (logged once) instead of raising.

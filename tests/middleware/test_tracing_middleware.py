@@ -507,7 +507,13 @@ def test_tracing_headers_helper_names_the_current_parent() -> None:
         logger = get_request_logger()
         span = logger.add_workflow_span(input="q")
         seen["headers"] = propagation.tracing_headers()
-        seen["expected"] = {"X-Galileo-Trace-ID": logger.trace_id, "X-Galileo-Parent-ID": span.id}
+        trace_hex, span_hex = logger.trace_id.replace("-", ""), span.id.replace("-", "")
+        seen["expected"] = {
+            "X-Galileo-Trace-ID": logger.trace_id,
+            "X-Galileo-Parent-ID": span.id,
+            "traceparent": f"00-{trace_hex}-{span_hex[:16]}-01",
+            "tracestate": f"galileo={trace_hex}-{span_hex}",
+        }
         seen["injected"] = propagation.inject_headers({"accept": "*/*"})
         return JSONResponse({})
 
