@@ -34,7 +34,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from galileo.collector._body import parse_json
+from galileo.collector._body import BodyError, parse_json
 
 __all__ = ["ARRIVED", "REQUEST_LOG_BYTES", "REQUEST_LOG_SIZE", "ArrivalStamp", "RequestLog"]
 
@@ -152,14 +152,15 @@ class RequestLog:
             return self._bytes
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Every entry, bodies parsed (None for a rejected or unanswered request)."""
+        """Every entry, bodies parsed (None for a rejected or unanswered request, and for a body that is
+        not JSON: an OTLP export in protobuf, or compressed)."""
         with self._lock:
             entries = list(self._entries)
             copies = [{**entry} for entry in entries]
         for entry in copies:
             raw = entry.pop("raw")
             accepted = entry["status"] is not None and 200 <= entry["status"] < 300
-            entry["body"] = parse_json(raw) if raw and accepted else None
+            entry["body"] = _body(raw) if raw and accepted else None
         return copies
 
     def clear(self) -> int:
@@ -168,3 +169,10 @@ class RequestLog:
             self._entries.clear()
             self._bytes = 0
             return count
+
+
+def _body(raw: bytes) -> Any:
+    try:
+        return parse_json(raw)
+    except BodyError:
+        return None

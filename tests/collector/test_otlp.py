@@ -183,6 +183,9 @@ def test_compressed_exports_are_stored(collector: CollectorProcess, compression:
     result = export(f"{collector.url}/v1/traces", kept.spans, compression=compression)
     assert result is SpanExportResult.SUCCESS
     assert len(list(walk(stored(collector, trace_uuid(hex_trace(kept.spans[0])))))) == 3
+    # the test endpoint listing writes still answers, the export's body (not JSON) left out
+    (entry,) = [r for r in collector.requests() if r["path"] == "/v1/traces" and r["status"] == 200][-1:]
+    assert entry["body"] is None
 
 
 def test_an_error_status_is_a_500_unless_the_attributes_say_otherwise(collector: CollectorProcess) -> None:
