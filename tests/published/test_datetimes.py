@@ -41,6 +41,17 @@ def _utc_text(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
+def _exact_utc_text(value: Any) -> str | None:
+    """What the collector must store for ``value``; None where the SDK substitutes the current time (not a
+    datetime, before the safe range, or past year 9999 once in UTC: 9999-12-31T23:59-23:00 is)."""
+    if not isinstance(value, dt.datetime) or value.replace(tzinfo=None) < _SAFE["min_value"]:
+        return None
+    try:
+        return _utc_text(value)
+    except OverflowError:
+        return None
+
+
 def _parse(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -74,8 +85,7 @@ def test_any_created_at_reaches_the_collector(collector_env: CollectorProcess, d
         logger.add_retriever_span("q", ["d"], created_at=value)
         logger.conclude()
         logger.conclude()
-        exact = isinstance(value, dt.datetime) and _SAFE["min_value"] <= value.replace(tzinfo=None)
-        expected[trace.id] = _utc_text(value) if exact else None
+        expected[trace.id] = _exact_utc_text(value)
     assert logger.flush(timeout=30).pending == 0
     for trace_id, when in expected.items():
         got = collector_env.wait_for(lambda trace_id=trace_id: collector_env.trace(trace_id))
