@@ -45,8 +45,12 @@ request's logger is created, opens the trace mapped from it and tags each record
 (see :mod:`galileo._incoming`). Without it (the default, and the figures quoted in the docs) requests carry
 no trace context and each opens a trace of its own.
 
+With ``--otlp`` every record is also exported as an OpenTelemetry span (``GALILEO_EXPORTER=both``, see
+:mod:`galileo.otel`) to a second collector's OTLP endpoint, which runs where the first does; the last column
+adds what the export delivered and dropped.
+
 Run: ``python benchmarks/bench_request_path.py [--requests N] [--clients C] [--rounds R] [--rate RPS]
-[--traceparent]``. Loopback only; bounded.
+[--traceparent] [--otlp]``. Loopback only; bounded.
 """
 
 from __future__ import annotations
@@ -306,9 +310,11 @@ def _wait_delivered(expected_traces: int, collector: Any, deadline_s: float) -> 
 
 
 @contextlib.contextmanager
-def sdk_backend(log_stream: str, latency_ms: float = 0.0) -> Iterator[CollectorProcess]:
+def sdk_backend(log_stream: str, latency_ms: float = 0.0, otlp: bool = False) -> Iterator[CollectorProcess]:
     """A fresh sender and a collector on the CPUs the app does not use, the SDK's environment pointed at it
-    (project "bench", ``log_stream``); request loggers read that environment again.
+    (project "bench", ``log_stream``); request loggers read that environment again. With ``otlp`` every
+    record is also exported as an OpenTelemetry span (``GALILEO_EXPORTER=both``) to a second collector's
+    OTLP endpoint, placed like the first.
 
     The collector stands in for Galileo's servers, which run on machines of their own: it runs at the lowest
     CPU priority (nice 19), so that on the CPU it shares with the load generator, storing records never
@@ -316,11 +322,16 @@ def sdk_backend(log_stream: str, latency_ms: float = 0.0) -> Iterator[CollectorP
     """
     _sender.reset(timeout=5)  # a fresh sender: this run's counters only
     split = _split_cpus()
-    with start_collector(latency_ms) as collector:
-        assert collector.pid is not None
-        os.setpriority(os.PRIO_PROCESS, collector.pid, 19)
+    with contextlib.ExitStack() as stack:
+        collector = stack.enter_context(start_collector(latency_ms))
+        sink = stack.enter_context(start_collector()) if otlp else None
+        for process in (collector, sink):
+            if process is not None:
+                assert process.pid is not None
+                os.setpriority(os.PRIO_PROCESS, process.pid, 19)
+                if split is not None:
+                    os.sched_setaffinity(process.pid, split[1])
         if split is not None:
-            os.sched_setaffinity(collector.pid, split[1])
             os.sched_setaffinity(0, split[0])
         _request.reset()  # request loggers resolve their configuration once per process: read it again
         os.environ.update(
@@ -329,7 +340,13 @@ def sdk_backend(log_stream: str, latency_ms: float = 0.0) -> Iterator[CollectorP
             GALILEO_PROJECT="bench",
             GALILEO_LOG_STREAM=log_stream,
         )
-        yield collector
+        if sink is not None:
+            os.environ.update(GALILEO_OTLP_ENDPOINT=sink.url, GALILEO_EXPORTER="both")
+        try:
+            yield collector
+        finally:
+            os.environ.pop("GALILEO_OTLP_ENDPOINT", None)
+            os.environ.pop("GALILEO_EXPORTER", None)
 
 
 def run(
@@ -341,8 +358,9 @@ def run(
     report: Callable[[str], None],
     burst: bool = False,
     traceparent: bool = False,
+    otlp: bool = False,
 ) -> None:
-    with sdk_backend(f"request-path-{int(latency_ms)}ms", latency_ms) as collector:
+    with sdk_backend(f"request-path-{int(latency_ms)}ms", latency_ms, otlp) as collector:
         sdk_ns: list[int] = []
         with_sdk, without, control = _apps(sdk_ns)
         spy = _NetworkSpy()
@@ -415,7 +433,8 @@ def run(
         f"{ratio50:5.2f}x | {ratio_aa:5.2f}x | {ratio99:5.2f}x | "
         f"{cpu_bare / total * 1e6:4.0f} / {cpu_sdk / total * 1e6:4.0f} | "
         f"{gc_bare / total * 1e6:4.1f} / {gc_sdk / total * 1e6:4.1f} ({full_sdk} full) | {arrived} | "
-        f"{stats['sent']} sent, {stats['dropped']} dropped |"
+        f"{stats['sent']} sent, {stats['dropped']} dropped"
+        + (f"; OTLP {stats['otlp_exported']} exported, {stats['otlp_dropped']} dropped |" if otlp else " |")
     )
 
 
@@ -538,6 +557,12 @@ def main() -> int:
         "--loads", default="spread,bursts,saturating", help="loads, comma-separated (default: all three)"
     )
     parser.add_argument(
+        "--otlp",
+        action="store_true",
+        help="export every record as an OpenTelemetry span too (GALILEO_EXPORTER=both) to a second "
+        "collector's OTLP endpoint (default: Galileo's API only)",
+    )
+    parser.add_argument(
         "--traceparent",
         action="store_true",
         help="each request carries a W3C traceparent naming a new OpenTelemetry trace (default: no context)",
@@ -551,7 +576,9 @@ def main() -> int:
     print(
         f"seed handler on uvicorn, loopback; {args.clients} concurrent clients (another process) x "
         f"{args.requests or '3 (10 saturating)'} requests, {args.rounds} interleaved rounds per app; "
-        "ratios: median over rounds" + ("; each request with a new traceparent" if args.traceparent else "")
+        "ratios: median over rounds"
+        + ("; each request with a new traceparent" if args.traceparent else "")
+        + ("; every record also exported over OTLP" if args.otlp else "")
     )
     print(
         "| backend latency | load | SDK µs p50 | SDK µs p99 | net calls on request path | "
@@ -563,7 +590,7 @@ def main() -> int:
     for latency in (float(ms) for ms in args.latencies.split(",")):
         for load in args.loads.split(","):
             rate, burst, requests = loads[load]
-            run(latency, rate, args.clients, requests, args.rounds, print, burst, args.traceparent)
+            run(latency, rate, args.clients, requests, args.rounds, print, burst, args.traceparent, args.otlp)
     if "spread" in args.loads.split(","):
         calibrate(args.clients, loads["spread"][2], args.rate, print, args.traceparent)
     return 0
