@@ -9,11 +9,13 @@ stored, as ``galileo-collector tree TRACE_ID`` would: the retriever's spans unde
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import requests
 
@@ -46,26 +48,39 @@ def _start_collector(url: str, db: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def main() -> int:
+@contextlib.contextmanager
+def local_collector() -> Iterator[str]:
+    """The collector the SDK sends to (GALILEO_API_URL, else the local default): the one running there, or
+    one started for the block with a throw-away database. Yields its URL."""
     url = os.environ.get("GALILEO_API_URL", DEFAULT_LOCAL_URL)
-    proc = None
+    if _collector_running(url):
+        yield url
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        if not _collector_running(url):
-            proc = _start_collector(url, os.path.join(tmp, "demo.db"))
+        proc = _start_collector(url, os.path.join(tmp, "demo.db"))
         try:
-            with serve(make_retriever_app()) as retriever, serve(make_gateway_app(retriever)) as gateway:
-                question = "What moons did Galileo see?"
-                answer = requests.get(f"{gateway}/ask", params={"q": question}, timeout=30).json()
-            galileo.shutdown(timeout=15)  # deliver what the services queued
-            tree = requests.get(f"{url}/api/traces/{answer['trace_id']}", timeout=5)
-            tree.raise_for_status()
-            print(f"gateway answered: {answer['answer']}")
-            print(f"trace {answer['trace_id']} as the collector at {url} stored it:\n")
-            print(format_tree(tree.json()))
+            yield url
         finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(10)
+            proc.terminate()
+            proc.wait(10)
+
+
+def print_trace(url: str, trace_id: str) -> None:
+    """The trace as the collector at ``url`` stored it, as ``galileo-collector tree`` prints it."""
+    tree = requests.get(f"{url}/api/traces/{trace_id}", timeout=5)
+    tree.raise_for_status()
+    print(f"trace {trace_id} as the collector at {url} stored it:\n")
+    print(format_tree(tree.json()))
+
+
+def main() -> int:
+    with local_collector() as url:
+        with serve(make_retriever_app()) as retriever, serve(make_gateway_app(retriever)) as gateway:
+            question = "What moons did Galileo see?"
+            answer = requests.get(f"{gateway}/ask", params={"q": question}, timeout=30).json()
+        galileo.shutdown(timeout=15)  # deliver what the services queued
+        print(f"gateway answered: {answer['answer']}")
+        print_trace(url, answer["trace_id"])
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from typing import Any
 
 import requests
@@ -30,13 +29,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import galileo
-from galileo.collector.cli import format_tree
-from galileo.config import DEFAULT_LOCAL_URL
 from galileo.middleware import TracingMiddleware, get_request_logger
 from galileo.propagation import tracing_headers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from demo import _collector_running, _start_collector
+from demo import local_collector, print_trace
 from two_services import serve
 
 PROJECT = "otel-demo"
@@ -109,30 +106,18 @@ def make_frontend_app(answerer: str, collector: str) -> Starlette:
 
 
 def main() -> int:
-    url = os.environ.get("GALILEO_API_URL", DEFAULT_LOCAL_URL)
-    proc = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if not _collector_running(url):
-            proc = _start_collector(url, os.path.join(tmp, "otel-demo.db"))
-        try:
-            with (
-                serve(make_ranker_app(url)) as ranker,
-                serve(make_answerer_app(ranker)) as answerer,
-                serve(make_frontend_app(answerer, url)) as frontend,
-            ):
-                asked = {"q": "Which moon is largest?"}
-                body = requests.get(f"{frontend}/ask", params=asked, timeout=30).json()
-            galileo.shutdown(timeout=15)  # deliver what the answerer queued
-            trace = requests.get(f"{url}/api/traces/{body['trace_id']}", timeout=5)
-            trace.raise_for_status()
-            print(f"frontend answered: {body['answer']}")
-            print(f"trace {body['trace_id']} as the collector at {url} stored it:\n")
-            print(format_tree(trace.json()))
-            print(f"\nin the viewer: {url}/traces/{body['trace_id']}")
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(10)
+    with local_collector() as url:
+        with (
+            serve(make_ranker_app(url)) as ranker,
+            serve(make_answerer_app(ranker)) as answerer,
+            serve(make_frontend_app(answerer, url)) as frontend,
+        ):
+            asked = {"q": "Which moon is largest?"}
+            body = requests.get(f"{frontend}/ask", params=asked, timeout=30).json()
+        galileo.shutdown(timeout=15)  # deliver what the answerer queued
+        print(f"frontend answered: {body['answer']}")
+        print_trace(url, body["trace_id"])
+        print(f"\nin the viewer: {url}/traces/{body['trace_id']}")
     return 0
 
 

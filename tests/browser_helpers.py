@@ -6,6 +6,7 @@
 * ``page`` (function): the shared browser, with a screenshot saved to ``test-artifacts/`` (or
   ``$GALILEO_TEST_ARTIFACTS``) when the test fails.
 * :func:`wait_until`: poll a condition on the page, looking elements up again when the page replaced them.
+* :func:`span_rows`: a trace page's visible span rows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["ARTIFACTS", "WAIT", "browser", "page", "wait_until"]
+__all__ = ["ARTIFACTS", "WAIT", "browser", "page", "span_rows", "wait_until"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -40,6 +41,19 @@ def wait_until(driver: Any, condition: Any, timeout: float = WAIT) -> Any:
     return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
         condition
     )
+
+
+def span_rows(driver: Any) -> list[tuple[str | None, str | None, str]]:
+    """The trace page's visible span rows: (depth, type, name) each."""
+    rows = [row for row in driver.find_elements("css selector", ".span-row") if row.is_displayed()]
+    return [
+        (
+            row.get_attribute("data-depth"),
+            row.get_attribute("data-type"),
+            row.find_element("css selector", ".name").text,
+        )
+        for row in rows
+    ]
 
 
 @pytest.hookimpl(wrapper=True)

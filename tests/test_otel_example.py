@@ -12,22 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import wait_until
+from browser_helpers import span_rows, wait_until
 from collector_process import CollectorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _rows(driver: Any) -> list[tuple[str | None, str | None, str]]:
-    rows = [row for row in driver.find_elements("css selector", ".span-row") if row.is_displayed()]
-    return [
-        (
-            row.get_attribute("data-depth"),
-            row.get_attribute("data-type"),
-            row.find_element("css selector", ".name").text,
-        )
-        for row in rows
-    ]
 
 
 @pytest.mark.browser
@@ -55,8 +43,8 @@ def test_three_services_two_tracing_worlds_one_trace(collector: CollectorProcess
     ]
 
     page.get(f"{collector.url}/traces/{trace_id.group(1)}")
-    wait_until(page, lambda d: len(_rows(d)) == 5)
-    assert sorted(_rows(page)) == sorted(
+    wait_until(page, lambda d: len(span_rows(d)) == 5)
+    assert sorted(span_rows(page)) == sorted(
         [
             ("0", "trace", "GET /ask"),
             ("1", "workflow", "GET /ask"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import wait_until
+from browser_helpers import span_rows, wait_until
 from collector_process import CollectorProcess
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -22,18 +22,6 @@ from galileo import GalileoLogger
 from galileo._w3c import otel_span_id, otel_trace_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_sdk")]
-
-
-def _rows(driver: Any) -> list[tuple[str | None, str | None, str]]:
-    rows = [row for row in driver.find_elements("css selector", ".span-row") if row.is_displayed()]
-    return [
-        (
-            row.get_attribute("data-depth"),
-            row.get_attribute("data-type"),
-            row.find_element("css selector", ".name").text,
-        )
-        for row in rows
-    ]
 
 
 def test_an_otel_service_under_our_workflow_is_one_tree_in_the_viewer(
@@ -72,5 +60,5 @@ def test_an_otel_service_under_our_workflow_is_one_tree_in_the_viewer(
         ("2", "workflow", "GET /moons"),
         ("3", "llm", "chat moons"),
     ]
-    wait_until(page, lambda d: _rows(d) == expected)
+    wait_until(page, lambda d: span_rows(d) == expected)
     assert not [chip for chip in page.find_elements("css selector", ".chip.orphan") if chip.is_displayed()]
