@@ -30,9 +30,24 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["MAX_METADATA", "MAX_VALUE_CHARS", "RECORD_TYPE", "record_from_attributes", "span_attributes"]
+__all__ = [
+    "EXPERIMENT",
+    "LOG_STREAM",
+    "MAX_METADATA",
+    "MAX_VALUE_CHARS",
+    "PROJECT",
+    "RECORD_TYPE",
+    "SESSION",
+    "record_from_attributes",
+    "span_attributes",
+]
 
 RECORD_TYPE: Final = "galileo.record.type"
+#: Where a span goes in Galileo, as span or resource attributes (the published ``galileo.otel``'s names).
+PROJECT: Final = "galileo.project.name"
+LOG_STREAM: Final = "galileo.logstream.name"
+EXPERIMENT: Final = "galileo.experiment.id"
+SESSION: Final = "galileo.session.id"
 STATUS_CODE: Final = "galileo.status_code"
 KIND: Final = "openinference.span.kind"
 OPERATION: Final = "gen_ai.operation.name"

@@ -44,17 +44,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from galileo import _semconv
 from galileo._semconv import MAX_VALUE_CHARS, record_from_attributes
-from galileo._w3c import PARENT_SPAN_ID_KEY, SPAN_ID_KEY, TRACE_ID_KEY, span_uuid, trace_uuid, uuid_hex
+from galileo._w3c import PARENT_SPAN_ID_KEY, SPAN_ID_KEY, TRACE_ID_KEY, otel_span_id, span_uuid, trace_uuid
 from galileo.collector._otlp import OtelSpan
 from galileo.collector.store import Record, Store
 
 __all__ = [
     "DEFAULT_LOG_STREAM",
     "DEFAULT_PROJECT",
-    "EXPERIMENT_ATTRIBUTE",
-    "LOG_STREAM_ATTRIBUTE",
-    "PROJECT_ATTRIBUTE",
     "store_spans",
 ]
 
@@ -62,10 +60,6 @@ logger = logging.getLogger("galileo.collector")
 
 DEFAULT_PROJECT: Final = "default"
 DEFAULT_LOG_STREAM: Final = "default"
-PROJECT_ATTRIBUTE: Final = "galileo.project.name"
-LOG_STREAM_ATTRIBUTE: Final = "galileo.logstream.name"
-EXPERIMENT_ATTRIBUTE: Final = "galileo.experiment.id"
-SESSION_ATTRIBUTE: Final = "galileo.session.id"
 MAX_NAME_CHARS: Final = 256
 
 _WAIT = "INSERT OR IGNORE INTO otel_waiting (trace_id, parent_span, parent_id, record_id) VALUES (?, ?, ?, ?)"
@@ -91,11 +85,11 @@ class _Locations:
 
     def of(self, span: OtelSpan) -> _Location:
         attributes, resource = span.attributes, span.resource
-        project = _name(attributes.get(PROJECT_ATTRIBUTE), resource.get(PROJECT_ATTRIBUTE), self.project)
+        project = _name(attributes.get(_semconv.PROJECT), resource.get(_semconv.PROJECT), self.project)
         stream = _name(
-            attributes.get(LOG_STREAM_ATTRIBUTE), resource.get(LOG_STREAM_ATTRIBUTE), self.log_stream
+            attributes.get(_semconv.LOG_STREAM), resource.get(_semconv.LOG_STREAM), self.log_stream
         )
-        experiment = self.experiment or EXPERIMENT_ATTRIBUTE in attributes or EXPERIMENT_ATTRIBUTE in resource
+        experiment = self.experiment or _semconv.EXPERIMENT in attributes or _semconv.EXPERIMENT in resource
         key = (project or DEFAULT_PROJECT, stream or (None if experiment else DEFAULT_LOG_STREAM))
         if key not in self._ids:
             found, _ = self.store.create_project(key[0], "gen_ai")
@@ -176,7 +170,7 @@ def _trace_record(span: OtelSpan, fields: Mapping[str, Any], trace_id: str, wher
         "status_code": fields["status_code"],
         "metrics": {"duration_ns": span.end_ns - span.start_ns},
     }
-    session = span.attributes.get(SESSION_ATTRIBUTE) or span.resource.get(SESSION_ATTRIBUTE)
+    session = span.attributes.get(_semconv.SESSION) or span.resource.get(_semconv.SESSION)
     session_id = _uuid(session)
     if session_id is not None:
         body["session_id"] = session_id
@@ -203,7 +197,7 @@ class _Trace:
         self.ids = {row["id"] for row in rows}
         self.by_span: dict[str, str] = {}
         for row in rows:  # the uuid's prefix first, so that a record's own metadata wins
-            self.by_span.setdefault(uuid_hex(row["id"])[:16], row["id"])
+            self.by_span.setdefault(otel_span_id(row["id"]), row["id"])
         for row in rows:
             if isinstance(row["otel_span"], str):
                 self.by_span[row["otel_span"]] = row["id"]

@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from galileo import _semconv, schema
+from galileo import _semconv, _w3c, schema
 from galileo._version import __version__
 from galileo.otel._hook import Counts
 
@@ -123,18 +123,18 @@ class _RecordExporter(SpanExporter):
             project, log_stream, experiment = destination
             attributes: dict[str, str] = {}
             if project:
-                attributes["galileo.project.name"] = project
+                attributes[_semconv.PROJECT] = project
             if experiment:
-                attributes["galileo.experiment.id"] = experiment
+                attributes[_semconv.EXPERIMENT] = experiment
             elif log_stream:
-                attributes["galileo.logstream.name"] = log_stream
+                attributes[_semconv.LOG_STREAM] = log_stream
             resource = self._resources[destination] = self._base.merge(Resource(attributes))
         return resource
 
     def _build(self, item: _Concluded) -> ReadableSpan:
         record = item.record
         trace_id = int(item.trace_hex, 16)
-        context = SpanContext(trace_id, int(record.id.replace("-", "")[:16], 16), False, _SAMPLED)
+        context = SpanContext(trace_id, int(_w3c.otel_span_id(record.id), 16), False, _SAMPLED)
         parent = None
         if item.parent_hex:
             parent = SpanContext(trace_id, int(item.parent_hex, 16), item.remote_parent, _SAMPLED)

@@ -44,10 +44,12 @@ __all__ = ["GalileoOTLPExporter", "GalileoSpanProcessor", "add_galileo_span_proc
 
 _log = logging.getLogger("galileo")
 
-PROJECT = "galileo.project.name"
-LOGSTREAM = "galileo.logstream.name"
-EXPERIMENT = "galileo.experiment.id"
-SESSION = "galileo.session.id"
+PROJECT, LOGSTREAM, EXPERIMENT, SESSION = (
+    _semconv.PROJECT,
+    _semconv.LOG_STREAM,
+    _semconv.EXPERIMENT,
+    _semconv.SESSION,
+)
 _STAMPS = (PROJECT, LOGSTREAM, EXPERIMENT, SESSION)
 _DEFAULT = "default"
 _tracer_provider: Any = None  # what add_galileo_span_processor was last given
