@@ -171,18 +171,35 @@ def parse_trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | N
 
     A valid Trace-ID without a Parent-ID (or with one equal to it) gives ``(trace_id, trace_id)``.
     """
-    trace = parent = None
+    trace, parent, duplicated, _, _, _ = _scan(headers)
+    return _galileo_ids(trace, parent, duplicated)
+
+
+def _scan(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, str | None, bytes | None, list[bytes], int]:
+    """One pass over raw ASGI headers: X-Galileo Trace-ID and Parent-ID, the X-Galileo header sent twice
+    (if any), the (last) traceparent, the tracestate fields, and how many traceparents were sent."""
+    trace = parent = traceparent = None
+    states: list[bytes] = []
+    duplicated: str | None = None
+    traceparents = 0
     for name, value in headers:
-        # Two bytes comparisons (length first) cost half of a startswith() call per header.
+        # Bytes comparisons (length first) cost half of a startswith() call per header.
         if name == _TRACE:
             if trace is not None:
-                return _galileo_ids(None, None, TRACE_ID_HEADER)
+                duplicated = TRACE_ID_HEADER
             trace = value
         elif name == _PARENT:
             if parent is not None:
-                return _galileo_ids(None, None, PARENT_ID_HEADER)
+                duplicated = PARENT_ID_HEADER
             parent = value
-    return _galileo_ids(trace, parent, None)
+        elif name == _TRACEPARENT:
+            traceparents += 1
+            traceparent = value
+        elif name == _TRACESTATE:
+            states.append(value)  # several tracestate fields are one list (RFC 9110 5.3)
+    return trace, parent, duplicated, traceparent, states, traceparents
 
 
 def w3c_context(
@@ -216,24 +233,7 @@ def _shown(value: str | bytes) -> str:
 def parse_incoming(headers: Iterable[tuple[bytes, bytes]]) -> Incoming:
     """The incoming context of raw ASGI headers (lower-case names): X-Galileo-*, traceparent, tracestate,
     or OpenTelemetry's current span in place of the traceparent; see the module docstring for the rules."""
-    trace = parent = traceparent = None
-    states: list[bytes] = []
-    duplicated: str | None = None
-    traceparents = 0
-    for name, value in headers:
-        if name == _TRACE:
-            if trace is not None:
-                duplicated = TRACE_ID_HEADER
-            trace = value
-        elif name == _PARENT:
-            if parent is not None:
-                duplicated = PARENT_ID_HEADER
-            parent = value
-        elif name == _TRACEPARENT:
-            traceparents += 1
-            traceparent = value
-        elif name == _TRACESTATE:
-            states.append(value)  # several tracestate fields are one list (RFC 9110 5.3)
+    trace, parent, duplicated, traceparent, states, traceparents = _scan(headers)
     w3c = otel_current()
     if w3c is None and traceparent is not None:
         w3c = w3c_context(traceparent, b",".join(states) if states else None, duplicated=traceparents > 1)
