@@ -72,6 +72,7 @@ import datetime as _dt
 import logging
 import sys
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -908,7 +909,8 @@ class GalileoLogger(PublishedLoggerApi):
         - Inside a request (on any thread, through ``TracingMiddleware``) or on a thread running an event
           loop (asyncio or trio): concludes, enqueues and returns at once, with no network wait (``pending``
           is then what is still queued). The request's own trace completes with the response.
-        - Elsewhere: waits until the records are delivered or ``timeout`` seconds pass (None: no bound).
+        - Elsewhere: waits until the records are delivered or ``timeout`` seconds pass (None: no bound),
+          the OTLP export's included (see :mod:`galileo.otel`): one ``timeout`` for both.
         - Never raises because of the backend; records that cannot be delivered are retried within the
           retry window, then counted in ``galileo.stats()`` and logged. ``on_error`` receives what an
           ``ingestion_hook`` raised, when this flush waited for the hook (see :mod:`galileo._ingestion`).
@@ -922,7 +924,7 @@ class GalileoLogger(PublishedLoggerApi):
                 self._hook_jobs = ()
         traces = self._sent(traces)
         if self._export is not None and not _must_not_block():
-            self._export.flush(timeout)
+            timeout = _export_first(self._export, timeout)
         if jobs:
             return self._wait_for_hook(traces, jobs, on_error, timeout)
         if not outboxes:
@@ -958,7 +960,9 @@ class GalileoLogger(PublishedLoggerApi):
                 self._hook_jobs = ()
         traces = self._sent(traces)
         if self._export is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._export.flush, timeout)
+            timeout = await asyncio.get_running_loop().run_in_executor(
+                None, _export_first, self._export, timeout
+            )
         if jobs:
             loop = asyncio.get_running_loop()
             pending = await loop.run_in_executor(None, _ingestion.wait, jobs, timeout)
@@ -1269,3 +1273,11 @@ _utcnow = schema._utcnow
 
 def _count_records(record: schema.Record) -> int:
     return 1 + sum(_count_records(child) for child in getattr(record, "spans", ()))
+
+
+def _export_first(export: _otel.Export, timeout: float | None) -> float | None:
+    """Wait (bounded) for the OTLP export, then give the sender what is left of ``timeout``: a flush
+    waits ``timeout`` in all, not once per destination. (The sender sends meanwhile, on its own threads.)"""
+    started = time.monotonic()
+    export.flush(timeout)
+    return None if timeout is None else max(0.0, timeout - (time.monotonic() - started))

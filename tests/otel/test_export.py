@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from collector_process import CollectorProcess
 from fastapi import FastAPI
 from otlp_sink import OtlpSink, Received, wait_until
@@ -248,6 +249,27 @@ def test_exports_happen_off_the_request_thread(otlp_sink: OtlpSink, monkeypatch:
     elapsed = time.monotonic() - started
     assert elapsed < 1.0, f"3 requests took {elapsed:.2f}s against a sink answering in 2s"
     assert wait_until(lambda: galileo.stats()["otlp_exported"] == 16, timeout=20)
+
+
+def test_a_flush_waits_its_timeout_once_for_both_destinations(
+    otlp_sink: OtlpSink, fresh_collector: CollectorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both the OTLP backend and Galileo answer in 3 s: flush(timeout=1.5) returns after 1.5 s, not 3."""
+    otlp_sink.delay = 3.0
+    requests.put(f"{fresh_collector.url}/api/faults", json={"latency_ms": 3000}, timeout=5).raise_for_status()
+    monkeypatch.setenv("GALILEO_API_URL", fresh_collector.url)
+    monkeypatch.setenv("GALILEO_OTLP_ENDPOINT", otlp_sink.url)
+    monkeypatch.setenv("GALILEO_EXPORTER", "both")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "10")
+    logger = GalileoLogger(mode="distributed")
+    logger.start_trace(input="slow everywhere", name="bounded")
+    logger.add_tool_span(input="x", output="y", name="tool")
+    logger.conclude(output="done")
+    started = time.monotonic()
+    result = logger.flush(timeout=1.5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, f"flush(timeout=1.5) took {elapsed:.2f}s"
+    assert result.pending > 0  # (Galileo had not answered yet)
 
 
 def test_a_full_queue_drops_records_and_counts_every_one(
