@@ -270,6 +270,11 @@ def test_a_flush_waits_its_timeout_once_for_both_destinations(
     elapsed = time.monotonic() - started
     assert elapsed < 2.5, f"flush(timeout=1.5) took {elapsed:.2f}s"
     assert result.pending > 0  # (Galileo had not answered yet)
+    # both backends answer at once again: everything is delivered, and nothing slow is left for later tests
+    otlp_sink.delay = 0.0
+    requests.put(f"{fresh_collector.url}/api/faults", json={"latency_ms": 0}, timeout=5).raise_for_status()
+    assert logger.flush(timeout=20).pending == 0
+    assert wait_until(lambda: galileo.stats()["otlp_exported"] == 2 and galileo.stats()["otlp_queued"] == 0)
 
 
 def test_a_full_queue_drops_records_and_counts_every_one(

@@ -134,13 +134,19 @@ def test_the_hook_thread_s_queue_is_bounded(
 
     logger = GalileoLogger(project=project, log_stream="hook", ingestion_hook=hook)
     before = dropped_by_hook()
-    for n in range(4):
-        logger.start_trace(f"q{n}")
-        logger.add_llm_span("q", "a")
-        logger.flush(timeout=0)  # two batches wait for the hook; the two past the bound are refused
-    assert dropped_by_hook() == before + 4
-    assert "ingestion_hook" in caplog.text
-    release.set()
+    try:
+        for n in range(4):
+            logger.start_trace(f"q{n}")
+            logger.add_llm_span("q", "a")
+            logger.flush(timeout=0)  # two batches wait for the hook; the two past the bound are refused
+        assert dropped_by_hook() == before + 4
+        # (the sender's thread reports drops counted elsewhere: soon, not at once)
+        deadline = time.monotonic() + 10
+        while "ingestion_hook" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "ingestion_hook" in caplog.text
+    finally:
+        release.set()  # (else a failure here would hold the hook thread, and the next tests' hooks, 10 s)
     deadline = time.monotonic() + 10
     while len(seen) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
